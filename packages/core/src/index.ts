@@ -1,1 +1,10 @@
-export {};
+export * from './bytes.js';
+export * from './crypto.js';
+export * from './errors.js';
+export * from './keys.js';
+export * from './object.js';
+export * from './manifest.js';
+export * from './storage.js';
+export * from './storage-conformance.js';
+export * from './repo.js';
+export * from './engine.js';

@@ -1,0 +1,101 @@
+/**
+ * Errors a caller can act on. Every error has a stable `code`, a `hint` that says what to do next,
+ * and keeps its `cause`. Messages never contain secrets.
+ */
+
+export class CofferError extends Error {
+  override name = 'CofferError';
+  readonly code: string;
+  readonly hint: string | undefined;
+  constructor(code: string, message: string, options?: { cause?: unknown; hint?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.hint = options?.hint;
+  }
+}
+
+/** The given key (recovery key or K) does not open this backup. */
+export class WrongKeyError extends CofferError {
+  override name = 'WrongKeyError';
+  constructor(options?: { cause?: unknown }) {
+    super('wrong-key', 'this key does not open this backup', {
+      ...options,
+      hint: 'check the recovery key digit by digit; it is the 64-digit key shown when backups were turned on',
+    });
+  }
+}
+
+export type DamageReason = 'truncated' | 'corrupt' | 'misplaced' | 'rolled-back' | 'missing' | 'config';
+
+const damageText: Record<DamageReason, string> = {
+  truncated: 'was cut short',
+  corrupt: 'is damaged (its contents do not authenticate)',
+  misplaced: 'holds another object than its name says (swapped, or from another backup)',
+  'rolled-back': 'is older than a backup this device has already seen (the store was rolled back)',
+  missing: 'is missing',
+  config: 'has an unreadable repository config',
+};
+
+/** Stored data failed an integrity check. `object` names the stored object, never its content. */
+export class DamagedBackupError extends CofferError {
+  override name = 'DamagedBackupError';
+  readonly reason: DamageReason;
+  readonly object: string | undefined;
+  constructor(reason: DamageReason, object?: string, options?: { cause?: unknown; detail?: string }) {
+    const what = object === undefined ? 'the backup' : `object ${object}`;
+    super('damaged', `${what} ${damageText[reason]}${options?.detail ? `: ${options.detail}` : ''}`, {
+      cause: options?.cause,
+      hint:
+        reason === 'rolled-back'
+          ? 'the store may have been restored from an old copy; restore with --allow-rollback only if you trust it'
+          : 'run `coffer verify` to list every damaged object; earlier backups may still restore',
+    });
+    this.reason = reason;
+    this.object = object;
+  }
+}
+
+export class UnsupportedFormatError extends CofferError {
+  override name = 'UnsupportedFormatError';
+  constructor(message: string) {
+    super('unsupported', message, { hint: 'upgrade coffer to read this backup' });
+  }
+}
+
+/** The store could not be reached or failed transiently; nothing was changed by us. */
+export class StorageUnavailableError extends CofferError {
+  override name = 'StorageUnavailableError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('storage-unavailable', message, { ...options, hint: 'check that the storage location exists and is reachable, then try again' });
+  }
+}
+
+export class ObjectExistsError extends CofferError {
+  override name = 'ObjectExistsError';
+  constructor(readonly object: string) {
+    super('exists', `object ${object} already exists`);
+  }
+}
+
+export class ObjectNotFoundError extends CofferError {
+  override name = 'ObjectNotFoundError';
+  constructor(readonly object: string) {
+    super('not-found', `object ${object} does not exist`);
+  }
+}
+
+/** Another backup wrote the same sequence number at the same time. */
+export class ConflictError extends CofferError {
+  override name = 'ConflictError';
+  constructor(message: string) {
+    super('conflict', message, { hint: 'another backup of this repository ran at the same time; run the backup again' });
+  }
+}
+
+/** Bad input from the caller: a usage error. */
+export class UsageError extends CofferError {
+  override name = 'UsageError';
+  constructor(message: string, hint?: string) {
+    super('usage', message, hint === undefined ? undefined : { hint });
+  }
+}

@@ -1,0 +1,126 @@
+/** Manifests: spec/format.md §5. */
+import { fromUtf8, toHex, utf8 } from './bytes.js';
+import { DamagedBackupError } from './errors.js';
+
+export type EntryKind = 'file' | 'dir' | 'symlink';
+
+export interface TreeEntry {
+  /** Relative, `/`-separated, validated by `checkEntryPath`. */
+  path: string;
+  kind: EntryKind;
+  mode: number;
+  /** Nanoseconds since the epoch, as a decimal string. */
+  mtimeNs: string;
+  /** Files only. */
+  size?: number;
+  /** Files only: chunk ids in order. */
+  chunks?: string[];
+  /** Symlinks only. */
+  target?: string;
+  /** Change-detection hints of the writing client; ignored by readers. */
+  hint?: { ino?: string; ctimeNs?: string };
+}
+
+export interface ManifestHeader {
+  type: 'coffer-manifest';
+  version: 1;
+  backupId: string;
+  seq: number;
+  parentSeq: number | null;
+  createdAt: string;
+  entries: number;
+  files: number;
+  bytes: number;
+}
+
+export interface Manifest {
+  header: ManifestHeader;
+  entries: TreeEntry[];
+}
+
+/** A path is safe to create under a restore target (§5): throws a plain Error describing why not. */
+export function entryPathProblem(path: string): string | null {
+  if (typeof path !== 'string' || path.length === 0) return 'empty path';
+  if (path.startsWith('/')) return 'absolute path';
+  if (path.includes('\u0000') || path.includes('\\')) return 'NUL or backslash in path';
+  for (const part of path.split('/')) {
+    if (part === '' || part === '.' || part === '..') return `path component ${JSON.stringify(part)}`;
+  }
+  return null;
+}
+
+/** Order of entries: by path in UTF-16 code unit order, so parents come before children. */
+export function compareEntryPaths(a: string, b: string): number {
+  // Sorting by path components keeps "a/b" right after "a" (before "a-b").
+  const pa = a.split('/');
+  const pb = b.split('/');
+  for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
+    if (pa[i]! < pb[i]!) return -1;
+    if (pa[i]! > pb[i]!) return 1;
+  }
+  return pa.length - pb.length;
+}
+
+export function encodeManifest(m: Manifest): Uint8Array {
+  const lines = [JSON.stringify(m.header)];
+  for (const e of m.entries) lines.push(JSON.stringify(e));
+  return utf8(lines.join('\n') + '\n');
+}
+
+const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const ID = /^[0-9a-f]{64}$/;
+
+/** Parses and validates a decrypted manifest; anything off is `DamagedBackupError(corrupt|misplaced)`. */
+export function decodeManifest(bytes: Uint8Array, name: string, expect: { backupId: Uint8Array; seq: number }): Manifest {
+  const bad = (detail: string) => new DamagedBackupError('corrupt', name, { detail });
+  let text: string;
+  try {
+    text = fromUtf8(bytes);
+  } catch (e) {
+    throw new DamagedBackupError('corrupt', name, { cause: e, detail: 'not UTF-8' });
+  }
+  const lines = text.split('\n');
+  if (lines.pop() !== '') throw bad('does not end with a newline');
+  let header: ManifestHeader;
+  try {
+    header = JSON.parse(lines[0] ?? '');
+  } catch (e) {
+    throw new DamagedBackupError('corrupt', name, { cause: e, detail: 'bad header line' });
+  }
+  if (header?.type !== 'coffer-manifest' || header.version !== 1) throw bad('not a version 1 manifest');
+  if (header.backupId !== toHex(expect.backupId) || header.seq !== expect.seq) throw new DamagedBackupError('misplaced', name);
+  if (!isInt(header.entries) || header.entries !== lines.length - 1) throw bad('entry count does not match');
+  const entries: TreeEntry[] = [];
+  let prev: string | null = null;
+  for (let i = 1; i < lines.length; i++) {
+    let e: TreeEntry;
+    try {
+      e = JSON.parse(lines[i]!);
+    } catch (err) {
+      throw new DamagedBackupError('corrupt', name, { cause: err, detail: `bad entry on line ${i + 1}` });
+    }
+    const problem = entryPathProblem(e?.path);
+    if (problem) throw bad(`entry ${i}: ${problem}`);
+    if (prev !== null && compareEntryPaths(prev, e.path) >= 0) throw bad(`entry ${i}: out of order or duplicate`);
+    prev = e.path;
+    if (!isInt(e.mode) || typeof e.mtimeNs !== 'string' || !/^\d{1,25}$/.test(e.mtimeNs)) throw bad(`entry ${i}: bad mode or mtime`);
+    if (e.kind === 'file') {
+      if (!isInt(e.size) || !Array.isArray(e.chunks) || !e.chunks.every((c) => typeof c === 'string' && ID.test(c))) {
+        throw bad(`entry ${i}: bad file entry`);
+      }
+    } else if (e.kind === 'symlink') {
+      if (typeof e.target !== 'string' || e.target.length === 0 || e.target.includes('\u0000')) throw bad(`entry ${i}: bad symlink`);
+    } else if (e.kind !== 'dir') {
+      throw bad(`entry ${i}: unknown kind`);
+    }
+    entries.push(e);
+  }
+  return { header, entries };
+}
+
+export const manifestName = (seq: number): string => `manifests/${String(seq).padStart(20, '0')}`;
+
+export function parseManifestName(name: string): number | null {
+  const m = /^manifests\/(\d{20})$/.exec(name);
+  return m ? Number(m[1]) : null;
+}

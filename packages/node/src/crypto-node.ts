@@ -1,0 +1,45 @@
+/** The CryptoProvider on Node's OpenSSL bindings: synchronous and several times faster than Web Crypto. */
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import type { AeadKey, CryptoProvider } from '@coffer/core';
+
+interface NodeAeadKey extends AeadKey {
+  readonly raw: Buffer;
+}
+
+const asBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+
+export const nodeCryptoProvider: CryptoProvider = {
+  name: 'node',
+  randomBytes: (n) => new Uint8Array(randomBytes(n)),
+  async hmacSha256(key, data) {
+    return new Uint8Array(createHmac('sha256', key).update(data).digest());
+  },
+  async hkdfSha256(ikm, salt, info, length) {
+    return new Uint8Array(hkdfSync('sha256', ikm, salt, info, length));
+  },
+  async aeadKey(raw) {
+    return { provider: 'node', raw: Buffer.from(raw) } as NodeAeadKey;
+  },
+  async aeadSeal(key, nonce, plaintext, aad) {
+    const c = createCipheriv('aes-256-gcm', (key as NodeAeadKey).raw, nonce);
+    c.setAAD(aad);
+    const out = Buffer.allocUnsafe(plaintext.length + 16);
+    const n = c.update(asBuffer(plaintext)).copy(out, 0);
+    c.final();
+    c.getAuthTag().copy(out, n);
+    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+  },
+  async aeadOpen(key, nonce, sealed, aad) {
+    if (sealed.length < 16) return null;
+    const d = createDecipheriv('aes-256-gcm', (key as NodeAeadKey).raw, nonce);
+    d.setAAD(aad);
+    d.setAuthTag(sealed.subarray(sealed.length - 16));
+    const plain = d.update(asBuffer(sealed.subarray(0, sealed.length - 16)));
+    try {
+      d.final();
+    } catch {
+      return null;
+    }
+    return new Uint8Array(plain.buffer, plain.byteOffset, plain.byteLength);
+  },
+};

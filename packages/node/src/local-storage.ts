@@ -1,0 +1,166 @@
+/**
+ * The local-folder backend (spec/format.md §7). Layout: `config`, `manifests/<seq>`,
+ * `data/<first two hex digits>/<id>`. A put writes a temporary file in `tmp/`, fsyncs it and
+ * hard-links it into place, which is atomic and fails if the name exists (write-once).
+ * `flush` fsyncs the folders whose entries changed, so the links themselves survive a crash.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { link, mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { checkObjectName, ObjectExistsError, ObjectNotFoundError, StorageUnavailableError, type ByteRange, type Storage } from '@coffer/core';
+
+const code = (e: unknown) => (e as NodeJS.ErrnoException)?.code;
+
+export class LocalStorage implements Storage {
+  readonly label: string;
+  private readonly made = new Set<string>();
+  private dirty = new Set<string>();
+
+  private constructor(readonly root: string) {
+    this.label = `file://${root}`;
+  }
+
+  /** Opens a folder; with `create`, makes it (and its parents) when missing. */
+  static async open(path: string, options: { create?: boolean } = {}): Promise<LocalStorage> {
+    const root = resolve(path);
+    try {
+      if (options.create) await mkdir(root, { recursive: true });
+      const s = await stat(root);
+      if (!s.isDirectory()) throw new StorageUnavailableError(`${root} is not a folder`);
+      await mkdir(join(root, 'tmp'), { recursive: true });
+    } catch (e) {
+      if (e instanceof StorageUnavailableError) throw e;
+      throw new StorageUnavailableError(code(e) === 'ENOENT' ? `folder ${root} does not exist` : `cannot use folder ${root}: ${code(e) ?? e}`, { cause: e });
+    }
+    return new LocalStorage(root);
+  }
+
+  /** The file that holds object `name`. */
+  private file(name: string): string {
+    checkObjectName(name);
+    if (name.startsWith('tmp/') || name === 'tmp') throw new TypeError('object names may not start with tmp/');
+    const m = /^data\/([0-9a-f]{2})([0-9a-f]+)$/.exec(name);
+    return m ? join(this.root, 'data', m[1]!, m[1]! + m[2]!) : join(this.root, ...name.split('/'));
+  }
+
+  private async ensureDir(dir: string): Promise<void> {
+    if (this.made.has(dir)) return;
+    await mkdir(dir, { recursive: true });
+    this.made.add(dir);
+  }
+
+  async put(name: string, data: Uint8Array): Promise<void> {
+    const final = this.file(name);
+    const dir = final.slice(0, final.lastIndexOf('/'));
+    const tmp = join(this.root, 'tmp', `${randomBytes(12).toString('hex')}.tmp`);
+    try {
+      await this.ensureDir(dir);
+      const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+      try {
+        let o = 0;
+        while (o < data.length) o += (await fh.write(data, o, data.length - o)).bytesWritten;
+        await fh.datasync();
+      } finally {
+        await fh.close();
+      }
+      try {
+        await link(tmp, final);
+      } catch (e) {
+        if (code(e) === 'EEXIST') throw new ObjectExistsError(name);
+        throw e;
+      }
+      this.dirty.add(dir);
+    } catch (e) {
+      if (e instanceof ObjectExistsError) throw e;
+      throw new StorageUnavailableError(`${this.label}: writing ${name} failed: ${code(e) ?? e}`, { cause: e });
+    } finally {
+      await unlink(tmp).catch(() => {});
+    }
+  }
+
+  async get(name: string, range?: ByteRange): Promise<Uint8Array> {
+    const path = this.file(name);
+    let fh;
+    try {
+      fh = await open(path, 'r');
+    } catch (e) {
+      if (code(e) === 'ENOENT') throw new ObjectNotFoundError(name);
+      throw new StorageUnavailableError(`${this.label}: reading ${name} failed: ${code(e) ?? e}`, { cause: e });
+    }
+    try {
+      const size = (await fh.stat()).size;
+      const start = Math.min(range?.offset ?? 0, size);
+      const len = Math.min(range ? range.length : size, size - start);
+      const buf = Buffer.allocUnsafeSlow(len);
+      let o = 0;
+      while (o < len) {
+        const { bytesRead } = await fh.read(buf, o, len - o, start + o);
+        if (bytesRead === 0) break;
+        o += bytesRead;
+      }
+      return new Uint8Array(buf.buffer, 0, o);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async stat(name: string): Promise<{ size: number } | null> {
+    try {
+      return { size: (await stat(this.file(name))).size };
+    } catch (e) {
+      if (code(e) === 'ENOENT') return null;
+      throw new StorageUnavailableError(`${this.label}: stat ${name} failed: ${code(e) ?? e}`, { cause: e });
+    }
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    const out: string[] = [];
+    const walk = async (dir: string, rel: string): Promise<void> => {
+      let items;
+      try {
+        items = await readdir(dir, { withFileTypes: true });
+      } catch (e) {
+        if (code(e) === 'ENOENT') return;
+        throw new StorageUnavailableError(`${this.label}: listing failed: ${code(e) ?? e}`, { cause: e });
+      }
+      for (const it of items) {
+        const r = rel ? `${rel}/${it.name}` : it.name;
+        if (r === 'tmp') continue;
+        if (it.isDirectory()) {
+          // Only descend where names with this prefix can be.
+          const asData = /^data\/[0-9a-f]{2}$/.test(r);
+          if (asData || prefix.startsWith(r + '/') || r.startsWith(prefix) || (r + '/').startsWith(prefix)) await walk(join(dir, it.name), r);
+        } else if (it.isFile()) {
+          const name = /^data\/[0-9a-f]{2}\/[0-9a-f]+$/.test(r) ? `data/${it.name}` : r;
+          if (name.startsWith(prefix)) out.push(name);
+        }
+      }
+    };
+    await walk(this.root, '');
+    return out;
+  }
+
+  async delete(name: string): Promise<void> {
+    try {
+      await rm(this.file(name), { force: true });
+    } catch (e) {
+      throw new StorageUnavailableError(`${this.label}: deleting ${name} failed: ${code(e) ?? e}`, { cause: e });
+    }
+  }
+
+  async flush(): Promise<void> {
+    const dirs = [...this.dirty];
+    this.dirty = new Set();
+    // A folder's own entry in its parent was made durable when it was created, on the first flush.
+    for (const d of new Set([...dirs, ...dirs.map((d) => d.slice(0, d.lastIndexOf('/')))])) {
+      if (!d.startsWith(this.root)) continue;
+      const fh = await open(d, 'r');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    }
+  }
+}
