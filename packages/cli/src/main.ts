@@ -1,1 +1,319 @@
-export async function main(_a: string[]): Promise<number> { return 0; }
+/** The `coffer` command. Each subcommand checks its input once, here at the edge. */
+import { readFileSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import {
+  backup, CofferError, DamagedBackupError, formatRecoveryKey, generateBackupKey, parseRecoveryKey, Repository,
+  restore, UsageError, verify, type SecretKey, type Storage,
+} from '@coffer/core';
+import { FolderSource, FolderTarget, isEmptyOrMissing, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, workerCodec } from '@coffer/node';
+import { Exit, formatBytes, ProgressView, promptSecret, readStdinLine, reportError, type Io } from './output.js';
+import { keyHex, loadProfile, loadState, profileDir, profileExists, profileKey, rememberSeq, saveProfile, type Profile } from './profile.js';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+const HELP = `coffer ${VERSION} - end-to-end encrypted backups
+
+Usage: coffer <command> [options]
+
+Commands:
+  init --storage LOCATION [--recovery-key]   turn on backups; prints the 64-digit recovery key once
+  init --storage LOCATION --recovery-key-stdin
+                                             connect this device to an existing backup
+  backup DIR                                 back up a folder (only changes are uploaded)
+  restore DIR [--storage LOCATION --recovery-key-stdin]
+                                             restore the newest backup into DIR (a new or empty folder)
+  status                                     show the profile, the store and its backups
+  verify                                     read back every stored object and check it
+
+Options for every command:
+  --profile DIR   profile folder (default: $COFFER_HOME or ~/.coffer)
+  --json          machine-readable output on stdout; progress as JSON lines on stderr
+  --quiet         no progress output
+  --help          help for a command
+
+LOCATION is a folder path or a file:// URL.
+Exit codes: 0 ok, 1 failure, 2 bad usage, 3 wrong key, 4 damaged backup, 5 storage unreachable.
+`;
+
+const COMMAND_HELP: Record<string, string> = {
+  init: `Usage: coffer init --storage LOCATION [--recovery-key | --recovery-key-stdin] [--profile DIR] [--json]
+
+Creates a profile holding a new random backup key and an empty backup at LOCATION, and prints the
+64-digit recovery key once. With --recovery-key-stdin, connects this device to the existing backup
+at LOCATION instead, using the recovery key read from standard input.
+`,
+  backup: `Usage: coffer backup DIR [--profile DIR] [--json] [--quiet]
+
+Backs up the folder DIR. Files unchanged since the last backup are not read again, and chunks the
+store already holds are not uploaded again. An interrupted backup leaves earlier ones intact; run
+it again to finish.
+`,
+  restore: `Usage: coffer restore DIR [--storage LOCATION (--recovery-key-stdin | prompt)] [--backup N]
+                     [--overwrite] [--allow-rollback] [--profile DIR] [--json] [--quiet]
+
+Restores the newest backup (or backup number N) into DIR. Without --storage, uses the profile.
+DIR must be new or empty unless --overwrite is given. Nothing appears in DIR until every file has
+been verified.
+`,
+  status: `Usage: coffer status [--profile DIR] [--json]\n\nShows the profile, the store and its backups.\n`,
+  verify: `Usage: coffer verify [--profile DIR] [--json] [--quiet]\n\nReads back every object of every backup and checks it; exit code 4 if any is damaged.\n`,
+};
+
+const common = {
+  profile: { type: 'string' },
+  json: { type: 'boolean' },
+  quiet: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options'];
+
+function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O, positionals: number) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options: { ...common, ...options }, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, ''), 'see `coffer <command> --help`');
+  }
+  if (parsed.positionals.length > positionals) throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[positionals])}`, 'see `coffer <command> --help`');
+  return parsed as { values: { [K in keyof (O & typeof common)]?: K extends keyof O ? (O[K] extends { type: 'boolean' } ? boolean : string) : K extends 'profile' ? string : boolean }; positionals: string[] };
+}
+
+function say(io: Io, json: boolean, human: string, data: Record<string, unknown>): void {
+  io.stdout.write(json ? JSON.stringify({ ok: true, ...data }) + '\n' : human);
+}
+
+async function readKey(io: Io, fromStdin: boolean | undefined): Promise<SecretKey> {
+  const text = fromStdin ? await readStdinLine(io) : await promptSecret(io, 'Recovery key (64 digits): ');
+  return parseRecoveryKey(text);
+}
+
+async function cmdInit(io: Io, args: string[]): Promise<number> {
+  const { values } = parse(args, { storage: { type: 'string' }, 'recovery-key': { type: 'boolean' }, 'recovery-key-stdin': { type: 'boolean' } }, 0);
+  const json = !!values.json;
+  const home = profileDir(values.profile, io.env);
+  if (!values.storage) throw new UsageError('--storage is required', 'pass the folder (or file:// URL) that stands for your cloud store');
+  if (values['recovery-key'] && values['recovery-key-stdin']) throw new UsageError('--recovery-key and --recovery-key-stdin do not go together');
+  if (await profileExists(home)) throw new UsageError(`a profile already exists in ${home}`, 'pass --profile DIR (or set COFFER_HOME) to make another one');
+  const storage = await openStorage(values.storage, { create: !values['recovery-key-stdin'] });
+  const profile = (key: SecretKey, repo: Repository): Profile => ({
+    version: 1, storage: values.storage!, backupId: repo.config.backupId, key: keyHex(key), protection: 'recovery-key', createdAt: new Date().toISOString(),
+  });
+  if (values['recovery-key-stdin']) {
+    const key = await readKey(io, true);
+    const repo = await Repository.open(storage, crypto, key);
+    await saveProfile(home, profile(key, repo));
+    key.wipe();
+    say(io, json, `Connected to the backup at ${redactUrl(values.storage)}.\nProfile: ${home}\n`, { profile: home, storage: redactUrl(values.storage), backupId: repo.config.backupId });
+    return Exit.ok;
+  }
+  const key = generateBackupKey(crypto);
+  const repo = await Repository.init(storage, crypto, key);
+  await saveProfile(home, profile(key, repo));
+  const recoveryKey = formatRecoveryKey(key);
+  key.wipe();
+  const groups = recoveryKey.split(' ');
+  const lines = [0, 4, 8, 12].map((i) => '    ' + groups.slice(i, i + 4).join(' ')).join('\n');
+  say(
+    io,
+    json,
+    `Encrypted backups are on.\n\nYour recovery key (shown only this once):\n\n${lines}\n\n` +
+      `Write it down and keep it safe. With it, anyone can restore your backups; without it and\n` +
+      `without this device, nobody can, not even the operator of the store.\n\nProfile: ${home}\nStore:   ${redactUrl(values.storage)}\n`,
+    { profile: home, storage: redactUrl(values.storage), backupId: repo.config.backupId, recoveryKey },
+  );
+  return Exit.ok;
+}
+
+async function cmdBackup(io: Io, args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {}, 1);
+  const json = !!values.json;
+  const dir = positionals[0];
+  if (!dir) throw new UsageError('which folder should be backed up?', 'coffer backup DIR');
+  const home = profileDir(values.profile, io.env);
+  const profile = await loadProfile(home);
+  const storage = await openStorage(profile.storage);
+  const key = profileKey(profile);
+  const view = ProgressView.for(io, json, 'backup', values.quiet);
+  let codec;
+  try {
+    const repo = await Repository.open(storage, crypto, key);
+    if (repo.config.backupId !== profile.backupId) throw new CofferError('usage', 'the store holds another backup than this profile', { hint: 'check the storage location in profile.json' });
+    codec = workerCodec(repo.keys, repo.config.segmentSize);
+    const state = await loadState(home);
+    const source = new FolderSource(dir);
+    const r = await backup(repo, source, { codec, lastSeenSeq: state.seen[repo.config.backupId] ?? null, onProgress: view.update });
+    view.end();
+    await rememberSeq(home, repo.config.backupId, r.seq);
+    const secs = view.elapsedSeconds();
+    say(
+      io,
+      json,
+      `Backup #${r.seq} done in ${secs.toFixed(1)} s: ${r.files} files, ${formatBytes(r.bytes)}; ` +
+        `${r.filesRead} files read, ${r.chunksUploaded} new chunks (${formatBytes(r.bytesUploaded)}) uploaded, ${r.chunksReused} reused.\n` +
+        (source.skipped.length ? `Skipped ${source.skipped.length} special files (sockets, pipes, devices).\n` : ''),
+      { ...r, seconds: secs, skipped: source.skipped },
+    );
+    return Exit.ok;
+  } finally {
+    view.end();
+    key.wipe();
+    await codec?.close();
+  }
+}
+
+async function cmdRestore(io: Io, args: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    { storage: { type: 'string' }, 'recovery-key-stdin': { type: 'boolean' }, overwrite: { type: 'boolean' }, backup: { type: 'string' }, 'allow-rollback': { type: 'boolean' } },
+    1,
+  );
+  const json = !!values.json;
+  const dir = positionals[0];
+  if (!dir) throw new UsageError('where should the backup be restored?', 'coffer restore DIR (a new or empty folder)');
+  let seq: number | undefined;
+  if (values.backup !== undefined) {
+    if (!/^[1-9]\d{0,15}$/.test(values.backup)) throw new UsageError(`--backup takes a backup number, not ${JSON.stringify(values.backup)}`, 'see `coffer status` for the numbers');
+    seq = Number(values.backup);
+  }
+  if (!values.overwrite && !(await isEmptyOrMissing(dir))) throw new TargetNotEmptyError(dir);
+  const home = profileDir(values.profile, io.env);
+  let storage: Storage;
+  let key: SecretKey;
+  if (values.storage) {
+    storage = await openStorage(values.storage);
+    key = await readKey(io, values['recovery-key-stdin']);
+  } else {
+    if (values['recovery-key-stdin']) throw new UsageError('--recovery-key-stdin needs --storage', 'give the store to restore from');
+    const profile = await loadProfile(home);
+    storage = await openStorage(profile.storage);
+    key = profileKey(profile);
+  }
+  const view = ProgressView.for(io, json, 'restore', values.quiet);
+  let codec;
+  try {
+    const repo = await Repository.open(storage, crypto, key);
+    codec = workerCodec(repo.keys, repo.config.segmentSize);
+    const state = await loadState(home);
+    const r = await restore(repo, new FolderTarget(dir, { overwrite: !!values.overwrite }), {
+      codec, seq, lastSeenSeq: state.seen[repo.config.backupId] ?? null, allowRollback: !!values['allow-rollback'], onProgress: view.update,
+    });
+    view.end();
+    await rememberSeq(home, repo.config.backupId, r.seq);
+    const secs = view.elapsedSeconds();
+    say(io, json, `Restored backup #${r.seq} (${r.createdAt}) into ${dir}: ${r.files} files, ${formatBytes(r.bytes)} in ${secs.toFixed(1)} s, every byte verified.\n`, {
+      ...r, target: dir, seconds: secs,
+    });
+    return Exit.ok;
+  } finally {
+    view.end();
+    key.wipe();
+    await codec?.close();
+  }
+}
+
+async function cmdStatus(io: Io, args: string[]): Promise<number> {
+  const { values } = parse(args, {}, 0);
+  const json = !!values.json;
+  const home = profileDir(values.profile, io.env);
+  const profile = await loadProfile(home);
+  const storage = await openStorage(profile.storage);
+  const key = profileKey(profile);
+  try {
+    const repo = await Repository.open(storage, crypto, key);
+    const state = await loadState(home);
+    const seqs = await repo.manifests();
+    const shown = seqs.slice(-10);
+    const backups = [];
+    for (const s of shown) {
+      try {
+        const h = (await repo.readManifest(s)).header;
+        backups.push({ seq: s, createdAt: h.createdAt, files: h.files, bytes: h.bytes });
+      } catch (e) {
+        if (!(e instanceof DamagedBackupError)) throw e;
+        backups.push({ seq: s, damaged: e.message });
+      }
+    }
+    const objects = (await storage.list('data/')).length;
+    const data = {
+      profile: home, storage: redactUrl(profile.storage), backupId: repo.config.backupId, protection: profile.protection,
+      backups: seqs.length, newest: seqs.at(-1) ?? null, lastSeen: state.seen[repo.config.backupId] ?? null, objects, recent: backups,
+    };
+    const lines = backups.map((b) => ('damaged' in b ? `  #${b.seq}  damaged: ${b.damaged}` : `  #${b.seq}  ${b.createdAt}  ${b.files} files  ${formatBytes(b.bytes!)}`));
+    say(
+      io,
+      json,
+      `Profile:    ${home}\nStore:      ${data.storage}\nBackup id:  ${data.backupId}\nProtection: ${profile.protection}\n` +
+        `Backups:    ${seqs.length}${seqs.length ? ` (newest #${data.newest})` : ''}; ${objects} stored chunks\n` +
+        (lines.length ? `Recent backups:\n${lines.join('\n')}\n` : 'No backup yet: run `coffer backup DIR`.\n'),
+      data,
+    );
+    return Exit.ok;
+  } finally {
+    key.wipe();
+  }
+}
+
+async function cmdVerify(io: Io, args: string[]): Promise<number> {
+  const { values } = parse(args, {}, 0);
+  const json = !!values.json;
+  const home = profileDir(values.profile, io.env);
+  const profile = await loadProfile(home);
+  const storage = await openStorage(profile.storage);
+  const key = profileKey(profile);
+  const view = ProgressView.for(io, json, 'verify', values.quiet);
+  let codec;
+  try {
+    const repo = await Repository.open(storage, crypto, key);
+    codec = workerCodec(repo.keys, repo.config.segmentSize);
+    const state = await loadState(home);
+    const r = await verify(repo, { codec, lastSeenSeq: state.seen[repo.config.backupId] ?? null, onProgress: view.update });
+    view.end();
+    const ok = r.damaged.length === 0;
+    say(
+      io,
+      json,
+      ok
+        ? `All ${r.objectsChecked} objects of ${r.manifests.length} backups check out (${formatBytes(r.bytesChecked)}).\n`
+        : `${r.damaged.length} damaged objects:\n${r.damaged.map((d) => `  ${d.object}: ${d.reason}`).join('\n')}\n`,
+      { ...r },
+    );
+    return ok ? Exit.ok : Exit.damaged;
+  } finally {
+    view.end();
+    key.wipe();
+    await codec?.close();
+  }
+}
+
+const COMMANDS: Record<string, (io: Io, args: string[]) => Promise<number>> = {
+  init: cmdInit,
+  backup: cmdBackup,
+  restore: cmdRestore,
+  status: cmdStatus,
+  verify: cmdVerify,
+};
+
+const defaultIo = (): Io => ({ stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env });
+
+export async function main(argv: string[], io: Io = defaultIo()): Promise<number> {
+  const [command, ...rest] = argv;
+  const json = rest.includes('--json');
+  if (!command || command === '--help' || command === '-h' || command === 'help') {
+    io.stdout.write(HELP);
+    return command ? Exit.ok : Exit.usage;
+  }
+  if (command === '--version') {
+    io.stdout.write(`coffer ${VERSION}\n`);
+    return Exit.ok;
+  }
+  const run = COMMANDS[command];
+  if (!run) return reportError(io, new UsageError(`unknown command ${JSON.stringify(command)}`, 'see `coffer --help`'), json);
+  if (rest.includes('--help') || rest.includes('-h')) {
+    io.stdout.write(COMMAND_HELP[command] ?? HELP);
+    return Exit.ok;
+  }
+  try {
+    return await run(io, rest);
+  } catch (e) {
+    return reportError(io, e, json);
+  }
+}

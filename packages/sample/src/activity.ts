@@ -5,7 +5,7 @@ import { DAY_MS, makeMessages, makeTimestamps, materialize, type Conversation, t
 import { insertAttachments, insertMessages, openDatabase, SCHEMA_VERSION } from './database.js';
 import { SampleError } from './errors.js';
 import { checkSeed, checkTime } from './generate.js';
-import { forEachLimit, MEDIA_KINDS, setTime, writeMediaFile } from './media.js';
+import { forEachLimit, MEDIA_KINDS, setTime, WRITE_CONCURRENCY, writeMediaFile } from './media.js';
 import { Rng } from './random.js';
 import { settleTree } from './tree.js';
 
@@ -50,7 +50,7 @@ export async function addActivity(dir: string, opts: ActivityOptions): Promise<A
   try {
     await access(path);
   } catch (error) {
-    throw new SampleError(`${path} not found: generate a sample in ${dir} first (generateChatData)`, { cause: error });
+    throw new SampleError(`${path} not found: generate a sample in ${dir} first`, { cause: error });
   }
 
   const db = openDatabase(path, false);
@@ -62,23 +62,23 @@ export async function addActivity(dir: string, opts: ActivityOptions): Promise<A
     const last = db.prepare('SELECT max(id) AS id, max(timestamp) AS time FROM messages').get() as { id: number; time: number };
     const now = checkTime('now', opts.now ?? last.time + DAY_MS);
     if (now <= last.time) {
-      throw new SampleError(`now (${new Date(now).toISOString()}) must be after the last message (${new Date(last.time).toISOString()})`);
+      const iso = (ms: number): string => new Date(ms).toISOString();
+      throw new SampleError(`now (${iso(now)}) must be after the last message (${iso(last.time)})`);
     }
+    const all = <T>(sql: string): T[] => db.prepare(sql).all() as T[];
     const members = new Map<number, number[]>();
-    for (const row of db.prepare('SELECT conversation_id AS c, contact_id AS m FROM conversation_members ORDER BY 1, 2').all() as { c: number; m: number }[]) {
-      members.set(row.c, [...(members.get(row.c) ?? []), row.m]);
+    for (const { c, m } of all<{ c: number; m: number }>('SELECT conversation_id c, contact_id m FROM conversation_members ORDER BY 1, 2')) {
+      members.set(c, [...(members.get(c) ?? []), m]);
     }
-    const conversations: Conversation[] = (
-      db.prepare('SELECT id, kind, title, created_at AS createdAt FROM conversations ORDER BY id').all() as Omit<Conversation, 'members'>[]
+    const conversations: Conversation[] = all<Omit<Conversation, 'members'>>(
+      'SELECT id, kind, title, created_at AS createdAt FROM conversations ORDER BY id',
     ).map((c) => ({ ...c, members: members.get(c.id) ?? [] }));
     // Busy chats stay busy: weight each conversation by its message count so far.
-    const counts = new Map(
-      (db.prepare('SELECT conversation_id AS c, count(*) AS n FROM messages GROUP BY 1').all() as { c: number; n: number }[]).map((r) => [r.c, r.n]),
-    );
+    const counts = new Map(all<{ c: number; n: number }>('SELECT conversation_id c, count(*) n FROM messages GROUP BY 1').map((r) => [r.c, r.n]));
     const weights = conversations.map((c) => counts.get(c.id) ?? 0.5);
     const recentIds = db.prepare('SELECT id FROM messages WHERE conversation_id = ? ORDER BY timestamp DESC, id DESC LIMIT 30').pluck();
     const recent = new Map(conversations.map((c) => [c.id, (recentIds.all(c.id) as number[]).reverse()]));
-    const lastAttachment = (db.prepare('SELECT coalesce(max(id), 0) FROM attachments').pluck().get() as number);
+    const lastAttachment = db.prepare('SELECT coalesce(max(id), 0) FROM attachments').pluck().get() as number;
 
     const rng = new Rng(seed, 'activity', String(last.id));
     const timestamps = makeTimestamps(rng, messageCount, Math.max(last.time + 1, now - DAY_MS), now);
@@ -100,7 +100,7 @@ export async function addActivity(dir: string, opts: ActivityOptions): Promise<A
     db.close();
   }
 
-  await forEachLimit(result.files, 4, (file) => writeMediaFile(dir, seed, file));
+  await forEachLimit(result.files, WRITE_CONCURRENCY, (file) => writeMediaFile(dir, seed, file));
   await setTime(path, result.now);
   await settleTree(dir);
   return { newFiles: result.files.map((f) => f.path).sort(), messagesAdded: messageCount };

@@ -40,6 +40,8 @@ class UsageError extends Error {
   override name = 'UsageError';
 }
 
+const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+
 function count(name: string, text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
   if (!/^\d+$/.test(text)) throw new UsageError(`--${name} must be a whole number, got ${JSON.stringify(text)}`);
@@ -90,7 +92,7 @@ export async function cli(argv: string[], io: CliIo = processIo): Promise<number
       io.stdout(
         values.json
           ? `${JSON.stringify({ dir, ...result, seconds: seconds() })}\n`
-          : `Added ${result.messagesAdded} messages and ${result.newFiles.length} photos to ${dir} in ${seconds()} s\n`,
+          : `Added ${plural(result.messagesAdded, 'message')} and ${plural(result.newFiles.length, 'photo')} to ${dir} in ${seconds()} s\n`,
       );
       return 0;
     }
@@ -101,10 +103,10 @@ export async function cli(argv: string[], io: CliIo = processIo): Promise<number
     io.stdout(
       values.json
         ? `${JSON.stringify({ dir, ...summary, seconds: seconds() })}\n`
-        : `Generated ${formatSize(summary.bytes)} in ${dir} in ${seconds()} s: ${summary.messages} messages in ` +
-            `${summary.conversations} conversations (database ${formatSize(summary.databaseBytes)}), ` +
-            `${summary.photos} photos, ${summary.voiceNotes} voice notes, ${summary.videos} videos; ` +
-            `${summary.files} files in ${summary.folders} folders\n`,
+        : `Generated ${formatSize(summary.bytes)} in ${dir} in ${seconds()} s: ${plural(summary.messages, 'message')} in ` +
+            `${plural(summary.conversations, 'conversation')} (database ${formatSize(summary.databaseBytes)}), ` +
+            `${plural(summary.photos, 'photo')}, ${plural(summary.voiceNotes, 'voice note')}, ${plural(summary.videos, 'video')}; ` +
+            `${plural(summary.files, 'file')} in ${plural(summary.folders, 'folder')}\n`,
     );
     return 0;
   } catch (error) {

@@ -1,10 +1,10 @@
 /** `generateChatData`: a fresh sample (messages.db plus media/) in an empty folder. */
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DAY_MS, makeMessages, makePeople, makeTimestamps, materialize, planMedia } from './chat.js';
+import { DAY_MS, SELF_ID, makeMessages, makePeople, makeTimestamps, materialize, planMedia } from './chat.js';
 import { insertAttachments, insertMessages, openDatabase } from './database.js';
 import { SampleError } from './errors.js';
-import { forEachLimit, setTime, writeMediaFile } from './media.js';
+import { forEachLimit, setTime, WRITE_CONCURRENCY, writeMediaFile } from './media.js';
 import { Rng } from './random.js';
 import { formatSize } from './size.js';
 import { settleTree } from './tree.js';
@@ -43,8 +43,6 @@ export const HISTORY_MS = 730 * DAY_MS;
 const FULL_SIZE_BYTES = 64 * 2 ** 20;
 const MAX_MESSAGES = 30_000;
 const MIN_MESSAGES = 300;
-/** Media writes in flight at once, so that the cipher and the disk overlap. */
-const WRITE_CONCURRENCY = 4;
 
 export function checkSeed(seed: unknown): string {
   if ((typeof seed !== 'string' || seed === '') && !(typeof seed === 'number' && Number.isFinite(seed))) {
@@ -116,7 +114,7 @@ export async function generateChatData(dir: string, opts: GenerateOptions): Prom
   try {
     media = db.transaction(() => {
       const contact = db.prepare('INSERT INTO contacts (id, name, phone, is_self) VALUES (?, ?, ?, ?)');
-      for (const c of contacts) contact.run(c.id, c.name, c.phone, c.id === 1 ? 1 : 0);
+      for (const c of contacts) contact.run(c.id, c.name, c.phone, c.id === SELF_ID ? 1 : 0);
       const conversation = db.prepare('INSERT INTO conversations (id, kind, title, created_at) VALUES (?, ?, ?, ?)');
       const member = db.prepare('INSERT INTO conversation_members (conversation_id, contact_id) VALUES (?, ?)');
       for (const c of conversations) {

@@ -1,0 +1,215 @@
+// PKCS#11 HSM through pkcs11js (SoftHSM2 in tests and the quick start, real HSMs in production).
+// Keys: CKK_AES, 256 bits, CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE=true, CKA_EXTRACTABLE=false.
+// Seal: CKM_AES_GCM, 96-bit random nonce from the token's RNG, 128-bit tag.
+
+import { createRequire } from 'node:module';
+import type * as Pkcs11Types from 'pkcs11js';
+import { HsmKeyExistsError, HsmKeyNotFoundError, HsmUnavailableError, UnsealFailedError } from '../errors.js';
+import { checkLabel, GCM_NONCE_BYTES, GCM_TAG_BYTES, type Hsm } from './types.js';
+
+const require = createRequire(import.meta.url);
+
+export const DEFAULT_PKCS11_MODULES = ['/usr/lib/softhsm/libsofthsm2.so', '/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so', '/usr/local/lib/softhsm/libsofthsm2.so'];
+
+export interface Pkcs11Options {
+  /** Path of the PKCS#11 module (.so). */
+  module: string;
+  /** Label of the token to use. */
+  tokenLabel: string;
+  /** User PIN. Held only to log in; never logged. */
+  pin: string;
+}
+
+type P11 = typeof Pkcs11Types;
+
+function loadPkcs11js(): P11 {
+  try {
+    return require('pkcs11js') as P11;
+  } catch (cause) {
+    throw new HsmUnavailableError('the pkcs11js native module could not be loaded (npm install-scripts approve pkcs11js, then npm rebuild pkcs11js)', { cause });
+  }
+}
+
+function isCkr(e: unknown, code: number): boolean {
+  return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === code;
+}
+
+export class Pkcs11Hsm implements Hsm {
+  readonly kind = 'pkcs11' as const;
+  readonly description: string;
+  readonly #p: P11;
+  readonly #lib: Pkcs11Types.PKCS11;
+  readonly #session: Pkcs11Types.Handle;
+  readonly #handles = new Map<string, Pkcs11Types.Handle>();
+  #closed = false;
+
+  private constructor(p: P11, lib: Pkcs11Types.PKCS11, session: Pkcs11Types.Handle, description: string) {
+    this.#p = p;
+    this.#lib = lib;
+    this.#session = session;
+    this.description = description;
+  }
+
+  /** Loads the module, finds the token by label, opens a session and logs in as user. */
+  static open(opts: Pkcs11Options): Pkcs11Hsm {
+    const p = loadPkcs11js();
+    const lib = new p.PKCS11();
+    try {
+      lib.load(opts.module);
+    } catch (cause) {
+      throw new HsmUnavailableError(`cannot load PKCS#11 module ${opts.module}`, { cause });
+    }
+    try {
+      lib.C_Initialize();
+    } catch (e) {
+      if (!isCkr(e, p.CKR_CRYPTOKI_ALREADY_INITIALIZED)) throw new HsmUnavailableError('C_Initialize failed', { cause: e });
+    }
+    let slot: Pkcs11Types.Handle | undefined;
+    for (const s of lib.C_GetSlotList(true)) {
+      const info = lib.C_GetTokenInfo(s);
+      if (info.label.trim() === opts.tokenLabel) {
+        slot = s;
+        break;
+      }
+    }
+    if (slot === undefined) {
+      lib.C_Finalize();
+      throw new HsmUnavailableError(`no initialised PKCS#11 token labelled "${opts.tokenLabel}" in ${opts.module}`);
+    }
+    const session = lib.C_OpenSession(slot, p.CKF_RW_SESSION | p.CKF_SERIAL_SESSION);
+    try {
+      lib.C_Login(session, p.CKU_USER, opts.pin);
+    } catch (e) {
+      if (!isCkr(e, p.CKR_USER_ALREADY_LOGGED_IN)) {
+        lib.C_CloseSession(session);
+        lib.C_Finalize();
+        // The PIN itself is never part of the message.
+        throw new HsmUnavailableError(`login to token "${opts.tokenLabel}" failed (wrong PIN or locked token)`, { cause: e });
+      }
+    }
+    return new Pkcs11Hsm(p, lib, session, `PKCS#11 token "${opts.tokenLabel}" via ${opts.module}`);
+  }
+
+  #find(label: string): Pkcs11Types.Handle | null {
+    const cached = this.#handles.get(label);
+    if (cached) return cached;
+    const p = this.#p;
+    this.#lib.C_FindObjectsInit(this.#session, [
+      { type: p.CKA_CLASS, value: p.CKO_SECRET_KEY },
+      { type: p.CKA_LABEL, value: label },
+    ]);
+    const found = this.#lib.C_FindObjects(this.#session, 2);
+    this.#lib.C_FindObjectsFinal(this.#session);
+    if (found.length > 1) throw new HsmUnavailableError(`more than one key labelled "${label}" on the token; remove the duplicate`);
+    const h = found[0] ?? null;
+    if (h) this.#handles.set(label, h);
+    return h;
+  }
+
+  #key(label: string): Pkcs11Types.Handle {
+    this.#open();
+    const h = this.#find(checkLabel(label));
+    if (!h) throw new HsmKeyNotFoundError(label);
+    return h;
+  }
+
+  #open(): void {
+    if (this.#closed) throw new HsmUnavailableError('the PKCS#11 session is closed');
+  }
+
+  async generateKey(label: string): Promise<void> {
+    this.#open();
+    if (this.#find(checkLabel(label))) throw new HsmKeyExistsError(label);
+    const p = this.#p;
+    const h = this.#lib.C_GenerateKey(this.#session, { mechanism: p.CKM_AES_KEY_GEN }, [
+      { type: p.CKA_CLASS, value: p.CKO_SECRET_KEY },
+      { type: p.CKA_KEY_TYPE, value: p.CKK_AES },
+      { type: p.CKA_VALUE_LEN, value: 32 },
+      { type: p.CKA_LABEL, value: label },
+      { type: p.CKA_TOKEN, value: true },
+      { type: p.CKA_PRIVATE, value: true },
+      { type: p.CKA_SENSITIVE, value: true },
+      { type: p.CKA_EXTRACTABLE, value: false },
+      { type: p.CKA_ENCRYPT, value: true },
+      { type: p.CKA_DECRYPT, value: true },
+      { type: p.CKA_WRAP, value: false },
+      { type: p.CKA_UNWRAP, value: false },
+    ]);
+    this.#handles.set(label, h);
+  }
+
+  async hasKey(label: string): Promise<boolean> {
+    this.#open();
+    return this.#find(checkLabel(label)) !== null;
+  }
+
+  /** Attributes that prove the key cannot leave the token (used by tests and `vault init`). */
+  async keyAttributes(label: string): Promise<{ extractable: boolean; sensitive: boolean; neverExtractable: boolean }> {
+    const p = this.#p;
+    const attrs = this.#lib.C_GetAttributeValue(this.#session, this.#key(label), [
+      { type: p.CKA_EXTRACTABLE },
+      { type: p.CKA_SENSITIVE },
+      { type: p.CKA_NEVER_EXTRACTABLE },
+    ]);
+    const bool = (i: number): boolean => {
+      const v = attrs[i]?.value;
+      return Buffer.isBuffer(v) ? v[0] === 1 : v === true;
+    };
+    return { extractable: bool(0), sensitive: bool(1), neverExtractable: bool(2) };
+  }
+
+  /** Tries to read CKA_VALUE; returns true only if the token hands it out (it must not). */
+  async tryReadKeyValue(label: string): Promise<boolean> {
+    try {
+      const a = this.#lib.C_GetAttributeValue(this.#session, this.#key(label), [{ type: this.#p.CKA_VALUE }]);
+      const v = a[0]?.value;
+      return Buffer.isBuffer(v) && v.length > 0;
+    } catch {
+      return false;
+    }
+  }
+
+  #gcm(nonce: Buffer, aad: Uint8Array): Pkcs11Types.Mechanism {
+    const p = this.#p;
+    return {
+      mechanism: p.CKM_AES_GCM,
+      parameter: { type: p.CK_PARAMS_AES_GCM_v240, iv: nonce, ivBits: GCM_NONCE_BYTES * 8, aad: Buffer.from(aad), tagBits: GCM_TAG_BYTES * 8 } as Pkcs11Types.AesGCM,
+    };
+  }
+
+  async seal(label: string, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
+    const key = this.#key(label);
+    const nonce = this.#lib.C_GenerateRandom(this.#session, Buffer.alloc(GCM_NONCE_BYTES));
+    this.#lib.C_EncryptInit(this.#session, this.#gcm(nonce, aad), key);
+    const out = this.#lib.C_Encrypt(this.#session, Buffer.from(plaintext), Buffer.alloc(plaintext.length + GCM_TAG_BYTES + 16));
+    return new Uint8Array(Buffer.concat([nonce, out]));
+  }
+
+  async unseal(label: string, sealed: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
+    const key = this.#key(label);
+    if (sealed.length < GCM_NONCE_BYTES + GCM_TAG_BYTES) throw new UnsealFailedError('sealed data (too short)');
+    const nonce = Buffer.from(sealed.subarray(0, GCM_NONCE_BYTES));
+    const ct = Buffer.from(sealed.subarray(GCM_NONCE_BYTES));
+    try {
+      this.#lib.C_DecryptInit(this.#session, this.#gcm(nonce, aad), key);
+      const out = this.#lib.C_Decrypt(this.#session, ct, Buffer.alloc(ct.length));
+      return new Uint8Array(out.buffer, out.byteOffset, out.length);
+    } catch (e) {
+      // SoftHSM2 reports a failed GCM tag check as CKR_GENERAL_ERROR; real HSMs use
+      // CKR_ENCRYPTED_DATA_INVALID or CKR_AEAD_DECRYPT_FAILED. All mean the same to us.
+      throw new UnsealFailedError('sealed data', { cause: e });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#lib.C_Logout(this.#session);
+    } catch {
+      /* already logged out */
+    }
+    this.#lib.C_CloseSession(this.#session);
+    this.#lib.C_Finalize();
+  }
+}
