@@ -106,14 +106,15 @@ export async function openObject(
   const key = await objectKey(crypto, keys, binding, header.subarray(8, 24));
   const full = seg + TAG_BYTES;
   const body = sealed.length - HEADER_BYTES;
-  const out = new Uint8Array(body - TAG_BYTES * Math.max(1, Math.ceil(body / full)));
+  const count = Math.max(1, Math.ceil(body / full));
+  if (body - (count - 1) * full < TAG_BYTES) throw new DamagedBackupError('corrupt', name, { detail: `segment ${count - 1} is too short` });
+  const out = new Uint8Array(body - TAG_BYTES * count);
   let o = HEADER_BYTES;
   let p = 0;
   for (let i = 0; ; i++) {
     const end = Math.min(sealed.length, o + full);
     const last = end === sealed.length;
     const piece = sealed.subarray(o, end);
-    if (piece.length < TAG_BYTES) throw new DamagedBackupError('corrupt', name, { detail: `segment ${i} is too short` });
     const plain = await crypto.aeadOpen(key, nonce(i, last), piece, aad);
     if (plain === null) {
       // A final piece that authenticates as a non-final segment means the object was cut here.

@@ -2,7 +2,7 @@
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DAY_MS, makeMessages, makeTimestamps, materialize, type Conversation, type PlannedMedia } from './chat.js';
-import { insertAttachments, insertMessages, openDatabase, SCHEMA_VERSION } from './database.js';
+import { insertAttachments, insertMessages, openSample } from './database.js';
 import { SampleError } from './errors.js';
 import { checkSeed, checkTime } from './generate.js';
 import { forEachLimit, MEDIA_KINDS, setTime, WRITE_CONCURRENCY, writeMediaFile } from './media.js';
@@ -53,12 +53,9 @@ export async function addActivity(dir: string, opts: ActivityOptions): Promise<A
     throw new SampleError(`${path} not found: generate a sample in ${dir} first`, { cause: error });
   }
 
-  const db = openDatabase(path, false);
+  const db = openSample(path);
   let result: { now: number; files: ReturnType<typeof materialize>['files'] };
   try {
-    if (db.pragma('user_version', { simple: true }) !== SCHEMA_VERSION) {
-      throw new SampleError(`${path} is not a coffer sample database (schema version ${SCHEMA_VERSION})`);
-    }
     const last = db.prepare('SELECT max(id) AS id, max(timestamp) AS time FROM messages').get() as { id: number; time: number };
     const now = checkTime('now', opts.now ?? last.time + DAY_MS);
     if (now <= last.time) {

@@ -1,5 +1,6 @@
 /** The chat database: schema and the few statements the generator and `addActivity` share. */
 import Database from 'better-sqlite3';
+import { SampleError } from './errors.js';
 import type { MediaKind } from './media.js';
 
 export type Db = Database.Database;
@@ -77,6 +78,20 @@ export function openDatabase(path: string, create: boolean): Db {
   }
   db.pragma('journal_mode = DELETE'); // no -wal/-shm files, the journal is gone after commit
   return db;
+}
+
+/** Opens an existing sample's database, or explains why it is not one. */
+export function openSample(path: string): Db {
+  let db: Db | undefined;
+  try {
+    db = openDatabase(path, false);
+    const version = db.pragma('user_version', { simple: true });
+    if (version !== SCHEMA_VERSION) throw new Error(`schema version ${String(version)}, expected ${SCHEMA_VERSION}`);
+    return db;
+  } catch (error) {
+    db?.close();
+    throw new SampleError(`${path} is not a coffer sample database (${(error as Error).message})`, { cause: error });
+  }
 }
 
 export function insertMessages(db: Db, rows: readonly MessageRow[]): void {

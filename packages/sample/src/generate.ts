@@ -110,9 +110,9 @@ export async function generateChatData(dir: string, opts: GenerateOptions): Prom
   });
 
   const db = openDatabase(join(dir, 'messages.db'), true);
-  let media: ReturnType<typeof materialize>;
+  let attachments: ReturnType<typeof materialize>;
   try {
-    media = db.transaction(() => {
+    attachments = db.transaction(() => {
       const contact = db.prepare('INSERT INTO contacts (id, name, phone, is_self) VALUES (?, ?, ?, ?)');
       for (const c of contacts) contact.run(c.id, c.name, c.phone, c.id === SELF_ID ? 1 : 0);
       const conversation = db.prepare('INSERT INTO conversations (id, kind, title, created_at) VALUES (?, ?, ?, ?)');
@@ -139,7 +139,7 @@ export async function generateChatData(dir: string, opts: GenerateOptions): Prom
   } finally {
     db.close();
   }
-  const files = media.files;
+  const files = attachments.files;
 
   // What every backup must cope with: an empty file and an empty folder.
   await mkdir(join(dir, 'media', 'Stickers'), { recursive: true });

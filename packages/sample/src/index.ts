@@ -3,6 +3,7 @@
  * and incompressible media — for tests, the demo and benchmarks.
  */
 export { addActivity, type ActivityOptions, type ActivityResult } from './activity.js';
+export { SCHEMA_VERSION } from './database.js';
 export { SampleError } from './errors.js';
 export {
   DEFAULT_NOW, MIN_TARGET_BYTES, generateChatData, type GenerateOptions, type SampleSummary,

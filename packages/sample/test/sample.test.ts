@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -220,5 +220,8 @@ describe('addActivity', () => {
     await assert.rejects(addActivity(dir, { seed: 1, messages: 0, photos: 1 }), /messages of at least 1/);
     await assert.rejects(addActivity(dir, { seed: 1, messages: 5, now: DEFAULT_NOW - DAY }), /after the last message/);
     await assert.rejects(addActivity(dir, { seed: 1, messages: -1 }), /messages must be/);
+    await mkdir(folder('garbage'));
+    await writeFile(join(folder('garbage'), 'messages.db'), 'not a database, just text');
+    await assert.rejects(addActivity(folder('garbage'), { seed: 1, messages: 5 }), /not a coffer sample database/);
   });
 });

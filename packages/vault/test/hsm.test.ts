@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { hsmConformance } from '../src/hsm/conformance.js';
 import { SoftwareHsmDevelopmentOnly, SOFTWARE_HSM_WARNING } from '../src/hsm/software.js';
 import { initSoftHsmToken, openSoftHsm, softHsmInstalled } from '../src/hsm/softhsm.js';
@@ -43,6 +43,7 @@ describe('software HSM', () => {
 const tokenDir = mkdtempSync(join(tmpdir(), 'coffer-softhsm-'));
 assert.ok(softHsmInstalled(), 'SoftHSM2 must be installed to run these tests: run scripts/setup.sh');
 const token = initSoftHsmToken(tokenDir);
+after(() => rmSync(tokenDir, { recursive: true, force: true }));
 
 hsmConformance('PKCS#11 via SoftHSM2', async () => {
   let hsm = openSoftHsm(token);
@@ -55,7 +56,6 @@ hsmConformance('PKCS#11 via SoftHSM2', async () => {
     },
     async cleanup() {
       await hsm.close();
-      rmSync(tokenDir, { recursive: true, force: true });
     },
   };
 });

@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import type * as Pkcs11Types from 'pkcs11js';
 import { HsmKeyExistsError, HsmKeyNotFoundError, HsmUnavailableError, UnsealFailedError } from '../errors.js';
-import { checkLabel, GCM_NONCE_BYTES, GCM_TAG_BYTES, type Hsm } from './types.js';
+import { checkLabel, checkPlaintext, GCM_NONCE_BYTES, GCM_TAG_BYTES, type Hsm } from './types.js';
 
 const require = createRequire(import.meta.url);
 
@@ -39,12 +39,14 @@ export class Pkcs11Hsm implements Hsm {
   readonly description: string;
   readonly #p: P11;
   readonly #lib: Pkcs11Types.PKCS11;
-  readonly #session: Pkcs11Types.Handle;
+  readonly #slot: Pkcs11Types.Handle;
+  #session: Pkcs11Types.Handle;
   readonly #handles = new Map<string, Pkcs11Types.Handle>();
   #closed = false;
 
-  private constructor(p: P11, lib: Pkcs11Types.PKCS11, session: Pkcs11Types.Handle, description: string) {
+  private constructor(p: P11, lib: Pkcs11Types.PKCS11, slot: Pkcs11Types.Handle, session: Pkcs11Types.Handle, description: string) {
     this.#p = p;
+    this.#slot = slot;
     this.#lib = lib;
     this.#session = session;
     this.description = description;
@@ -87,7 +89,7 @@ export class Pkcs11Hsm implements Hsm {
         throw new HsmUnavailableError(`login to token "${opts.tokenLabel}" failed (wrong PIN or locked token)`, { cause: e });
       }
     }
-    return new Pkcs11Hsm(p, lib, session, `PKCS#11 token "${opts.tokenLabel}" via ${opts.module}`);
+    return new Pkcs11Hsm(p, lib, slot, session, `PKCS#11 token "${opts.tokenLabel}" via ${opts.module}`);
   }
 
   #find(label: string): Pkcs11Types.Handle | null {
@@ -177,12 +179,33 @@ export class Pkcs11Hsm implements Hsm {
     };
   }
 
+  /**
+   * After a failed C_Encrypt/C_Decrypt some modules leave the operation active (there is no
+   * C_SessionCancel before PKCS#11 3.0): replace the session. The login survives because it
+   * belongs to the application, and another session stays open while we swap.
+   */
+  #resetSession(): void {
+    const fresh = this.#lib.C_OpenSession(this.#slot, this.#p.CKF_RW_SESSION | this.#p.CKF_SERIAL_SESSION);
+    try {
+      this.#lib.C_CloseSession(this.#session);
+    } catch {
+      /* already gone */
+    }
+    this.#session = fresh;
+  }
+
   async seal(label: string, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
     const key = this.#key(label);
-    const nonce = this.#lib.C_GenerateRandom(this.#session, Buffer.alloc(GCM_NONCE_BYTES));
-    this.#lib.C_EncryptInit(this.#session, this.#gcm(nonce, aad), key);
-    const out = this.#lib.C_Encrypt(this.#session, Buffer.from(plaintext), Buffer.alloc(plaintext.length + GCM_TAG_BYTES + 16));
-    return new Uint8Array(Buffer.concat([nonce, out]));
+    checkPlaintext(plaintext);
+    try {
+      const nonce = this.#lib.C_GenerateRandom(this.#session, Buffer.alloc(GCM_NONCE_BYTES));
+      this.#lib.C_EncryptInit(this.#session, this.#gcm(nonce, aad), key);
+      const out = this.#lib.C_Encrypt(this.#session, Buffer.from(plaintext), Buffer.alloc(plaintext.length + GCM_TAG_BYTES + 16));
+      return new Uint8Array(Buffer.concat([nonce, out]));
+    } catch (cause) {
+      this.#resetSession();
+      throw new HsmUnavailableError('the HSM failed to seal', { cause });
+    }
   }
 
   async unseal(label: string, sealed: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
@@ -195,6 +218,7 @@ export class Pkcs11Hsm implements Hsm {
       const out = this.#lib.C_Decrypt(this.#session, ct, Buffer.alloc(ct.length));
       return new Uint8Array(out.buffer, out.byteOffset, out.length);
     } catch (e) {
+      this.#resetSession();
       // SoftHSM2 reports a failed GCM tag check as CKR_GENERAL_ERROR; real HSMs use
       // CKR_ENCRYPTED_DATA_INVALID or CKR_AEAD_DECRYPT_FAILED. All mean the same to us.
       throw new UnsealFailedError('sealed data', { cause: e });

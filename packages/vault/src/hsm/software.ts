@@ -5,7 +5,7 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { HsmKeyExistsError, HsmKeyNotFoundError, UnsealFailedError } from '../errors.js';
-import { checkLabel, GCM_NONCE_BYTES, GCM_TAG_BYTES, type Hsm } from './types.js';
+import { checkLabel, checkPlaintext, GCM_NONCE_BYTES, GCM_TAG_BYTES, type Hsm } from './types.js';
 
 export const SOFTWARE_HSM_WARNING =
   'WARNING: using the SOFTWARE HSM (development only): realm keys are in a plain file on disk and protect nothing against anyone who can read it. Install SoftHSM2 or configure a PKCS#11 HSM for anything real.';
@@ -68,6 +68,7 @@ export class SoftwareHsmDevelopmentOnly implements Hsm {
 
   async seal(label: string, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
     const key = this.#key(label);
+    checkPlaintext(plaintext);
     const nonce = randomBytes(GCM_NONCE_BYTES);
     const c = createCipheriv('aes-256-gcm', key, nonce);
     c.setAAD(aad);
