@@ -38,7 +38,8 @@ export class MemorySource implements BackupSource {
   async scan(): Promise<TreeEntry[]> {
     return [...this.files].map(([path, f]) => ({
       path, kind: f.kind, mode: f.mode, mtimeNs: f.mtimeNs,
-      ...(f.kind === 'file' ? { size: f.data!.length, hint: { ino: '1' } } : {}),
+      // Like a real file system, any change of content changes the change time.
+      ...(f.kind === 'file' ? { size: f.data!.length, hint: { ino: '1', ctimeNs: BigInt('0x' + createHash('sha256').update(f.data!).digest('hex').slice(0, 12)).toString() } } : {}),
       ...(f.kind === 'symlink' ? { target: f.target } : {}),
     }));
   }

@@ -1,0 +1,193 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import {
+  backup, ConflictError, DamagedBackupError, generateBackupKey, manifestName, MemoryStorage, Repository, restore, SecretKey,
+  StorageUnavailableError, storageConformance, verify, WrongKeyError, type Storage,
+} from '@coffer/core';
+import { MemorySource, MemoryTarget, providers, sameTree, type MemFile } from './helpers.js';
+
+const CHUNK = 4096; // small chunks so small trees have many of them
+
+for (const c of storageConformance) {
+  test(`memory storage conformance: ${c.name}`, () => c.run(new MemoryStorage()));
+}
+
+const fileArb = fc.record({
+  kind: fc.constantFrom('file', 'file', 'dir', 'symlink') as fc.Arbitrary<'file' | 'dir' | 'symlink'>,
+  data: fc.oneof(fc.uint8Array({ maxLength: 3 * CHUNK + 10 }), fc.constant(new Uint8Array(CHUNK))),
+  mode: fc.constantFrom(0o644, 0o600, 0o755, 0o700),
+  mtimeNs: fc.bigInt({ min: 0n, max: 2n ** 62n }).map(String),
+});
+const nameArb = fc.stringMatching(/^[a-zA-Z0-9 éü☕👨‍👩‍👧._-]{1,8}$/).filter((s) => s !== '.' && s !== '..');
+
+function treeFrom(items: { path: string[]; f: { kind: 'file' | 'dir' | 'symlink'; data: Uint8Array; mode: number; mtimeNs: string } }[]): Map<string, MemFile> {
+  const tree = new Map<string, MemFile>();
+  for (const { path, f } of items) {
+    // Parents are folders; a path under a file is dropped.
+    let ok = true;
+    for (let i = 1; i < path.length; i++) {
+      const parent = path.slice(0, i).join('/');
+      const existing = tree.get(parent);
+      if (existing && existing.kind !== 'dir') ok = false;
+      else if (!existing) tree.set(parent, { kind: 'dir', mode: 0o755, mtimeNs: '1000' });
+    }
+    const p = path.join('/');
+    if (!ok || tree.has(p)) continue;
+    tree.set(p, f.kind === 'file' ? { kind: 'file', data: f.data, mode: f.mode, mtimeNs: f.mtimeNs } : f.kind === 'dir' ? { kind: 'dir', mode: f.mode, mtimeNs: f.mtimeNs } : { kind: 'symlink', target: 'somewhere/else', mode: 0o777, mtimeNs: f.mtimeNs });
+  }
+  return tree;
+}
+
+const treeArb = fc.array(fc.record({ path: fc.array(nameArb, { minLength: 1, maxLength: 3 }), f: fileArb }), { maxLength: 12 }).map(treeFrom);
+
+for (const crypto of providers) {
+  test(`backup then restore gives back the same tree, for any tree (${crypto.name})`, async () => {
+    await fc.assert(
+      fc.asyncProperty(treeArb, treeArb, async (t1, t2) => {
+        const storage = new MemoryStorage();
+        const key = generateBackupKey(crypto);
+        const repo = await Repository.init(storage, crypto, key, { chunkSize: CHUNK });
+        const r1 = await backup(repo, new MemorySource(t1));
+        const r2 = await backup(repo, new MemorySource(t2), { lastSeenSeq: r1.seq });
+        assert.equal(r2.seq, 2);
+        const again = await Repository.open(storage, crypto, key);
+        const out2 = new MemoryTarget();
+        await restore(again, out2);
+        assert.ok(sameTree(t2, out2.committed!), 'newest backup restores the second tree');
+        const out1 = new MemoryTarget();
+        await restore(again, out1, { seq: 1 });
+        assert.ok(sameTree(t1, out1.committed!), 'first backup is intact');
+        assert.deepEqual((await verify(again)).damaged, []);
+      }),
+      { numRuns: crypto.name === 'node' ? 40 : 15 },
+    );
+  });
+}
+
+const crypto = providers[0]!;
+
+async function setup(tree: Map<string, MemFile>) {
+  const storage = new MemoryStorage();
+  const key = new SecretKey(new Uint8Array(32).fill(3));
+  const repo = await Repository.init(storage, crypto, key, { chunkSize: CHUNK });
+  const first = await backup(repo, new MemorySource(tree));
+  return { storage, key, repo, first };
+}
+
+const bigTree = () =>
+  new Map<string, MemFile>([
+    ['a.bin', { kind: 'file', data: crypto.randomBytes(10 * CHUNK), mode: 0o644, mtimeNs: '1' }],
+    ['b.bin', { kind: 'file', data: crypto.randomBytes(5 * CHUNK + 1), mode: 0o644, mtimeNs: '2' }],
+    ['same.bin', { kind: 'file', data: new Uint8Array(3 * CHUNK), mode: 0o644, mtimeNs: '3' }],
+  ]);
+
+test('incremental: unchanged files are not read; changed ones upload only new chunks', async () => {
+  const tree = bigTree();
+  const { repo, first } = await setup(tree);
+  // The three zero chunks of same.bin are one object.
+  assert.equal(first.chunksUploaded, 10 + 6 + 1);
+  const again = await backup(repo, new MemorySource(tree), { lastSeenSeq: 1 });
+  assert.deepEqual([again.filesRead, again.chunksUploaded, again.bytesUploaded], [0, 0, 0]);
+  // Change one chunk of a.bin and add a file.
+  const a = tree.get('a.bin')!;
+  a.data = a.data!.slice();
+  a.data[4 * CHUNK + 7]! ^= 1;
+  a.mtimeNs = '99';
+  tree.set('c.bin', { kind: 'file', data: crypto.randomBytes(2 * CHUNK), mode: 0o600, mtimeNs: '4' });
+  const third = await backup(repo, new MemorySource(tree), { lastSeenSeq: 2 });
+  assert.equal(third.filesRead, 2);
+  assert.equal(third.chunksUploaded, 1 + 2);
+  const out = new MemoryTarget();
+  await restore(repo, out);
+  assert.ok(sameTree(tree, out.committed!));
+});
+
+test('the wrong key is "wrong key", never "damaged"', async () => {
+  const { storage } = await setup(bigTree());
+  await assert.rejects(Repository.open(storage, crypto, new SecretKey(new Uint8Array(32).fill(4))), WrongKeyError);
+});
+
+test('rollback: a store older than what this device saw is refused (and can be allowed)', async () => {
+  const { storage, repo } = await setup(bigTree());
+  await backup(repo, new MemorySource(bigTree()), { lastSeenSeq: 1 });
+  await storage.delete(manifestName(2));
+  const isRollback = (e: unknown) => e instanceof DamagedBackupError && e.reason === 'rolled-back';
+  await assert.rejects(restore(repo, new MemoryTarget(), { lastSeenSeq: 2 }), isRollback);
+  await assert.rejects(backup(repo, new MemorySource(bigTree()), { lastSeenSeq: 2 }), isRollback);
+  const out = new MemoryTarget();
+  assert.equal((await restore(repo, out, { lastSeenSeq: 2, allowRollback: true })).seq, 1);
+  // A manifest renamed to a newer number is detected too.
+  storage.objects.set(manifestName(5), storage.objects.get(manifestName(1))!);
+  await assert.rejects(restore(repo, new MemoryTarget()), (e: unknown) => e instanceof DamagedBackupError && e.reason === 'misplaced');
+});
+
+test('a missing or damaged chunk fails the restore before anything is committed, and verify lists it', async () => {
+  const { storage, repo } = await setup(bigTree());
+  const names = (await storage.list('data/')).sort();
+  storage.objects.delete(names[0]!);
+  const flipped = storage.objects.get(names[1]!)!;
+  flipped[flipped.length - 3]! ^= 0x10;
+  const out = new MemoryTarget();
+  await assert.rejects(restore(repo, out), DamagedBackupError);
+  assert.equal(out.committed, null);
+  assert.ok(out.aborted);
+  const v = await verify(repo);
+  assert.deepEqual(v.damaged.map((d) => [d.object, d.reason]).sort(), [[names[0], 'missing'], [names[1], 'corrupt']].sort());
+});
+
+test('swapped objects are detected as misplaced', async () => {
+  const { storage, repo } = await setup(bigTree());
+  const [a, b] = (await storage.list('data/')).sort();
+  const A = storage.objects.get(a!)!;
+  storage.objects.set(a!, storage.objects.get(b!)!);
+  storage.objects.set(b!, A);
+  const v = await verify(repo);
+  assert.deepEqual(v.damaged.map((d) => d.reason), ['misplaced', 'misplaced']);
+});
+
+/** Fails every operation after `budget` puts: a store that goes away in the middle of a backup. */
+class FailingStorage extends MemoryStorage {
+  constructor(public budget: number) {
+    super();
+  }
+  override async put(name: string, data: Uint8Array) {
+    if (this.budget-- <= 0) throw new Error('connection reset');
+    return super.put(name, data);
+  }
+}
+
+test('an interrupted backup leaves the previous one intact, and the re-run uploads only what is missing', async () => {
+  const storage = new FailingStorage(1000);
+  const key = new SecretKey(new Uint8Array(32).fill(5));
+  const repo = await Repository.init(storage, crypto, key, { chunkSize: CHUNK });
+  const t1 = bigTree();
+  await backup(repo, new MemorySource(t1));
+  const t2 = bigTree();
+  storage.budget = 5;
+  await assert.rejects(backup(repo, new MemorySource(t2), { lastSeenSeq: 1, concurrency: 1 }), StorageUnavailableError);
+  assert.deepEqual(await repo.manifests(), [1]);
+  const out = new MemoryTarget();
+  await restore(repo, out);
+  assert.ok(sameTree(t1, out.committed!));
+  storage.budget = 1000;
+  const rerun = await backup(repo, new MemorySource(t2), { lastSeenSeq: 1 });
+  // 16 new chunks (the zero chunk of same.bin is shared with t1), 5 stored by the interrupted run.
+  assert.equal(rerun.chunksUploaded, 16 - 5);
+  const out2 = new MemoryTarget();
+  await restore(repo, out2);
+  assert.ok(sameTree(t2, out2.committed!));
+});
+
+test('two backups racing for the same sequence number: one wins, the other gets ConflictError', async () => {
+  const { repo } = await setup(bigTree());
+  const results = await Promise.allSettled([backup(repo, new MemorySource(bigTree())), backup(repo, new MemorySource(bigTree()))]);
+  assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+  const rejected = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+  assert.ok(rejected.reason instanceof ConflictError);
+});
+
+test('init refuses a store that already holds a backup', async () => {
+  const { storage } = await setup(bigTree());
+  await assert.rejects(Repository.init(storage as Storage, crypto, generateBackupKey(crypto)), ConflictError);
+});
