@@ -1,0 +1,121 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { backup, DamagedBackupError, generateBackupKey, inlineCodec, Repository, restore, storageConformance } from '@coffer/core';
+import { FolderSource, FolderTarget, LocalStorage, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, workerCodec } from '@coffer/node';
+
+async function tempDir(t: { after(fn: () => Promise<void>): void }): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'coffer-node-'));
+  t.after(() => rm(d, { recursive: true, force: true }));
+  return d;
+}
+
+for (const c of storageConformance) {
+  test(`local folder storage conformance: ${c.name}`, async (t) => c.run(await LocalStorage.open(join(await tempDir(t), 'store'), { create: true })));
+}
+
+test('local folder: leftovers of a killed put are never listed or read', async (t) => {
+  const dir = await tempDir(t);
+  const s = await LocalStorage.open(dir, { create: true });
+  await writeFile(join(dir, 'tmp', 'abc.tmp'), 'half an object');
+  await s.put('data/' + 'ab'.repeat(32), new Uint8Array([1, 2, 3]));
+  assert.deepEqual(await s.list(''), ['data/' + 'ab'.repeat(32)]);
+  assert.deepEqual(await readdir(join(dir, 'data', 'ab')), ['ab'.repeat(32)]);
+  assert.deepEqual(await readdir(join(dir, 'tmp')), ['abc.tmp'], 'put cleans up its own temporary file');
+});
+
+test('storage locations: paths and file:// URLs open, unknown schemes and missing folders are clear errors', async (t) => {
+  const dir = await tempDir(t);
+  assert.equal((await openStorage(`file://${dir}/x`, { create: true })).label, `file://${dir}/x`);
+  await assert.rejects(openStorage(join(dir, 'missing')), /does not exist/);
+  await assert.rejects(openStorage('ftp://host/x'), /not supported/);
+  assert.equal(redactUrl('https://user:hunter2@host/p?token=abc&x=1'), 'https://user:***@host/p?token=***&x=1');
+});
+
+test('worker codec and inline codec agree, and worker errors keep their reason', async () => {
+  const key = generateBackupKey(crypto);
+  const { MemoryStorage } = await import('@coffer/core');
+  const repo = await Repository.init(new MemoryStorage(), crypto, key);
+  const inline = inlineCodec(crypto, repo.keys, repo.config.segmentSize);
+  const pool = workerCodec(repo.keys, repo.config.segmentSize, { threads: 2 });
+  try {
+    for (const n of [0, 1, 65536, 65537, 1 << 20]) {
+      const data = crypto.randomBytes(n);
+      const a = await inline.seal(data.slice());
+      const b = await pool.seal(data.slice());
+      assert.equal(a.id, b.id);
+      assert.deepEqual(await pool.open(a.id, a.sealed, true), data);
+      assert.deepEqual(await inline.open(b.id, b.sealed, true), data);
+    }
+    const { id, sealed } = await inline.seal(crypto.randomBytes(1000));
+    sealed[sealed.length - 1]! ^= 1;
+    await assert.rejects(pool.open(id, sealed, false), (e: unknown) => e instanceof DamagedBackupError && e.reason === 'corrupt' && e.object === `data/${id}`);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('a folder round-trips with UTF-8 names, empty files and folders, modes, mtimes and symlinks', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'src');
+  await mkdir(join(src, 'Família 👨‍👩‍👧', 'deep', 'er'), { recursive: true });
+  await mkdir(join(src, 'empty folder'));
+  await writeFile(join(src, 'Família 👨‍👩‍👧', 'çafé ☕.txt'), 'olá');
+  await writeFile(join(src, 'empty'), '');
+  await writeFile(join(src, 'Família 👨‍👩‍👧', 'deep', 'er', 'big.bin'), crypto.randomBytes(3 * 1024 * 1024 + 5));
+  await writeFile(join(src, 'script.sh'), '#!/bin/sh\n');
+  await chmod(join(src, 'script.sh'), 0o750);
+  await writeFile(join(src, 'secret'), 'x');
+  await chmod(join(src, 'secret'), 0o600);
+  await symlink('Família 👨‍👩‍👧/çafé ☕.txt', join(src, 'link'));
+  await utimes(join(src, 'secret'), new Date('2020-02-02T02:02:02.123Z'), new Date('2020-02-02T02:02:02.123Z'));
+  await utimes(join(src, 'empty folder'), new Date('2019-01-01T00:00:00Z'), new Date('2019-01-01T00:00:00Z'));
+
+  const storage = await LocalStorage.open(join(dir, 'store'), { create: true });
+  const key = generateBackupKey(crypto);
+  const repo = await Repository.init(storage, crypto, key);
+  const codec = workerCodec(repo.keys, repo.config.segmentSize);
+  try {
+    await backup(repo, new FolderSource(src), { codec });
+    const out = join(dir, 'out');
+    await restore(repo, new FolderTarget(out), { codec });
+    const walk = async (root: string, rel = ''): Promise<string[]> => {
+      const lines: string[] = [];
+      for (const name of (await readdir(join(root, rel))).sort()) {
+        const p = rel ? `${rel}/${name}` : name;
+        const st = await lstat(join(root, p));
+        const kind = st.isSymbolicLink() ? `link:${await readlink(join(root, p))}` : st.isDirectory() ? 'dir' : `file:${(await readFile(join(root, p))).toString('base64').slice(0, 40)}:${st.size}`;
+        lines.push(`${p} ${kind} ${st.isSymbolicLink() ? '' : (st.mode & 0o7777).toString(8)} ${st.isSymbolicLink() ? '' : Math.round(st.mtimeMs)}`);
+        if (st.isDirectory()) lines.push(...(await walk(root, p)));
+      }
+      return lines;
+    };
+    assert.deepEqual(await walk(out), await walk(src));
+    assert.deepEqual((await readdir(dir)).sort(), ['out', 'src', 'store'], 'no temporary folder is left behind');
+
+    // A non-empty target is refused and left alone; --overwrite replaces it.
+    await assert.rejects(restore(repo, new FolderTarget(out), { codec }), TargetNotEmptyError);
+    await writeFile(join(out, 'extra'), 'x');
+    await restore(repo, new FolderTarget(out, { overwrite: true }), { codec });
+    assert.deepEqual(await walk(out), await walk(src));
+    assert.deepEqual((await readdir(dir)).sort(), ['out', 'src', 'store']);
+  } finally {
+    await codec.close();
+  }
+});
+
+test('a failed restore leaves no target and no temporary folder', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'src');
+  await mkdir(src);
+  await writeFile(join(src, 'a'), crypto.randomBytes(2 * 1024 * 1024));
+  const storage = await LocalStorage.open(join(dir, 'store'), { create: true });
+  const repo = await Repository.init(storage, crypto, generateBackupKey(crypto));
+  await backup(repo, new FolderSource(src));
+  const [victim] = await storage.list('data/');
+  await rm(join(dir, 'store', 'data', victim!.slice(5, 7), victim!.slice(5)));
+  await assert.rejects(restore(repo, new FolderTarget(join(dir, 'out'))), (e: unknown) => e instanceof DamagedBackupError && e.reason === 'missing');
+  assert.deepEqual((await readdir(dir)).sort(), ['src', 'store']);
+});
