@@ -3,15 +3,18 @@ import type { CryptoProvider } from './crypto.js';
 import { DamagedBackupError, ObjectExistsError, ObjectNotFoundError } from './errors.js';
 import type { DerivedKeys } from './keys.js';
 import { compareEntryPaths, type Manifest, type TreeEntry } from './manifest.js';
-import { chunkId, ObjectType, openObject, sealedSize, sealObject } from './object.js';
+import { chunkId, ObjectType, openObject, sealObject } from './object.js';
 import { dataObjectName, storageCall, type Repository } from './repo.js';
 
 /** Turns chunks into named sealed objects and back. Node runs these on worker threads. */
 export interface ChunkCodec {
   /** Names and seals one chunk. May take ownership of `plaintext` (it may be transferred). */
   seal(plaintext: Uint8Array): Promise<{ id: string; sealed: Uint8Array }>;
-  /** Opens the sealed chunk stored as `data/<id>`; with `checkId` also recomputes the id (§4.4 step 4). */
-  open(id: string, sealed: Uint8Array, checkId: boolean): Promise<Uint8Array>;
+  /**
+   * Opens the sealed chunk stored as `data/<id>`, whose plaintext the manifest says has
+   * `expectedLength` bytes; with `checkId` also recomputes the id (§4.4 step 4).
+   */
+  open(id: string, sealed: Uint8Array, expectedLength: number, checkId: boolean): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 
@@ -22,9 +25,9 @@ export function inlineCodec(crypto: CryptoProvider, keys: DerivedKeys, segmentSi
       const id = await chunkId(crypto, keys, plaintext);
       return { id, sealed: await sealObject(crypto, keys, { type: ObjectType.data, id }, plaintext, { segmentSize }) };
     },
-    async open(id, sealed, checkId) {
+    async open(id, sealed, expectedLength, checkId) {
       const name = dataObjectName(id);
-      const plain = await openObject(crypto, keys, { type: ObjectType.data, id }, sealed, name, { segmentSize });
+      const plain = await openObject(crypto, keys, { type: ObjectType.data, id }, sealed, name, { segmentSize, expectedLength });
       if (checkId && (await chunkId(crypto, keys, plain)) !== id) throw new DamagedBackupError('misplaced', name, { detail: 'content does not match its name' });
       return plain;
     },
@@ -240,19 +243,14 @@ export interface RestoreResult {
 /** Expected plaintext length of chunk `i` of a file of `size` bytes. */
 const chunkLength = (size: number, i: number, chunkSize: number) => Math.min(chunkSize, size - i * chunkSize);
 
-async function fetchChunk(repo: Repository, id: string, expectedPlain: number): Promise<Uint8Array> {
+async function fetchChunk(repo: Repository, id: string): Promise<Uint8Array> {
   const name = dataObjectName(id);
-  let sealed: Uint8Array;
   try {
-    sealed = await storageCall(repo.storage, `reading ${name}`, () => repo.storage.get(name));
+    return await storageCall(repo.storage, `reading ${name}`, () => repo.storage.get(name));
   } catch (e) {
     if (e instanceof ObjectNotFoundError) throw new DamagedBackupError('missing', name, { cause: e });
     throw e;
   }
-  const expected = sealedSize(expectedPlain, repo.config.segmentSize);
-  if (sealed.length < expected) throw new DamagedBackupError('truncated', name, { detail: `${sealed.length} of ${expected} bytes` });
-  if (sealed.length > expected) throw new DamagedBackupError('corrupt', name, { detail: 'longer than expected' });
-  return sealed;
 }
 
 /** §6: restores a backup into `target`; nothing appears at the final place unless all of it verified. */
@@ -301,8 +299,7 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
           const id = ids[i]!;
           const len = chunkLength(size, i, chunkSize);
           await limiter.run(async () => {
-            const plain = await codec.open(id, await fetchChunk(repo, id, len), false);
-            if (plain.length !== len) throw new DamagedBackupError('corrupt', dataObjectName(id), { detail: 'unexpected length' });
+            const plain = await codec.open(id, await fetchChunk(repo, id), len, false);
             await sink.write(i * chunkSize, plain);
             progress.bytesDone += len;
             report();
@@ -365,8 +362,7 @@ export async function verify(
     for (const [id, len] of chunks) {
       await limiter.run(async () => {
         try {
-          const plain = await codec.open(id, await fetchChunk(repo, id, len), true);
-          if (plain.length !== len) throw new DamagedBackupError('corrupt', dataObjectName(id), { detail: 'unexpected length' });
+          await codec.open(id, await fetchChunk(repo, id), len, true);
         } catch (e) {
           record(e, dataObjectName(id));
         }

@@ -93,7 +93,7 @@ export async function openObject(
   binding: Binding,
   sealed: Uint8Array,
   name: string,
-  options: { segmentSize?: number } = {},
+  options: { segmentSize?: number; expectedLength?: number } = {},
 ): Promise<Uint8Array> {
   const seg = options.segmentSize ?? DEFAULT_SEGMENT_SIZE;
   if (sealed.length < HEADER_BYTES + TAG_BYTES) throw new DamagedBackupError('truncated', name, { detail: 'shorter than a header' });
@@ -102,6 +102,11 @@ export async function openObject(
     throw new DamagedBackupError('corrupt', name, { detail: 'bad header' });
   }
   if (!equalBytes(header.subarray(24, 40), await bindingTag(crypto, keys, binding))) throw new DamagedBackupError('misplaced', name);
+  if (options.expectedLength !== undefined) {
+    const expected = sealedSize(options.expectedLength, seg);
+    if (sealed.length < expected) throw new DamagedBackupError('truncated', name, { detail: `${sealed.length} of ${expected} bytes` });
+    if (sealed.length > expected) throw new DamagedBackupError('corrupt', name, { detail: 'longer than expected' });
+  }
   const aad = header.slice();
   const key = await objectKey(crypto, keys, binding, header.subarray(8, 24));
   const full = seg + TAG_BYTES;

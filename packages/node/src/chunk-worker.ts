@@ -8,7 +8,7 @@ const codec = inlineCodec(nodeCryptoProvider, keys, segmentSize);
 
 export type Request =
   | { op: 'seal'; n: number; data: Uint8Array }
-  | { op: 'open'; n: number; id: string; data: Uint8Array; checkId: boolean };
+  | { op: 'open'; n: number; id: string; data: Uint8Array; expectedLength: number; checkId: boolean };
 
 const port = parentPort!;
 port.on('message', async (m: Request) => {
@@ -17,7 +17,7 @@ port.on('message', async (m: Request) => {
       const { id, sealed } = await codec.seal(m.data);
       port.postMessage({ n: m.n, id, data: sealed }, [sealed.buffer as ArrayBuffer]);
     } else {
-      const plain = await codec.open(m.id, m.data, m.checkId);
+      const plain = await codec.open(m.id, m.data, m.expectedLength, m.checkId);
       port.postMessage({ n: m.n, data: plain }, [plain.buffer as ArrayBuffer]);
     }
   } catch (e) {

@@ -65,8 +65,8 @@ export function workerCodec(keys: DerivedKeys, segmentSize: number, options: { t
       const r = await call({ op: 'seal' }, plaintext);
       return { id: r.id!, sealed: r.data };
     },
-    async open(id, sealed, checkId) {
-      return (await call({ op: 'open', id, checkId }, sealed)).data;
+    async open(id, sealed, expectedLength, checkId) {
+      return (await call({ op: 'open', id, expectedLength, checkId }, sealed)).data;
     },
     async close() {
       await Promise.all(slots.map((s) => s.worker.terminate()));

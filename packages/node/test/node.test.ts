@@ -46,12 +46,12 @@ test('worker codec and inline codec agree, and worker errors keep their reason',
       const a = await inline.seal(data.slice());
       const b = await pool.seal(data.slice());
       assert.equal(a.id, b.id);
-      assert.deepEqual(await pool.open(a.id, a.sealed, true), data);
-      assert.deepEqual(await inline.open(b.id, b.sealed, true), data);
+      assert.deepEqual(await pool.open(a.id, a.sealed, n, true), data);
+      assert.deepEqual(await inline.open(b.id, b.sealed, n, true), data);
     }
     const { id, sealed } = await inline.seal(crypto.randomBytes(1000));
     sealed[sealed.length - 1]! ^= 1;
-    await assert.rejects(pool.open(id, sealed, false), (e: unknown) => e instanceof DamagedBackupError && e.reason === 'corrupt' && e.object === `data/${id}`);
+    await assert.rejects(pool.open(id, sealed, 1000, false), (e: unknown) => e instanceof DamagedBackupError && e.reason === 'corrupt' && e.object === `data/${id}`);
   } finally {
     await pool.close();
   }
