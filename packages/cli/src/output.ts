@@ -78,11 +78,14 @@ function formatDuration(s: number): string {
  * JSON lines on stderr with --json. Rate is a moving average over the last few seconds.
  */
 export class ProgressView {
+  private readonly started = Date.now();
+  // Plain output starts after the first interval, so quick commands print no progress at all.
   private last = 0;
-  private started = Date.now();
   private samples: [number, number][] = [];
   private drawn = false;
-  constructor(private readonly io: Io, private readonly mode: 'tty' | 'plain' | 'json' | 'quiet', private readonly verb: string) {}
+  constructor(private readonly io: Io, private readonly mode: 'tty' | 'plain' | 'json' | 'quiet', private readonly verb: string) {
+    if (mode === 'plain') this.last = this.started;
+  }
 
   static for(io: Io, json: boolean, verb: string, quiet = false): ProgressView {
     return new ProgressView(io, quiet ? 'quiet' : json ? 'json' : io.stderr.isTTY ? 'tty' : 'plain', verb);
