@@ -42,7 +42,7 @@ export class MemoryStorage implements Storage {
   async put(name: string, data: Uint8Array): Promise<void> {
     checkObjectName(name);
     if (this.objects.has(name)) throw new ObjectExistsError(name);
-    this.objects.set(name, Uint8Array.from(data));
+    this.objects.set(name, new Uint8Array(data));
   }
   async get(name: string, range?: ByteRange): Promise<Uint8Array> {
     checkObjectName(name);
