@@ -13,7 +13,7 @@ const nullTarget = {
 export async function run(dir) {
   const storage = new MemoryStorage();
   const repo = await Repository.init(storage, nodeCryptoProvider, generateBackupKey(nodeCryptoProvider));
-  const codec = workerCodec(repo.keys, repo.config.segmentSize);
+  const codec = workerCodec(repo.keys, repo.config);
   try {
     let t = performance.now();
     const b = await backup(repo, new FolderSource(dir), { codec });

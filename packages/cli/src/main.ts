@@ -137,7 +137,7 @@ async function cmdBackup(io: Io, args: string[]): Promise<number> {
   try {
     const repo = await Repository.open(storage, crypto, key);
     if (repo.config.backupId !== profile.backupId) throw new CofferError('usage', 'the store holds another backup than this profile', { hint: 'check the storage location in profile.json' });
-    codec = workerCodec(repo.keys, repo.config.segmentSize);
+    codec = workerCodec(repo.keys, repo.config);
     const state = await loadState(home);
     const source = new FolderSource(dir);
     const r = await backup(repo, source, { codec, lastSeenSeq: state.seen[repo.config.backupId] ?? null, onProgress: view.update });
@@ -191,7 +191,7 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
   let codec;
   try {
     const repo = await Repository.open(storage, crypto, key);
-    codec = workerCodec(repo.keys, repo.config.segmentSize);
+    codec = workerCodec(repo.keys, repo.config);
     const state = await loadState(home);
     const r = await restore(repo, new FolderTarget(dir, { overwrite: !!values.overwrite }), {
       codec, seq, lastSeenSeq: state.seen[repo.config.backupId] ?? null, allowRollback: !!values['allow-rollback'], onProgress: view.update,
@@ -263,7 +263,7 @@ async function cmdVerify(io: Io, args: string[]): Promise<number> {
   let codec;
   try {
     const repo = await Repository.open(storage, crypto, key);
-    codec = workerCodec(repo.keys, repo.config.segmentSize);
+    codec = workerCodec(repo.keys, repo.config);
     const state = await loadState(home);
     const r = await verify(repo, { codec, lastSeenSeq: state.seen[repo.config.backupId] ?? null, onProgress: view.update });
     view.end();

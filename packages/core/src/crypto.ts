@@ -15,10 +15,10 @@ export interface CryptoProvider {
   hmacSha256(key: Uint8Array, data: Uint8Array): Promise<Uint8Array>;
   hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Promise<Uint8Array>;
   aeadKey(raw: Uint8Array): Promise<AeadKey>;
-  /** AES-256-GCM; returns ciphertext || 16-byte tag. */
-  aeadSeal(key: AeadKey, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
-  /** Returns the plaintext, or `null` when authentication fails. */
-  aeadOpen(key: AeadKey, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Promise<Uint8Array | null>;
+  /** AES-256-GCM; returns ciphertext || 16-byte tag, written into `into` when given (it must fit). */
+  aeadSeal(key: AeadKey, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, into?: Uint8Array): Promise<Uint8Array>;
+  /** Returns the plaintext (written into `into` when given), or `null` when authentication fails. */
+  aeadOpen(key: AeadKey, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array, into?: Uint8Array): Promise<Uint8Array | null>;
 }
 
 interface WebAeadKey extends AeadKey {
@@ -33,6 +33,14 @@ function subtle(): SubtleCrypto {
 
 // Web Crypto's typings want ArrayBuffer-backed views; ours always are.
 const bs = (b: Uint8Array): BufferSource => b as unknown as BufferSource;
+
+/** Copies `data` to the start of `into` when given, returning the view that holds it. */
+export function place(data: Uint8Array, into: Uint8Array | undefined): Uint8Array {
+  if (!into) return data;
+  if (into.length < data.length) throw new RangeError('output buffer too small');
+  into.set(data);
+  return into.subarray(0, data.length);
+}
 
 /** The provider for browsers (and any runtime with Web Crypto). */
 export const webCryptoProvider: CryptoProvider = {
@@ -56,16 +64,18 @@ export const webCryptoProvider: CryptoProvider = {
     const key = await subtle().importKey('raw', bs(raw), { name: 'AES-GCM' }, false, ['encrypt', 'decrypt']);
     return { provider: 'webcrypto', key } as WebAeadKey;
   },
-  async aeadSeal(key, nonce, plaintext, aad) {
+  async aeadSeal(key, nonce, plaintext, aad, into) {
     const k = (key as WebAeadKey).key;
-    return new Uint8Array(await subtle().encrypt({ name: 'AES-GCM', iv: bs(nonce), additionalData: bs(aad) }, k, bs(plaintext)));
+    return place(new Uint8Array(await subtle().encrypt({ name: 'AES-GCM', iv: bs(nonce), additionalData: bs(aad) }, k, bs(plaintext))), into);
   },
-  async aeadOpen(key, nonce, sealed, aad) {
+  async aeadOpen(key, nonce, sealed, aad, into) {
     const k = (key as WebAeadKey).key;
+    let plain: Uint8Array;
     try {
-      return new Uint8Array(await subtle().decrypt({ name: 'AES-GCM', iv: bs(nonce), additionalData: bs(aad) }, k, bs(sealed)));
+      plain = new Uint8Array(await subtle().decrypt({ name: 'AES-GCM', iv: bs(nonce), additionalData: bs(aad) }, k, bs(sealed)));
     } catch {
       return null;
     }
+    return place(plain, into);
   },
 };

@@ -15,6 +15,13 @@ export interface ChunkCodec {
    * `expectedLength` bytes; with `checkId` also recomputes the id (§4.4 step 4).
    */
   open(id: string, sealed: Uint8Array, expectedLength: number, checkId: boolean): Promise<Uint8Array>;
+  /**
+   * Optional buffer recycling, so memory stays flat however much data flows: `alloc` hands out a
+   * buffer for reading chunks into, and `release` takes back any buffer from `alloc`, `seal` or
+   * `open` once the caller no longer uses it.
+   */
+  alloc?(size: number): Uint8Array;
+  release?(buffer: Uint8Array): void;
   close(): Promise<void>;
 }
 
@@ -39,8 +46,11 @@ export function inlineCodec(crypto: CryptoProvider, keys: DerivedKeys, segmentSi
 export interface BackupSource {
   /** Every entry below the root, without chunk lists. Order does not matter. */
   scan(): Promise<TreeEntry[]>;
-  /** The file's content in pieces of exactly `chunkSize` bytes (the last one shorter). */
-  read(path: string, chunkSize: number): AsyncIterable<Uint8Array>;
+  /**
+   * The file's content in pieces of exactly `chunkSize` bytes (the last one shorter), read into
+   * buffers from `alloc` when given.
+   */
+  read(path: string, chunkSize: number, alloc?: (size: number) => Uint8Array): AsyncIterable<Uint8Array>;
 }
 
 export interface FileSink {
@@ -167,7 +177,7 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
       entry.chunks = chunks;
       let size = 0;
       let index = 0;
-      for await (const piece of source.read(entry.path, config.chunkSize)) {
+      for await (const piece of source.read(entry.path, config.chunkSize, codec.alloc?.bind(codec))) {
         const i = index++;
         const n = piece.length;
         size += n;
@@ -191,6 +201,7 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
               }
             }
           }
+          codec.release?.(sealed);
           progress.bytesDone += n;
           report();
         });
@@ -301,6 +312,7 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
           await limiter.run(async () => {
             const plain = await codec.open(id, await fetchChunk(repo, id), len, false);
             await sink.write(i * chunkSize, plain);
+            codec.release?.(plain);
             progress.bytesDone += len;
             report();
             if (--remaining === 0) await done();
@@ -362,7 +374,8 @@ export async function verify(
     for (const [id, len] of chunks) {
       await limiter.run(async () => {
         try {
-          await codec.open(id, await fetchChunk(repo, id), len, true);
+          const plain = await codec.open(id, await fetchChunk(repo, id), len, true);
+          codec.release?.(plain);
         } catch (e) {
           record(e, dataObjectName(id));
         }

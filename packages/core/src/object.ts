@@ -51,6 +51,8 @@ export interface SealOptions {
   segmentSize?: number;
   /** 16 bytes; fresh random by default. Only vector generation passes a fixed one. */
   salt?: Uint8Array;
+  /** Write the object here (it must hold `sealedSize` bytes) instead of a new buffer. */
+  into?: Uint8Array;
 }
 
 /** Encrypts one object (§4). */
@@ -63,11 +65,14 @@ export async function sealObject(
 ): Promise<Uint8Array> {
   const seg = options.segmentSize ?? DEFAULT_SEGMENT_SIZE;
   const salt = options.salt ?? crypto.randomBytes(16);
-  const out = new Uint8Array(sealedSize(plaintext.length, seg));
+  const size = sealedSize(plaintext.length, seg);
+  if (options.into && options.into.length < size) throw new RangeError('output buffer too small');
+  const out = options.into ? options.into.subarray(0, size) : new Uint8Array(size);
   const header = out.subarray(0, HEADER_BYTES);
   header.set(MAGIC, 0);
   header[4] = VERSION;
   header[5] = binding.type;
+  header[6] = header[7] = 0;
   header.set(salt, 8);
   header.set(await bindingTag(crypto, keys, binding), 24);
   const aad = header.slice();
@@ -76,9 +81,7 @@ export async function sealObject(
   let o = HEADER_BYTES;
   for (let i = 0; i < count; i++) {
     const piece = plaintext.subarray(i * seg, Math.min(plaintext.length, (i + 1) * seg));
-    const sealed = await crypto.aeadSeal(key, nonce(i, i === count - 1), piece, aad);
-    out.set(sealed, o);
-    o += sealed.length;
+    o += (await crypto.aeadSeal(key, nonce(i, i === count - 1), piece, aad, out.subarray(o))).length;
   }
   return out;
 }
@@ -93,7 +96,7 @@ export async function openObject(
   binding: Binding,
   sealed: Uint8Array,
   name: string,
-  options: { segmentSize?: number; expectedLength?: number } = {},
+  options: { segmentSize?: number; expectedLength?: number; into?: Uint8Array } = {},
 ): Promise<Uint8Array> {
   const seg = options.segmentSize ?? DEFAULT_SEGMENT_SIZE;
   if (sealed.length < HEADER_BYTES + TAG_BYTES) throw new DamagedBackupError('truncated', name, { detail: 'shorter than a header' });
@@ -113,14 +116,16 @@ export async function openObject(
   const body = sealed.length - HEADER_BYTES;
   const count = Math.max(1, Math.ceil(body / full));
   if (body - (count - 1) * full < TAG_BYTES) throw new DamagedBackupError('corrupt', name, { detail: `segment ${count - 1} is too short` });
-  const out = new Uint8Array(body - TAG_BYTES * count);
+  const plainSize = body - TAG_BYTES * count;
+  if (options.into && options.into.length < plainSize) throw new RangeError('output buffer too small');
+  const out = options.into ? options.into.subarray(0, plainSize) : new Uint8Array(plainSize);
   let o = HEADER_BYTES;
   let p = 0;
   for (let i = 0; ; i++) {
     const end = Math.min(sealed.length, o + full);
     const last = end === sealed.length;
     const piece = sealed.subarray(o, end);
-    const plain = await crypto.aeadOpen(key, nonce(i, last), piece, aad);
+    const plain = await crypto.aeadOpen(key, nonce(i, last), piece, aad, out.subarray(p));
     if (plain === null) {
       // A final piece that authenticates as a non-final segment means the object was cut here.
       if (last && piece.length === full && (await crypto.aeadOpen(key, nonce(i, false), piece, aad)) !== null) {
@@ -129,7 +134,6 @@ export async function openObject(
       throw new DamagedBackupError('corrupt', name, { detail: `segment ${i} does not authenticate` });
     }
     if (plain.length === 0 && i > 0) throw new DamagedBackupError('corrupt', name, { detail: 'empty final segment' });
-    out.set(plain, p);
     p += plain.length;
     o = end;
     if (last) break;

@@ -1,6 +1,6 @@
 /** The CryptoProvider on Node's OpenSSL bindings: synchronous and several times faster than Web Crypto. */
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
-import type { AeadKey, CryptoProvider } from '@coffer/core';
+import { place, type AeadKey, type CryptoProvider } from '@coffer/core';
 
 interface NodeAeadKey extends AeadKey {
   readonly raw: Buffer;
@@ -20,16 +20,18 @@ export const nodeCryptoProvider: CryptoProvider = {
   async aeadKey(raw) {
     return { provider: 'node', raw: Buffer.from(raw) } as NodeAeadKey;
   },
-  async aeadSeal(key, nonce, plaintext, aad) {
+  async aeadSeal(key, nonce, plaintext, aad, into) {
     const c = createCipheriv('aes-256-gcm', (key as NodeAeadKey).raw, nonce);
     c.setAAD(aad);
-    const out = Buffer.allocUnsafe(plaintext.length + 16);
-    const n = c.update(asBuffer(plaintext)).copy(out, 0);
+    const ct = c.update(asBuffer(plaintext));
     c.final();
-    c.getAuthTag().copy(out, n);
-    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+    const out = into ? asBuffer(into) : Buffer.allocUnsafe(plaintext.length + 16);
+    if (out.length < plaintext.length + 16) throw new RangeError('output buffer too small');
+    ct.copy(out, 0);
+    c.getAuthTag().copy(out, ct.length);
+    return new Uint8Array(out.buffer, out.byteOffset, plaintext.length + 16);
   },
-  async aeadOpen(key, nonce, sealed, aad) {
+  async aeadOpen(key, nonce, sealed, aad, into) {
     if (sealed.length < 16) return null;
     const d = createDecipheriv('aes-256-gcm', (key as NodeAeadKey).raw, nonce);
     d.setAAD(aad);
@@ -40,6 +42,6 @@ export const nodeCryptoProvider: CryptoProvider = {
     } catch {
       return null;
     }
-    return new Uint8Array(plain.buffer, plain.byteOffset, plain.byteLength);
+    return place(new Uint8Array(plain.buffer, plain.byteOffset, plain.byteLength), into);
   },
 };

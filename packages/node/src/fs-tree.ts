@@ -47,12 +47,12 @@ export class FolderSource implements BackupSource {
     return out;
   }
 
-  async *read(path: string, chunkSize: number): AsyncIterable<Uint8Array> {
+  async *read(path: string, chunkSize: number, alloc?: (size: number) => Uint8Array): AsyncIterable<Uint8Array> {
     const fh = await open(join(this.root, ...path.split('/')), constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
       for (;;) {
-        // An unpooled buffer of its own, so it can be transferred to a worker without a copy.
-        const buf = Buffer.allocUnsafeSlow(chunkSize);
+        // A buffer of its own (not a slice of Node's pool), so it can be transferred to a worker.
+        const buf = alloc ? alloc(chunkSize) : new Uint8Array(chunkSize);
         let o = 0;
         while (o < chunkSize) {
           const { bytesRead } = await fh.read(buf, o, chunkSize - o, null);
@@ -60,7 +60,7 @@ export class FolderSource implements BackupSource {
           o += bytesRead;
         }
         if (o === 0) return;
-        yield new Uint8Array(buf.buffer, 0, o);
+        yield buf.subarray(0, o);
         if (o < chunkSize) return;
       }
     } finally {

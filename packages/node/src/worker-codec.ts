@@ -1,46 +1,68 @@
 /**
  * A ChunkCodec that runs on worker threads, so hashing and encryption use every core while the
- * main thread does I/O. Buffers move between threads by transfer, never by copy.
+ * main thread does I/O. Buffers move between threads by transfer, never by copy, and are recycled
+ * through a small pool, so memory stays flat however much data flows through.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { DamagedBackupError, type ChunkCodec, type DamageReason, type DerivedKeys } from '@coffer/core';
+import { DamagedBackupError, sealedSize, type ChunkCodec, type DamageReason, type DerivedKeys } from '@coffer/core';
 
-interface Pending {
-  resolve(v: { id?: string; data: Uint8Array }): void;
-  reject(e: unknown): void;
+interface Reply {
+  n: number;
+  id?: string;
+  data?: Uint8Array;
+  input?: ArrayBuffer;
+  error?: { name: string; message: string; reason?: DamageReason; object?: string };
 }
 
-interface Slot {
-  worker: Worker;
-  busy: number;
+/** Free ArrayBuffers by size; at most `limit` of each size are kept. */
+class BufferPool {
+  private readonly free = new Map<number, ArrayBuffer[]>();
+  constructor(private readonly limit: number) {}
+  take(size: number): ArrayBuffer {
+    return this.free.get(size)?.pop() ?? new ArrayBuffer(size);
+  }
+  give(buf: ArrayBuffer): void {
+    if (buf.byteLength === 0) return; // detached
+    let list = this.free.get(buf.byteLength);
+    if (!list) this.free.set(buf.byteLength, (list = []));
+    if (list.length < this.limit) list.push(buf);
+  }
 }
 
-/** The buffers to transfer for a view, when it owns its whole ArrayBuffer; otherwise a copy is made. */
-function transferable(data: Uint8Array): { data: Uint8Array; transfer: ArrayBuffer[] } {
+/** A view that owns its whole ArrayBuffer can be transferred as is; anything else is copied once. */
+function ownBuffer(data: Uint8Array, pool: BufferPool): Uint8Array {
   const buf = data.buffer;
-  if (buf instanceof ArrayBuffer && data.byteOffset === 0 && data.byteLength === buf.byteLength) return { data, transfer: [buf] };
-  const copy = data.slice();
-  return { data: copy, transfer: [copy.buffer as ArrayBuffer] };
+  if (buf instanceof ArrayBuffer && data.byteOffset === 0) return data;
+  const copy = new Uint8Array(pool.take(data.length), 0, data.length);
+  copy.set(data);
+  return copy;
 }
 
-export function workerCodec(keys: DerivedKeys, segmentSize: number, options: { threads?: number } = {}): ChunkCodec {
+export function workerCodec(
+  keys: DerivedKeys,
+  config: { segmentSize: number; chunkSize: number },
+  options: { threads?: number } = {},
+): ChunkCodec {
   const threads = options.threads ?? Math.max(1, availableParallelism());
-  const pending = new Map<number, Pending>();
+  const pool = new BufferPool(64);
+  const sealedCapacity = sealedSize(config.chunkSize, config.segmentSize);
+  const pending = new Map<number, { resolve(r: Reply): void; reject(e: unknown): void }>();
   let next = 0;
   let failed: unknown = null;
-  const slots: Slot[] = [];
+  const slots: { worker: Worker; busy: number }[] = [];
   for (let i = 0; i < threads; i++) {
-    const worker = new Worker(new URL('./chunk-worker.js', import.meta.url), { workerData: { keys, segmentSize } });
+    const worker = new Worker(new URL('./chunk-worker.js', import.meta.url), { workerData: { keys, segmentSize: config.segmentSize } });
     const slot = { worker, busy: 0 };
-    worker.on('message', (m: { n: number; id?: string; data?: Uint8Array; error?: { name: string; message: string; reason?: DamageReason; object?: string } }) => {
+    worker.on('message', (m: Reply) => {
       slot.busy--;
+      if (m.input) pool.give(m.input);
       const p = pending.get(m.n);
       pending.delete(m.n);
       if (!p) return;
       if (m.error) {
         p.reject(m.error.reason ? new DamagedBackupError(m.error.reason, m.error.object) : Object.assign(new Error(m.error.message), { name: m.error.name }));
-      } else p.resolve({ id: m.id, data: m.data! });
+      } else p.resolve(m);
     });
     worker.on('error', (e) => {
       failed = e;
@@ -49,24 +71,31 @@ export function workerCodec(keys: DerivedKeys, segmentSize: number, options: { t
     });
     slots.push(slot);
   }
-  function call(msg: Record<string, unknown>, data: Uint8Array): Promise<{ id?: string; data: Uint8Array }> {
+  function call(msg: Record<string, unknown>, data: Uint8Array, outSize: number): Promise<Reply> {
     if (failed) return Promise.reject(failed);
     const slot = slots.reduce((a, b) => (b.busy < a.busy ? b : a));
     const n = next++;
-    const t = transferable(data);
+    const input = ownBuffer(data, pool);
+    const out = new Uint8Array(pool.take(outSize));
     return new Promise((resolve, reject) => {
       pending.set(n, { resolve, reject });
       slot.busy++;
-      slot.worker.postMessage({ ...msg, n, data: t.data }, t.transfer);
+      slot.worker.postMessage({ ...msg, n, data: input, out }, [input.buffer as ArrayBuffer, out.buffer]);
     });
   }
   return {
     async seal(plaintext) {
-      const r = await call({ op: 'seal' }, plaintext);
-      return { id: r.id!, sealed: r.data };
+      const r = await call({ op: 'seal' }, plaintext, sealedCapacity);
+      return { id: r.id!, sealed: r.data! };
     },
     async open(id, sealed, expectedLength, checkId) {
-      return (await call({ op: 'open', id, expectedLength, checkId }, sealed)).data;
+      return (await call({ op: 'open', id, expectedLength, checkId }, sealed, Math.max(expectedLength, config.chunkSize))).data!;
+    },
+    alloc(size) {
+      return new Uint8Array(pool.take(size));
+    },
+    release(buffer) {
+      if (buffer.buffer instanceof ArrayBuffer) pool.give(buffer.buffer);
     },
     async close() {
       await Promise.all(slots.map((s) => s.worker.terminate()));

@@ -39,7 +39,7 @@ test('worker codec and inline codec agree, and worker errors keep their reason',
   const { MemoryStorage } = await import('@coffer/core');
   const repo = await Repository.init(new MemoryStorage(), crypto, key);
   const inline = inlineCodec(crypto, repo.keys, repo.config.segmentSize);
-  const pool = workerCodec(repo.keys, repo.config.segmentSize, { threads: 2 });
+  const pool = workerCodec(repo.keys, repo.config, { threads: 2 });
   try {
     for (const n of [0, 1, 65536, 65537, 1 << 20]) {
       const data = crypto.randomBytes(n);
@@ -76,7 +76,7 @@ test('a folder round-trips with UTF-8 names, empty files and folders, modes, mti
   const storage = await LocalStorage.open(join(dir, 'store'), { create: true });
   const key = generateBackupKey(crypto);
   const repo = await Repository.init(storage, crypto, key);
-  const codec = workerCodec(repo.keys, repo.config.segmentSize);
+  const codec = workerCodec(repo.keys, repo.config);
   try {
     await backup(repo, new FolderSource(src), { codec });
     const out = join(dir, 'out');

@@ -57,6 +57,8 @@ export interface VaultConnection {
   now?: () => number;
   /** Must be the same for registration and recovery. Default `memory-constrained`. */
   keyStretching?: KeyStretching;
+  /** Per-request timeout in milliseconds. Default 30 000. */
+  timeoutMs?: number;
 }
 
 interface Checked {
@@ -67,6 +69,7 @@ interface Checked {
   fetch: typeof fetch;
   now: () => number;
   keyStretching: KeyStretching;
+  timeoutMs: number;
 }
 
 function accountFromToken(token: string): string {
@@ -110,6 +113,7 @@ function check(c: VaultConnection): Checked {
     fetch: f,
     now: c.now ?? Date.now,
     keyStretching: c.keyStretching ?? 'memory-constrained',
+    timeoutMs: c.timeoutMs ?? 30_000,
   };
 }
 
@@ -123,9 +127,11 @@ async function call(c: Checked, op: VaultOp, body: Record<string, unknown>): Pro
       method: 'POST',
       headers: { authorization: `Bearer ${c.token}`, 'content-type': 'application/octet-stream' },
       body: sealed.body,
+      signal: AbortSignal.timeout(c.timeoutMs),
     });
   } catch (cause) {
-    throw new VaultUnavailableError('could not reach the vault', { cause });
+    const timedOut = (cause as { name?: unknown })?.name === 'TimeoutError';
+    throw new VaultUnavailableError(timedOut ? `the vault did not answer within ${c.timeoutMs} ms` : 'could not reach the vault', { cause });
   }
   const bytes = new Uint8Array(await res.arrayBuffer().catch((cause: unknown) => {
     throw new VaultUnavailableError('the connection to the vault broke while reading its answer', { cause });

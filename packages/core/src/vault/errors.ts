@@ -47,14 +47,14 @@ export class KeyDestroyedError extends VaultClientError {
 
 export class NotRegisteredError extends VaultClientError {
   constructor() {
-    super('not-registered', 'this account has no backup key in the vault', 'check the account and the vault URL, or enable password backups first');
+    super('not-registered', 'this account has no backup key in the vault', 'check the account and the vault URL; if a key was registered, it may have been destroyed after too many wrong passwords');
     this.name = 'NotRegisteredError';
   }
 }
 
 export class VaultUnavailableError extends VaultClientError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super('vault-unavailable', message, 'check the vault URL and your network connection, then try again later; nothing was counted', options);
+    super('vault-unavailable', message, 'check the vault URL and your network connection, then try again later (if the vault received a login before the connection broke, that attempt was counted)', options);
     this.name = 'VaultUnavailableError';
   }
 }
