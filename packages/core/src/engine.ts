@@ -254,10 +254,10 @@ export interface RestoreResult {
 /** Expected plaintext length of chunk `i` of a file of `size` bytes. */
 const chunkLength = (size: number, i: number, chunkSize: number) => Math.min(chunkSize, size - i * chunkSize);
 
-async function fetchChunk(repo: Repository, id: string): Promise<Uint8Array> {
+async function fetchChunk(repo: Repository, id: string, codec: ChunkCodec): Promise<Uint8Array> {
   const name = dataObjectName(id);
   try {
-    return await storageCall(repo.storage, `reading ${name}`, () => repo.storage.get(name));
+    return await storageCall(repo.storage, `reading ${name}`, () => repo.storage.get(name, undefined, codec.alloc?.bind(codec)));
   } catch (e) {
     if (e instanceof ObjectNotFoundError) throw new DamagedBackupError('missing', name, { cause: e });
     throw e;
@@ -310,7 +310,7 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
           const id = ids[i]!;
           const len = chunkLength(size, i, chunkSize);
           await limiter.run(async () => {
-            const plain = await codec.open(id, await fetchChunk(repo, id), len, false);
+            const plain = await codec.open(id, await fetchChunk(repo, id, codec), len, false);
             await sink.write(i * chunkSize, plain);
             codec.release?.(plain);
             progress.bytesDone += len;
@@ -374,7 +374,7 @@ export async function verify(
     for (const [id, len] of chunks) {
       await limiter.run(async () => {
         try {
-          const plain = await codec.open(id, await fetchChunk(repo, id), len, true);
+          const plain = await codec.open(id, await fetchChunk(repo, id, codec), len, true);
           codec.release?.(plain);
         } catch (e) {
           record(e, dataObjectName(id));

@@ -14,8 +14,11 @@ export interface Storage {
   readonly label: string;
   /** Atomic and write-once: readers see all of it or nothing; an existing name throws ObjectExistsError. */
   put(name: string, data: Uint8Array): Promise<void>;
-  /** Throws ObjectNotFoundError when missing. A range past the end returns what there is. */
-  get(name: string, range?: ByteRange): Promise<Uint8Array>;
+  /**
+   * Throws ObjectNotFoundError when missing. A range past the end returns what there is. A backend
+   * may read into a buffer from `alloc` (a recycled one) instead of a new one.
+   */
+  get(name: string, range?: ByteRange, alloc?: (size: number) => Uint8Array): Promise<Uint8Array>;
   /** `null` when missing. */
   stat(name: string): Promise<{ size: number } | null>;
   /** Every name that starts with `prefix`, in no particular order. */

@@ -2,6 +2,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { chunkId, DamagedBackupError, dataObjectName, ObjectType, openObject, sealObject, type DerivedKeys } from '@coffer/core';
 import { nodeCryptoProvider as crypto } from './crypto-node.js';
+import { minorGcEvery } from './gc.js';
 
 const { keys, segmentSize } = workerData as { keys: DerivedKeys; segmentSize: number };
 
@@ -9,8 +10,11 @@ export type Request =
   | { op: 'seal'; n: number; data: Uint8Array; out: Uint8Array }
   | { op: 'open'; n: number; id: string; data: Uint8Array; out: Uint8Array; expectedLength: number; checkId: boolean };
 
+const collectGarbage = minorGcEvery(2);
+
 const port = parentPort!;
 port.on('message', async (m: Request) => {
+  collectGarbage();
   // The input buffer goes back to the main thread with the answer, to be reused.
   const input = m.data.buffer as ArrayBuffer;
   try {

@@ -79,7 +79,7 @@ export class LocalStorage implements Storage {
     }
   }
 
-  async get(name: string, range?: ByteRange): Promise<Uint8Array> {
+  async get(name: string, range?: ByteRange, alloc?: (size: number) => Uint8Array): Promise<Uint8Array> {
     const path = this.file(name);
     let fh;
     try {
@@ -92,14 +92,14 @@ export class LocalStorage implements Storage {
       const size = (await fh.stat()).size;
       const start = Math.min(range?.offset ?? 0, size);
       const len = Math.min(range ? range.length : size, size - start);
-      const buf = Buffer.allocUnsafeSlow(len);
+      const buf = alloc ? alloc(len) : new Uint8Array(len);
       let o = 0;
       while (o < len) {
         const { bytesRead } = await fh.read(buf, o, len - o, start + o);
         if (bytesRead === 0) break;
         o += bytesRead;
       }
-      return new Uint8Array(buf.buffer, 0, o);
+      return buf.subarray(0, o);
     } finally {
       await fh.close();
     }

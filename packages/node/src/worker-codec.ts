@@ -15,18 +15,22 @@ interface Reply {
   error?: { name: string; message: string; reason?: DamageReason; object?: string };
 }
 
-/** Free ArrayBuffers by size; at most `limit` of each size are kept. */
+/** Free ArrayBuffers of a few fixed sizes (a chunk, a sealed chunk); at most `limit` of each are kept. */
 class BufferPool {
   private readonly free = new Map<number, ArrayBuffer[]>();
-  constructor(private readonly limit: number) {}
+  private readonly sizes: number[];
+  constructor(sizes: number[], private readonly limit: number) {
+    this.sizes = [...sizes].sort((a, b) => a - b);
+    for (const s of sizes) this.free.set(s, []);
+  }
+  /** A buffer of the smallest pooled size that holds `size` bytes (or exactly `size` if none does). */
   take(size: number): ArrayBuffer {
-    return this.free.get(size)?.pop() ?? new ArrayBuffer(size);
+    const cls = this.sizes.find((s) => s >= size) ?? size;
+    return this.free.get(cls)?.pop() ?? new ArrayBuffer(cls);
   }
   give(buf: ArrayBuffer): void {
-    if (buf.byteLength === 0) return; // detached
-    let list = this.free.get(buf.byteLength);
-    if (!list) this.free.set(buf.byteLength, (list = []));
-    if (list.length < this.limit) list.push(buf);
+    const list = this.free.get(buf.byteLength); // a detached buffer has length 0 and is not kept
+    if (list && list.length < this.limit) list.push(buf);
   }
 }
 
@@ -45,8 +49,8 @@ export function workerCodec(
   options: { threads?: number } = {},
 ): ChunkCodec {
   const threads = options.threads ?? Math.max(1, availableParallelism());
-  const pool = new BufferPool(64);
   const sealedCapacity = sealedSize(config.chunkSize, config.segmentSize);
+  const pool = new BufferPool([config.chunkSize, sealedCapacity], 16);
   const pending = new Map<number, { resolve(r: Reply): void; reject(e: unknown): void }>();
   let next = 0;
   let failed: unknown = null;
@@ -92,7 +96,7 @@ export function workerCodec(
       return (await call({ op: 'open', id, expectedLength, checkId }, sealed, Math.max(expectedLength, config.chunkSize))).data!;
     },
     alloc(size) {
-      return new Uint8Array(pool.take(size));
+      return new Uint8Array(pool.take(size), 0, size);
     },
     release(buffer) {
       if (buffer.buffer instanceof ArrayBuffer) pool.give(buffer.buffer);
