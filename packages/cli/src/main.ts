@@ -1,5 +1,6 @@
 /** The `coffer` command. Each subcommand checks its input once, here at the edge. */
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import {
   backup, CofferError, DamagedBackupError, formatRecoveryKey, generateBackupKey, parseRecoveryKey, Repository,
@@ -77,8 +78,8 @@ function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[]
   return parsed as { values: { [K in keyof (O & typeof common)]?: K extends keyof O ? (O[K] extends { type: 'boolean' } ? boolean : string) : K extends 'profile' ? string : boolean }; positionals: string[] };
 }
 
-function say(io: Io, json: boolean, human: string, data: Record<string, unknown>): void {
-  io.stdout.write(json ? JSON.stringify({ ok: true, ...data }) + '\n' : human);
+function say(io: Io, json: boolean, human: string, data: Record<string, unknown>, ok = true): void {
+  io.stdout.write(json ? JSON.stringify({ ok, ...data }) + '\n' : human);
 }
 
 async function readKey(io: Io, fromStdin: boolean | undefined): Promise<SecretKey> {
@@ -91,6 +92,8 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
   const json = !!values.json;
   const home = profileDir(values.profile, io.env);
   if (!values.storage) throw new UsageError('--storage is required', 'pass the folder (or file:// URL) that stands for your cloud store');
+  // A plain path is kept absolute, so the profile works from any folder.
+  if (!/^[a-z][a-z0-9+.-]*:/i.test(values.storage)) values.storage = resolve(values.storage);
   if (values['recovery-key'] && values['recovery-key-stdin']) throw new UsageError('--recovery-key and --recovery-key-stdin do not go together');
   if (await profileExists(home)) throw new UsageError(`a profile already exists in ${home}`, 'pass --profile DIR (or set COFFER_HOME) to make another one');
   const storage = await openStorage(values.storage, { create: !values['recovery-key-stdin'] });
@@ -275,6 +278,7 @@ async function cmdVerify(io: Io, args: string[]): Promise<number> {
         ? `All ${r.objectsChecked} objects of ${r.manifests.length} backups check out (${formatBytes(r.bytesChecked)}).\n`
         : `${r.damaged.length} damaged objects:\n${r.damaged.map((d) => `  ${d.object}: ${d.reason}`).join('\n')}\n`,
       { ...r },
+      ok,
     );
     return ok ? Exit.ok : Exit.damaged;
   } finally {

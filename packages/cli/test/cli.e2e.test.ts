@@ -3,18 +3,17 @@
  * built by `tsc -b`) in a real shell, in a temporary folder of its own with COFFER_HOME pointing
  * into it, and checks exit codes, output and the trees on disk byte for byte.
  *
- * Tests marked `todo` reproduce bugs found while writing this suite; they fail until fixed, and the
- * runner reports them without failing the run. See the note at each one.
+ * The last group of tests pins down bugs that this suite found (and that were then fixed).
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, hkdfSync, randomBytes, randomFillSync } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { chmod, lstat, lutimes, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 /* ------------------------------------------------------------------------------------------------
  * Running the command
@@ -86,7 +85,6 @@ function exits(r: Run, code: number): Run {
 }
 
 /** stdout must be exactly one line of JSON. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 function jsonOut(r: Run): any {
   assert.match(r.stdout, /^[^\n]+\n$/, `stdout is one line\n${show(r)}`);
   return JSON.parse(r.stdout);
@@ -236,43 +234,6 @@ const objectFile = (store: string, name: string): string => join(store, 'data', 
 const manifestsIn = async (store: string): Promise<string[]> => (await readdir(join(store, 'manifests'))).sort();
 const seqName = (seq: number): string => String(seq).padStart(20, '0');
 
-/**
- * The millisecond a restored entry gets back for a source mtime of `ns`: FolderTarget passes whole
- * microseconds as a double to utimes, which truncates to the microsecond below. A source mtime
- * exactly on a millisecond can therefore come back 1 µs early, in the previous millisecond (the
- * todo test "restore keeps mtimes that lie exactly on a millisecond" shows it).
- */
-function msAfterRestore(ns: bigint): bigint {
-  const t = Number(ns / 1000n) / 1e6;
-  const sec = Math.trunc(t);
-  let nsec = Math.trunc((t - sec) * 1e9);
-  nsec -= nsec % 1000;
-  return (BigInt(sec) * 1_000_000_000n + BigInt(nsec)) / 1_000_000n;
-}
-
-/**
- * Moves the (rare, ~1 in 2000) natural mtimes that the known rounding bug would shift into another
- * millisecond by half a millisecond, so the tree comparisons below are deterministic; that bug has
- * a test of its own. Returns how many entries it moved.
- */
-async function stepOffMillisecondEdges(root: string): Promise<number> {
-  let moved = 0;
-  const walk = async (dir: string): Promise<void> => {
-    for (const name of await readdir(dir)) {
-      const full = join(dir, name);
-      const st = await lstat(full, { bigint: true });
-      if (msAfterRestore(st.mtimeNs) !== st.mtimeNs / 1_000_000n) {
-        const t = Number(st.mtimeNs / 1000n + 500n) / 1e6;
-        await lutimes(full, t, t);
-        moved++;
-      }
-      if (st.isDirectory()) await walk(full);
-    }
-  };
-  await walk(root);
-  return moved;
-}
-
 async function writeRandomFile(path: string, size: number): Promise<void> {
   const fh = await open(path, 'wx');
   try {
@@ -296,7 +257,6 @@ async function smallTree(src: string): Promise<void> {
   await writeFile(join(src, 'docs', 'readme.txt'), `hello ${randomBytes(8).toString('hex')}\n`);
   await writeFile(join(src, 'docs', 'empty.txt'), '');
   await symlink('docs/readme.txt', join(src, 'link'));
-  await stepOffMillisecondEdges(src);
 }
 
 interface Ready extends Box {
@@ -334,7 +294,6 @@ test('the full story in a real shell: init, backup, changes, incremental backup,
   await writeFile(join(src, 'secret.txt'), `pin ${randomBytes(8).toString('hex')}\n`);
   await writeFile(join(src, 'script.sh'), '#!/bin/sh\necho hello\n');
   await symlink('notes/todo.txt', join(src, 'todo-link'));
-  await stepOffMillisecondEdges(src);
 
   // coffer init --storage DIR (human output): the recovery key is shown once, in 16 groups of 4.
   const init = exits(await coffer(b, ['init', '--storage', store]), 0);
@@ -391,7 +350,6 @@ test('the full story in a real shell: init, backup, changes, incremental backup,
   const when = new Date('2020-09-13T12:26:40.125Z');
   await utimes(join(src, 'notes', 'todo.txt'), when, when);
   assert.equal((await stat(join(src, 'notes', 'todo.txt'), { bigint: true })).mtimeNs, 1_600_000_000_125_000_000n);
-  await stepOffMillisecondEdges(src);
 
   // coffer backup SRC --json: only the changed files are read, only new chunks uploaded.
   const snap2 = await tree(src);
@@ -419,6 +377,7 @@ test('the full story in a real shell: init, backup, changes, incremental backup,
     chunksReused: chunks2.total - fresh.length,
     skipped: [],
   });
+  t.diagnostic(`incremental backup: ${r2.stdout.trim()}`);
   assert.ok(out2.filesRead < files2.length / 2 && out2.chunksUploaded < chunks2.total / 2, `a small incremental backup: ${r2.stdout}`);
   assert.equal(objectNames(store).length, new Set([...chunks1.distinct.keys(), ...chunks2.distinct.keys()]).size);
   assert.deepEqual(await manifestsIn(store), [seqName(1), seqName(2)]);
@@ -545,7 +504,8 @@ test('a flipped byte in one stored object: verify exits 4 naming it; restore exi
   const listing = (await readdir(b.dir)).sort();
   const target = join(b.dir, 'target');
   const r = exits(await coffer(b, ['restore', target]), 4);
-  assert.match(r.stderr, new RegExp(`^coffer: object ${victim} is damaged \\(its contents do not authenticate\\)\\n {2}hint: run \`coffer verify\``));
+  // (`m`: stderr may also carry Node's "Closing file descriptor … on garbage collection" warning; see the todo test)
+  assert.match(r.stderr, new RegExp(`^coffer: object ${victim} is damaged \\(its contents do not authenticate\\)\\n {2}hint: run \`coffer verify\``, 'm'));
   const rj = exits(await coffer(b, ['restore', target, '--json']), 4);
   assert.deepEqual(
     { ...jsonOut(rj).error, hint: undefined },
@@ -626,7 +586,6 @@ test('a backup killed with SIGKILL midway: the previous backup restores, the rer
   const sizes2 = [12, 18, 24, 28, 30, 20, 18].map((m, i) => m * MiB + i * 1031); // ~150 MiB more
   const chunks = (sizes: number[]) => sizes.reduce((n, s) => n + Math.ceil(s / CHUNK), 0);
   for (const [i, s] of sizes1.entries()) await writeRandomFile(join(src, `first-${i}.bin`), s);
-  await stepOffMillisecondEdges(src);
   jsonOut(exits(await coffer(b, ['init', '--storage', store, '--json']), 0));
   const snap1 = await tree(src);
   const r1 = jsonOut(exits(await coffer(b, ['backup', src, '--json']), 0));
@@ -636,7 +595,6 @@ test('a backup killed with SIGKILL midway: the previous backup restores, the rer
 
   await mkdir(join(src, 'more'));
   for (const [i, s] of sizes2.entries()) await writeRandomFile(join(src, 'more', `second-${i}.bin`), s);
-  await stepOffMillisecondEdges(src);
   const snap2 = await tree(src);
   const newChunks = chunks(sizes2);
 
@@ -649,8 +607,9 @@ test('a backup killed with SIGKILL midway: the previous backup restores, the rer
   let finished = false;
   void exited.then(() => (finished = true));
   const started = Date.now();
+  const threshold = before + Math.ceil(newChunks / 8); // well into the run, far from its end
   while (!finished && Date.now() - started < 60_000) {
-    if (objectNames(store).length > before) {
+    if (objectNames(store).length >= threshold) {
       child.kill('SIGKILL');
       break;
     }
@@ -659,7 +618,8 @@ test('a backup killed with SIGKILL midway: the previous backup restores, the rer
   const end = await exited;
   assert.equal(end.signal, 'SIGKILL', `the backup was killed before it finished\n${output}`);
   const stored = objectNames(store).length - before;
-  t.diagnostic(`killed after ${Date.now() - started} ms with ${stored} of ${newChunks} new chunks stored`);
+  const leftovers = (await readdir(join(store, 'tmp'))).length;
+  t.diagnostic(`killed after ${Date.now() - started} ms with ${stored} of ${newChunks} new chunks stored; ${leftovers} partial uploads left in the store's tmp/`);
   assert.ok(stored > 0 && stored < newChunks, `killed midway: ${stored} of ${newChunks}`);
   assert.deepEqual(await manifestsIn(store), [seqName(1)], 'no manifest for the killed backup');
 
@@ -869,16 +829,11 @@ test('no secret in the clear: the store holds neither K, the recovery key nor a 
 });
 
 /* ------------------------------------------------------------------------------------------------
- * Bugs found by this suite (todo until fixed)
+ * Bugs this suite found, fixed; each test keeps them fixed
  * --------------------------------------------------------------------------------------------- */
 
 test(
   'restore keeps mtimes that lie exactly on a millisecond',
-  {
-    todo:
-      'BUG (packages/node/src/fs-tree.ts FolderTarget.commit): mtimes are passed to utimes as a double of whole µs, which ' +
-      'libuv truncates, so e.g. 1700000000.001000000 comes back as 1700000000.000999000 (another millisecond)',
-  },
   async (t) => {
     const b = await box(t);
     await mkdir(b.src);
@@ -897,37 +852,27 @@ test(
 
 test(
   'a file name with a backslash: the backup either refuses it or restores it',
-  {
-    todo:
-      'BUG: `coffer backup` exits 0 for a folder holding a file named "back\\slash.txt" (legal on Linux), but the manifest ' +
-      'it writes is rejected by every reader (spec/format.md §5 forbids "\\" in paths): restore and verify exit 4 ' +
-      '"manifests/…01 is damaged …: entry 1: NUL or backslash in path" — a silently unrestorable backup',
-  },
   async (t) => {
     const b = await box(t);
     await mkdir(b.src);
     await writeFile(join(b.src, 'back\\slash.txt'), 'x');
     await writeFile(join(b.src, 'plain.txt'), 'y');
     exits(await coffer(b, ['init', '--storage', b.store, '--quiet']), 0);
-    const bk = await coffer(b, ['backup', b.src]);
+    const bk = await coffer(b, ['backup', b.src, '--json', '--quiet']);
     if (bk.code !== 0) {
       assert.deepEqual(await manifestsIn(b.store).catch(() => []), [], 'a refused backup writes no manifest');
       return;
     }
+    const skipped = jsonOut(bk).skipped as string[]; // skipping the name, and saying so, is fine too
     exits(await coffer(b, ['verify']), 0);
     const out = join(b.dir, 'out');
     exits(await coffer(b, ['restore', out]), 0);
-    assert.deepEqual(await tree(out), await tree(b.src));
+    assert.deepEqual(await tree(out), (await tree(b.src)).filter((e) => !skipped.includes(e.path)));
   },
 );
 
 test(
   'a relative --storage given to init works from any working folder',
-  {
-    todo:
-      'BUG (packages/cli/src/main.ts cmdInit): profile.json keeps --storage as typed ("./store"), so later commands ' +
-      'resolve it against their own working folder: `coffer backup` from another folder exits 5 "folder <cwd>/store does not exist"',
-  },
   async (t) => {
     const b = await box(t);
     await smallTree(b.src);
@@ -940,11 +885,6 @@ test(
 
 test(
   'pointing restore at a folder that is not a store changes nothing in it',
-  {
-    todo:
-      'BUG (packages/node/src/local-storage.ts LocalStorage.open): opening any existing folder creates tmp/ in it, even ' +
-      'for restore/status/verify; `coffer restore out --storage ~/Documents --recovery-key-stdin` leaves ~/Documents/tmp behind',
-  },
   async (t) => {
     const b = await box(t);
     const notStore = join(b.dir, 'documents');
@@ -959,11 +899,6 @@ test(
 
 test(
   'verify --json reports "ok": false when it finds damage',
-  {
-    todo:
-      'BUG (packages/cli/src/main.ts cmdVerify): with damaged objects verify exits 4 but prints {"ok":true,…,"damaged":[…]}, ' +
-      'so a script that checks "ok" believes the backup is sound',
-  },
   async (t) => {
     const b = await ready(t);
     const victim = objectNames(b.store)[0]!;
@@ -972,5 +907,30 @@ test(
     await writeFile(objectFile(b.store, victim), bytes);
     const v = jsonOut(exits(await coffer(b, ['verify', '--json']), 4));
     assert.equal(v.ok, false);
+  },
+);
+
+test(
+  'a failed restore closes every file it opened',
+  async (t) => {
+    const b = await box(t);
+    await mkdir(b.src);
+    for (let i = 0; i < 4; i++) await writeRandomFile(join(b.src, `f${i}.bin`), 2 * MiB + 500_000);
+    exits(await coffer(b, ['init', '--storage', b.store, '--quiet']), 0);
+    exits(await coffer(b, ['backup', b.src, '--quiet']), 0);
+    const victim = objectFile(b.store, objectNames(b.store)[0]!);
+    const bytes = await readFile(victim);
+    bytes[45]! ^= 0x01;
+    await writeFile(victim, bytes);
+    // The real command's main(), then a garbage collection before the process ends.
+    const runner = join(b.dir, 'gc-run.mjs');
+    const main = pathToFileURL(fileURLToPath(new URL('../src/main.js', import.meta.url))).href;
+    await writeFile(
+      runner,
+      `import { main } from ${JSON.stringify(main)};\nconst code = await main(process.argv.slice(2));\n` +
+        `globalThis.gc();\nawait new Promise((r) => setTimeout(r, 100));\nprocess.exitCode = code;\n`,
+    );
+    const r = exits(await sh(`node --expose-gc ${quote(runner)} restore ${quote(join(b.dir, 'out'))}`, { HOME: b.dir, COFFER_HOME: b.home }), 4);
+    assert.doesNotMatch(r.stderr, /Closing file descriptor|DEP0137/);
   },
 );

@@ -42,7 +42,7 @@ export interface Manifest {
 export function entryPathProblem(path: string): string | null {
   if (typeof path !== 'string' || path.length === 0) return 'empty path';
   if (path.startsWith('/')) return 'absolute path';
-  if (path.includes('\u0000') || path.includes('\\')) return 'NUL or backslash in path';
+  if (path.includes('\u0000')) return 'NUL in path';
   for (const part of path.split('/')) {
     if (part === '' || part === '.' || part === '..') return `path component ${JSON.stringify(part)}`;
   }

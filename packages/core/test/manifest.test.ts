@@ -24,12 +24,16 @@ test('manifests round-trip for any UTF-8 names and entries', () => {
 });
 
 test('paths that could escape the restore folder are refused', () => {
-  for (const p of ['', '/etc/passwd', '../x', 'a/../../x', 'a//b', './a', 'a/.', 'a\\b', 'a\u0000b']) {
+  for (const p of ['', '/etc/passwd', '../x', 'a/../../x', 'a//b', './a', 'a/.', 'a/', 'a\u0000b']) {
     assert.ok(entryPathProblem(p), p);
     const e: TreeEntry = { path: p, kind: 'dir', mode: 0o755, mtimeNs: '0' };
     const bytes = encodeManifest({ header: header(1), entries: [e] });
     assert.throws(() => decodeManifest(bytes, 'm', { backupId, seq: 3 }), (x: unknown) => x instanceof DamagedBackupError && x.reason === 'corrupt');
   }
+});
+
+test('a backslash is an ordinary character of a name (legal on Linux)', () => {
+  assert.equal(entryPathProblem('back\\slash.txt'), null);
 });
 
 test('a manifest from another backup or sequence is misplaced; a bad chunk id or order is corrupt', () => {

@@ -87,7 +87,11 @@ export async function isEmptyOrMissing(path: string): Promise<boolean> {
   }
 }
 
-const toSeconds = (ns: string) => Number(BigInt(ns) / 1000n) / 1e6;
+/**
+ * Seconds for utimes. libuv keeps whole microseconds of the double it is given, truncating; a
+ * double near 1.7e9 s is only good to ~0.24 µs, so we aim at the middle of the microsecond.
+ */
+const toSeconds = (ns: string) => Number(BigInt(ns) / 1000n) / 1e6 + 5e-7;
 
 /**
  * Restores into a temporary folder beside `final`, and renames it into place only in `commit`,
@@ -98,6 +102,7 @@ export class FolderTarget implements RestoreTarget {
   readonly final: string;
   readonly temp: string;
   private readonly overwrite: boolean;
+  private readonly open = new Set<FileHandle>();
   constructor(final: string, options: { overwrite?: boolean } = {}) {
     this.final = resolve(final);
     this.temp = join(dirname(this.final), `.${basename(this.final)}.coffer-restore-${randomBytes(6).toString('hex')}`);
@@ -124,6 +129,8 @@ export class FolderTarget implements RestoreTarget {
 
   async file(entry: TreeEntry): Promise<FileSink> {
     const fh: FileHandle = await open(this.at(entry.path), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    const handles = this.open;
+    handles.add(fh);
     return {
       async write(offset, data) {
         let o = 0;
@@ -133,6 +140,7 @@ export class FolderTarget implements RestoreTarget {
         try {
           await fh.datasync();
         } finally {
+          handles.delete(fh);
           await fh.close();
         }
       },
@@ -172,6 +180,8 @@ export class FolderTarget implements RestoreTarget {
   }
 
   async abort(): Promise<void> {
+    await Promise.allSettled([...this.open].map((fh) => fh.close()));
+    this.open.clear();
     await rm(this.temp, { recursive: true, force: true });
   }
 }

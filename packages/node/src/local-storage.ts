@@ -28,12 +28,25 @@ export class LocalStorage implements Storage {
       if (options.create) await mkdir(root, { recursive: true });
       const s = await stat(root);
       if (!s.isDirectory()) throw new StorageUnavailableError(`${root} is not a folder`);
-      await mkdir(join(root, 'tmp'), { recursive: true });
     } catch (e) {
       if (e instanceof StorageUnavailableError) throw e;
       throw new StorageUnavailableError(code(e) === 'ENOENT' ? `folder ${root} does not exist` : `cannot use folder ${root}: ${code(e) ?? e}`, { cause: e });
     }
-    return new LocalStorage(root);
+    const storage = new LocalStorage(root);
+    await storage.removeStaleTemporaries();
+    return storage;
+  }
+
+  /** Temporary files left by puts that were killed (none takes a day) are removed. */
+  private async removeStaleTemporaries(): Promise<void> {
+    const tmp = join(this.root, 'tmp');
+    const names = await readdir(tmp).catch(() => [] as string[]);
+    const dayAgo = Date.now() - 24 * 3600 * 1000;
+    for (const n of names) {
+      const p = join(tmp, n);
+      const st = await stat(p).catch(() => null);
+      if (st && st.isFile() && st.mtimeMs < dayAgo && n.endsWith('.tmp')) await unlink(p).catch(() => {});
+    }
   }
 
   /** The file that holds object `name`. */
@@ -56,6 +69,7 @@ export class LocalStorage implements Storage {
     const tmp = join(this.root, 'tmp', `${randomBytes(12).toString('hex')}.tmp`);
     try {
       await this.ensureDir(dir);
+      await this.ensureDir(join(this.root, 'tmp'));
       const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
       try {
         let o = 0;

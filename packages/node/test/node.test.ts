@@ -16,14 +16,27 @@ for (const c of storageConformance) {
   test(`local folder storage conformance: ${c.name}`, async (t) => c.run(await LocalStorage.open(join(await tempDir(t), 'store'), { create: true })));
 }
 
-test('local folder: leftovers of a killed put are never listed or read', async (t) => {
+test('local folder: leftovers of a killed put are never listed, and are removed after a day', async (t) => {
   const dir = await tempDir(t);
-  const s = await LocalStorage.open(dir, { create: true });
-  await writeFile(join(dir, 'tmp', 'abc.tmp'), 'half an object');
+  await mkdir(join(dir, 'tmp'), { recursive: true });
+  await writeFile(join(dir, 'tmp', 'fresh.tmp'), 'half an object');
+  await writeFile(join(dir, 'tmp', 'stale.tmp'), 'half an object, long ago');
+  const old = new Date(Date.now() - 25 * 3600 * 1000);
+  await utimes(join(dir, 'tmp', 'stale.tmp'), old, old);
+  const s = await LocalStorage.open(dir);
   await s.put('data/' + 'ab'.repeat(32), new Uint8Array([1, 2, 3]));
   assert.deepEqual(await s.list(''), ['data/' + 'ab'.repeat(32)]);
   assert.deepEqual(await readdir(join(dir, 'data', 'ab')), ['ab'.repeat(32)]);
-  assert.deepEqual(await readdir(join(dir, 'tmp')), ['abc.tmp'], 'put cleans up its own temporary file');
+  assert.deepEqual(await readdir(join(dir, 'tmp')), ['fresh.tmp'], 'a stale leftover is removed; a fresh one may belong to a running put');
+});
+
+test('opening a folder to read from it writes nothing into it', async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'letter.txt'), 'dear');
+  const s = await LocalStorage.open(dir);
+  assert.equal(await s.stat('config'), null);
+  assert.deepEqual(await s.list(''), ['letter.txt']);
+  assert.deepEqual(await readdir(dir), ['letter.txt']);
 });
 
 test('storage locations: paths and file:// URLs open, unknown schemes and missing folders are clear errors', async (t) => {

@@ -1,5 +1,5 @@
 /** Whole-tree chores: folder modification times and the size summary. */
-import { readdir, stat } from 'node:fs/promises';
+import { lstat, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTime } from './media.js';
 
@@ -24,11 +24,11 @@ export async function settleTree(root: string): Promise<TreeTotals> {
     const names = (await readdir(folder)).sort();
     for (const name of names) {
       const path = join(folder, name);
-      const info = await stat(path);
+      const info = await lstat(path); // a symlink is an entry of its own, never followed
       if (info.isDirectory()) {
         totals.folders++;
         newest = Math.max(newest, await visit(path));
-      } else {
+      } else if (info.isFile()) {
         totals.files++;
         totals.bytes += info.size;
         newest = Math.max(newest, info.mtimeMs);
