@@ -1,6 +1,7 @@
 // Runs one command in this process and reports its peak RSS (threads included) and wall time on fd 3
 // as JSON: node bench/rss.mjs cli <coffer args...> | node bench/rss.mjs memory <size> <dir>
 import { writeSync } from 'node:fs';
+process.env.UV_THREADPOOL_SIZE ??= '16'; // as bin/coffer.js does
 const [what, ...args] = process.argv.slice(2);
 const t0 = performance.now();
 let extra = {};

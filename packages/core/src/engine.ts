@@ -102,6 +102,12 @@ export interface BackupResult {
   chunksReused: number;
 }
 
+/**
+ * Chunks in flight at once. Each holds at most a plaintext and a sealed chunk (2 MiB), and enough
+ * must be in flight for storage writes that wait on the disk or the network to overlap.
+ */
+export const DEFAULT_CONCURRENCY = 16;
+
 /** Runs async tasks with at most `limit` in flight; `run` waits for a free slot. */
 class Limiter {
   private active = 0;
@@ -159,7 +165,7 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
     const prevFiles = new Map<string, TreeEntry>();
     for (const e of previous?.entries ?? []) if (e.kind === 'file') prevFiles.set(e.path, e);
 
-    const limiter = new Limiter(options.concurrency ?? 8);
+    const limiter = new Limiter(options.concurrency ?? DEFAULT_CONCURRENCY);
     const result = { filesRead: 0, chunksUploaded: 0, bytesUploaded: 0, chunksReused: 0 };
     for (const entry of files) {
       const prev = prevFiles.get(entry.path);
@@ -287,7 +293,7 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
     await target.begin();
     begun = true;
     report();
-    const limiter = new Limiter(options.concurrency ?? 8);
+    const limiter = new Limiter(options.concurrency ?? DEFAULT_CONCURRENCY);
     const chunkSize = repo.config.chunkSize;
     for (const entry of entries) {
       if (entry.kind === 'dir') await target.dir(entry);
@@ -370,7 +376,7 @@ export async function verify(
       phase: 'verify', bytesDone: 0, filesDone: 0, uploadedBytes: 0, filesTotal: chunks.size,
       bytesTotal: [...chunks.values()].reduce((a, b) => a + b, 0),
     };
-    const limiter = new Limiter(options.concurrency ?? 8);
+    const limiter = new Limiter(options.concurrency ?? DEFAULT_CONCURRENCY);
     for (const [id, len] of chunks) {
       await limiter.run(async () => {
         try {
