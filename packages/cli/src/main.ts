@@ -7,8 +7,10 @@ import {
   restore, UsageError, verify, type SecretKey, type Storage,
 } from '@coffer/core';
 import { FolderSource, FolderTarget, isEmptyOrMissing, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, workerCodec } from '@coffer/node';
-import { Exit, formatBytes, ProgressView, promptSecret, readStdinLine, reportError, type Io } from './output.js';
-import { keyHex, loadProfile, loadState, profileDir, profileExists, profileKey, rememberSeq, saveProfile, type Profile } from './profile.js';
+import { Exit, formatBytes, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, type Io } from './output.js';
+import { keyHex, loadProfile, loadState, profileDir, profileExists, profileKey, rememberSeq, removeProfile, saveProfile, type Profile } from './profile.js';
+import { readPassword, recoverKey, vaultConnection, type VaultFlags } from './vault.js';
+import { changePassword, deleteBackupKey, registerBackupKey, vaultStatus } from '@coffer/core/vault';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -26,6 +28,13 @@ Commands:
   status                                     show the profile, the store and its backups
   verify                                     read back every stored object and check it
 
+Password instead of a recovery key (the key is kept by a Backup Key Vault, see \`coffer vault --help\`):
+  init --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
+  restore DIR --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
+  password change [--password-stdin]        current and new password (two lines on stdin)
+  backup disable --yes                       delete the key from the vault and this profile
+  vault init | serve | token                 run a vault (operators and development)
+
 Options for every command:
   --profile DIR   profile folder (default: $COFFER_HOME or ~/.coffer)
   --json          machine-readable output on stdout; progress as JSON lines on stderr
@@ -33,17 +42,33 @@ Options for every command:
   --help          help for a command
 
 LOCATION is a folder path or a file:// URL.
-Exit codes: 0 ok, 1 failure, 2 bad usage, 3 wrong key, 4 damaged backup, 5 storage unreachable.
+Exit codes: 0 ok, 1 failure, 2 bad usage, 3 wrong key or password, 4 damaged backup,
+5 storage unreachable, 6 key destroyed by the vault, 7 vault unreachable or refused.
 `;
 
 const COMMAND_HELP: Record<string, string> = {
   init: `Usage: coffer init --storage LOCATION [--recovery-key | --recovery-key-stdin] [--profile DIR] [--json]
+       coffer init --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
+                   [--max-attempts N]
 
 Creates a profile holding a new random backup key and an empty backup at LOCATION, and prints the
 64-digit recovery key once. With --recovery-key-stdin, connects this device to the existing backup
 at LOCATION instead, using the recovery key read from standard input.
+
+With --vault, the key is protected by a password instead: it is registered with the Backup Key
+Vault, which never sees the password (OPAQUE) and destroys the key after --max-attempts wrong
+guesses (default 10). If LOCATION already holds a backup, the password recovers its key from the
+vault and connects this device to it. The password is asked twice on a terminal, or read from the
+first line of standard input with --password-stdin.
 `,
+  password: `Usage: coffer password change [--password-stdin] [--token TOKEN] [--profile DIR] [--json]
+
+Changes the vault password. With --password-stdin, the current and the new password are the first
+two lines of standard input. A wrong current password costs one guess.
+`,
+  vault: 'Run `coffer vault --help`.\n',
   backup: `Usage: coffer backup DIR [--profile DIR] [--json] [--quiet]
+       coffer backup disable --yes [--profile DIR]   (turn backups off: delete the key from the vault and this profile)
 
 Backs up the folder DIR. Files unchanged since the last backup are not read again, and chunks the
 store already holds are not uploaded again. An interrupted backup leaves earlier ones intact; run
@@ -51,8 +76,11 @@ it again to finish.
 `,
   restore: `Usage: coffer restore DIR [--storage LOCATION (--recovery-key-stdin | prompt)] [--backup N]
                      [--overwrite] [--allow-rollback] [--profile DIR] [--json] [--quiet]
+       coffer restore DIR --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
 
 Restores the newest backup (or backup number N) into DIR. Without --storage, uses the profile.
+With --vault, the backup key is recovered from the vault with the password; each wrong password
+costs one of a limited number of guesses, after which the vault destroys the key for good.
 DIR must be new or empty unless --overwrite is given. Nothing appears in DIR until every file has
 been verified.
 `,
@@ -87,49 +115,100 @@ async function readKey(io: Io, fromStdin: boolean | undefined): Promise<SecretKe
   return parseRecoveryKey(text);
 }
 
+const vaultOptions = {
+  vault: { type: 'string' },
+  'realm-key': { type: 'string' },
+  token: { type: 'string' },
+  'password-stdin': { type: 'boolean' },
+} as const;
+
 async function cmdInit(io: Io, args: string[]): Promise<number> {
-  const { values } = parse(args, { storage: { type: 'string' }, 'recovery-key': { type: 'boolean' }, 'recovery-key-stdin': { type: 'boolean' } }, 0);
+  const { values } = parse(
+    args,
+    { storage: { type: 'string' }, 'recovery-key': { type: 'boolean' }, 'recovery-key-stdin': { type: 'boolean' }, 'max-attempts': { type: 'string' }, ...vaultOptions },
+    0,
+  );
   const json = !!values.json;
   const home = profileDir(values.profile, io.env);
   if (!values.storage) throw new UsageError('--storage is required', 'pass the folder (or file:// URL) that stands for your cloud store');
   // A plain path is kept absolute, so the profile works from any folder.
   if (!/^[a-z][a-z0-9+.-]*:/i.test(values.storage)) values.storage = resolve(values.storage);
-  if (values['recovery-key'] && values['recovery-key-stdin']) throw new UsageError('--recovery-key and --recovery-key-stdin do not go together');
+  const password = values.vault !== undefined || values['password-stdin'] !== undefined;
+  if ([values['recovery-key'], values['recovery-key-stdin'], password].filter(Boolean).length > 1) {
+    throw new UsageError('choose one of --recovery-key, --recovery-key-stdin and --vault (password)');
+  }
+  let maxAttempts: number | undefined;
+  if (values['max-attempts'] !== undefined) {
+    if (!password) throw new UsageError('--max-attempts goes with --vault');
+    if (!/^\d{1,4}$/.test(values['max-attempts'])) throw new UsageError(`--max-attempts takes a number, not ${JSON.stringify(values['max-attempts'])}`);
+    maxAttempts = Number(values['max-attempts']);
+  }
   if (await profileExists(home)) throw new UsageError(`a profile already exists in ${home}`, 'pass --profile DIR (or set COFFER_HOME) to make another one');
-  const storage = await openStorage(values.storage, { create: !values['recovery-key-stdin'] });
+  const storageLabel = redactUrl(values.storage);
+  const conn = password ? vaultConnection(io, values) : undefined;
   const profile = (key: SecretKey, repo: Repository): Profile => ({
-    version: 1, storage: values.storage!, backupId: repo.config.backupId, key: keyHex(key), protection: 'recovery-key', createdAt: new Date().toISOString(),
+    version: 1, storage: values.storage!, backupId: repo.config.backupId, key: keyHex(key), createdAt: new Date().toISOString(),
+    ...(conn ? { protection: 'password', vault: { url: conn.vaultUrl, realmKey: conn.realmPublicKey, token: conn.token } } : { protection: 'recovery-key' }),
   });
-  if (values['recovery-key-stdin']) {
-    const key = await readKey(io, true);
+  const connect = async (key: SecretKey, how: string) => {
+    const storage = await openStorage(values.storage!);
     const repo = await Repository.open(storage, crypto, key);
     await saveProfile(home, profile(key, repo));
     key.wipe();
-    say(io, json, `Connected to the backup at ${redactUrl(values.storage)}.\nProfile: ${home}\n`, { profile: home, storage: redactUrl(values.storage), backupId: repo.config.backupId });
+    say(io, json, `Connected to the backup at ${storageLabel} (${how}).\nProfile: ${home}\n`, { profile: home, storage: storageLabel, backupId: repo.config.backupId });
     return Exit.ok;
+  };
+  if (values['recovery-key-stdin']) return connect(await readKey(io, true), 'recovery key');
+
+  const storage = await openStorage(values.storage, { create: true });
+  const existing = await storage.stat('config');
+  if (conn && existing) {
+    // This account's key is in the vault already: recover it and connect this device.
+    return connect(await recoverKey(conn, await readPassword(io, values['password-stdin'], false)), 'password');
   }
+  if (existing) throw new UsageError(`${storageLabel} already holds a backup`, 'to connect this device to it, pass --recovery-key-stdin (or --vault with its password)');
   const key = generateBackupKey(crypto);
-  const repo = await Repository.init(storage, crypto, key);
-  await saveProfile(home, profile(key, repo));
-  const recoveryKey = formatRecoveryKey(key);
-  key.wipe();
-  const groups = recoveryKey.split(' ');
-  const lines = [0, 4, 8, 12].map((i) => '    ' + groups.slice(i, i + 4).join(' ')).join('\n');
-  say(
-    io,
-    json,
-    `Encrypted backups are on.\n\nYour recovery key (shown only this once):\n\n${lines}\n\n` +
-      `Write it down and keep it safe. With it, anyone can restore your backups; without it and\n` +
-      `without this device, nobody can, not even the operator of the store.\n\nProfile: ${home}\nStore:   ${redactUrl(values.storage)}\n`,
-    { profile: home, storage: redactUrl(values.storage), backupId: repo.config.backupId, recoveryKey },
-  );
-  return Exit.ok;
+  try {
+    let vaultInfo: { maxAttempts: number } | undefined;
+    if (conn) {
+      // Registered first: if the vault refuses, nothing was written to the store.
+      const pw = await readPassword(io, values['password-stdin'], true);
+      vaultInfo = await registerBackupKey({ ...conn, password: pw, backupKey: key.expose(), ...(maxAttempts === undefined ? {} : { maxAttempts }) });
+    }
+    const repo = await Repository.init(storage, crypto, key);
+    await saveProfile(home, profile(key, repo));
+    if (vaultInfo) {
+      say(
+        io,
+        json,
+        `Encrypted backups are on, protected by your password.\n\nThe backup key is kept by the vault at ${redactUrl(conn!.vaultUrl)}, which never sees your password and\n` +
+          `destroys the key after ${vaultInfo.maxAttempts} wrong guesses. Without the password (or this device), nobody can restore\nyour backups, not even the vault's operator.\n\nProfile: ${home}\nStore:   ${storageLabel}\n`,
+        { profile: home, storage: storageLabel, backupId: repo.config.backupId, protection: 'password', maxAttempts: vaultInfo.maxAttempts },
+      );
+      return Exit.ok;
+    }
+    const recoveryKey = formatRecoveryKey(key);
+    const groups = recoveryKey.split(' ');
+    const lines = [0, 4, 8, 12].map((i) => '    ' + groups.slice(i, i + 4).join(' ')).join('\n');
+    say(
+      io,
+      json,
+      `Encrypted backups are on.\n\nYour recovery key (shown only this once):\n\n${lines}\n\n` +
+        `Write it down and keep it safe. With it, anyone can restore your backups; without it and\n` +
+        `without this device, nobody can, not even the operator of the store.\n\nProfile: ${home}\nStore:   ${storageLabel}\n`,
+      { profile: home, storage: storageLabel, backupId: repo.config.backupId, recoveryKey },
+    );
+    return Exit.ok;
+  } finally {
+    key.wipe();
+  }
 }
 
 async function cmdBackup(io: Io, args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, {}, 1);
+  const { values, positionals } = parse(args, { yes: { type: 'boolean' }, token: { type: 'string' } }, 1);
   const json = !!values.json;
   const dir = positionals[0];
+  if (dir === 'disable') return disableBackups(io, values);
   if (!dir) throw new UsageError('which folder should be backed up?', 'coffer backup DIR');
   const home = profileDir(values.profile, io.env);
   const profile = await loadProfile(home);
@@ -163,10 +242,62 @@ async function cmdBackup(io: Io, args: string[]): Promise<number> {
   }
 }
 
+/** `coffer backup disable`: the vault forgets the key (if it held it), then this device does. */
+async function disableBackups(io: Io, values: { yes?: boolean; token?: string; profile?: string; json?: boolean }): Promise<number> {
+  const json = !!values.json;
+  const home = profileDir(values.profile, io.env);
+  const profile = await loadProfile(home);
+  if (!values.yes) {
+    throw new UsageError('this deletes the backup key from this device' + (profile.vault ? ' and from the vault' : ''), 'add --yes to turn backups off; keep the recovery key or another device if you want to restore them later');
+  }
+  let deleted = false;
+  if (profile.vault) deleted = (await deleteBackupKey(vaultConnection(io, { token: values.token }, profile.vault))).deleted;
+  await removeProfile(home);
+  say(io, json, `Backups are off. ${profile.vault ? 'The vault deleted the backup key; ' : ''}this device no longer holds it.\nThe encrypted backups stay at ${redactUrl(profile.storage)} until you delete them.\n`, {
+    profile: home, vaultDeleted: deleted,
+  });
+  return Exit.ok;
+}
+
+async function cmdPassword(io: Io, args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { 'password-stdin': { type: 'boolean' }, token: { type: 'string' } }, 1);
+  if (positionals[0] !== 'change') throw new UsageError('the only password command is `coffer password change`');
+  const json = !!values.json;
+  const home = profileDir(values.profile, io.env);
+  const profile = await loadProfile(home);
+  if (!profile.vault) throw new UsageError('this profile is protected by a recovery key, not a password', 'passwords exist for backups turned on with --vault');
+  const conn = vaultConnection(io, { token: values.token }, profile.vault);
+  let current: string;
+  let next: string;
+  if (values['password-stdin']) {
+    [current = '', next = ''] = await readStdinLines(io, 2);
+    if (!current || !next) throw new UsageError('give the current and the new password as the first two lines of standard input');
+  } else {
+    current = await promptSecret(io, 'Current password: ');
+    next = await readPassword(io, false, true);
+  }
+  const key = profileKey(profile);
+  try {
+    const r = await changePassword({ ...conn, password: current, newPassword: next, backupKey: key.expose() });
+    say(io, json, `Password changed. The vault allows ${r.maxAttempts} wrong guesses.\n`, { maxAttempts: r.maxAttempts, guessesRemaining: r.guessesRemaining });
+    return Exit.ok;
+  } finally {
+    key.wipe();
+  }
+}
+
+async function cmdVault(io: Io, args: string[]): Promise<number> {
+  const { vaultCommand } = await import('@coffer/vault/cli');
+  return vaultCommand(args, { stdout: io.stdout, stderr: io.stderr, stdin: io.stdin });
+}
+
 async function cmdRestore(io: Io, args: string[]): Promise<number> {
   const { values, positionals } = parse(
     args,
-    { storage: { type: 'string' }, 'recovery-key-stdin': { type: 'boolean' }, overwrite: { type: 'boolean' }, backup: { type: 'string' }, 'allow-rollback': { type: 'boolean' } },
+    {
+      storage: { type: 'string' }, 'recovery-key-stdin': { type: 'boolean' }, overwrite: { type: 'boolean' }, backup: { type: 'string' },
+      'allow-rollback': { type: 'boolean' }, ...vaultOptions,
+    },
     1,
   );
   const json = !!values.json;
@@ -181,11 +312,15 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
   const home = profileDir(values.profile, io.env);
   let storage: Storage;
   let key: SecretKey;
+  const password = values.vault !== undefined || values['password-stdin'] !== undefined;
+  if (password && values['recovery-key-stdin']) throw new UsageError('--recovery-key-stdin and --vault (password) do not go together');
   if (values.storage) {
     storage = await openStorage(values.storage);
-    key = await readKey(io, values['recovery-key-stdin']);
+    // Check that the store holds a backup before a password guess is spent on it.
+    await Repository.readConfig(storage);
+    key = password ? await recoverKey(vaultConnection(io, values), await readPassword(io, values['password-stdin'], false)) : await readKey(io, values['recovery-key-stdin']);
   } else {
-    if (values['recovery-key-stdin']) throw new UsageError('--recovery-key-stdin needs --storage', 'give the store to restore from');
+    if (values['recovery-key-stdin'] || password) throw new UsageError('--recovery-key-stdin and --vault need --storage', 'give the store to restore from');
     const profile = await loadProfile(home);
     storage = await openStorage(profile.storage);
     key = profileKey(profile);
@@ -236,7 +371,16 @@ async function cmdStatus(io: Io, args: string[]): Promise<number> {
       }
     }
     const objects = (await storage.list('data/')).length;
+    let vault: Record<string, unknown> | undefined;
+    if (profile.vault) {
+      try {
+        vault = { url: redactUrl(profile.vault.url), ...(await vaultStatus(vaultConnection(io, {}, profile.vault))) };
+      } catch (e) {
+        vault = { url: redactUrl(profile.vault.url), error: (e as Error).message };
+      }
+    }
     const data = {
+      ...(vault ? { vault } : {}),
       profile: home, storage: redactUrl(profile.storage), backupId: repo.config.backupId, protection: profile.protection,
       backups: seqs.length, newest: seqs.at(-1) ?? null, lastSeen: state.seen[repo.config.backupId] ?? null, objects, recent: backups,
     };
@@ -245,6 +389,9 @@ async function cmdStatus(io: Io, args: string[]): Promise<number> {
       io,
       json,
       `Profile:    ${home}\nStore:      ${data.storage}\nBackup id:  ${data.backupId}\nProtection: ${profile.protection}\n` +
+        (vault
+          ? `Vault:      ${vault['url']}: ${'error' in vault ? `unreachable (${vault['error']})` : vault['registered'] ? `${vault['guessesRemaining']} of ${vault['maxAttempts']} guesses left` : 'no key registered'}\n`
+          : '') +
         `Backups:    ${seqs.length}${seqs.length ? ` (newest #${data.newest})` : ''}; ${objects} stored chunks\n` +
         (lines.length ? `Recent backups:\n${lines.join('\n')}\n` : 'No backup yet: run `coffer backup DIR`.\n'),
       data,
@@ -294,6 +441,8 @@ const COMMANDS: Record<string, (io: Io, args: string[]) => Promise<number>> = {
   restore: cmdRestore,
   status: cmdStatus,
   verify: cmdVerify,
+  password: cmdPassword,
+  vault: cmdVault,
 };
 
 const defaultIo = (): Io => ({ stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env });
@@ -311,7 +460,7 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
   }
   const run = COMMANDS[command];
   if (!run) return reportError(io, new UsageError(`unknown command ${JSON.stringify(command)}`, 'see `coffer --help`'), json);
-  if (rest.includes('--help') || rest.includes('-h')) {
+  if (command !== 'vault' && (rest.includes('--help') || rest.includes('-h'))) {
     io.stdout.write(COMMAND_HELP[command] ?? HELP);
     return Exit.ok;
   }

@@ -28,14 +28,16 @@ export function exitCodeFor(e: unknown): number {
   if (e instanceof CofferError) {
     const byCode: Record<string, number> = {
       usage: Exit.usage, 'target-not-empty': Exit.usage, 'no-profile': Exit.usage, 'no-backup': Exit.usage,
-      'wrong-password': Exit.wrongKey, 'key-destroyed': Exit.keyDestroyed, 'vault-unavailable': Exit.vault,
     };
     return byCode[e.code] ?? Exit.failure;
   }
-  const n = (e as Error)?.name ?? '';
-  if (/WrongPassword/.test(n)) return Exit.wrongKey;
-  if (/KeyDestroyed/.test(n)) return Exit.keyDestroyed;
-  if (/Vault/.test(n)) return Exit.vault;
+  // Errors of the vault client (@coffer/core/vault) carry a code of their own.
+  const vaultCodes: Record<string, number> = {
+    'wrong-password': Exit.wrongKey, 'key-destroyed': Exit.keyDestroyed, 'invalid-vault-config': Exit.usage, 'not-registered': Exit.vault,
+    'vault-unavailable': Exit.vault, 'vault-rejected-request': Exit.vault, 'vault-unauthorized': Exit.vault, 'vault-protocol': Exit.vault, 'vault-busy': Exit.vault,
+  };
+  const code = (e as { code?: unknown })?.code;
+  if (typeof code === 'string' && code in vaultCodes) return vaultCodes[code]!;
   return Exit.failure;
 }
 
@@ -130,15 +132,18 @@ export class ProgressView {
   }
 }
 
-/** Reads one line from stdin (for --*-stdin flags); never echoes it. */
-export async function readStdinLine(io: Io): Promise<string> {
+/** Reads up to `n` lines from stdin (for --*-stdin flags); never echoes them. */
+export async function readStdinLines(io: Io, n: number): Promise<string[]> {
   let data = '';
   for await (const chunk of io.stdin as AsyncIterable<Buffer | string>) {
     data += chunk.toString();
-    const nl = data.indexOf('\n');
-    if (nl >= 0) return data.slice(0, nl).replace(/\r$/, '');
+    if (data.split('\n').length > n) break;
   }
-  return data;
+  return data.split('\n').slice(0, n).map((l) => l.replace(/\r$/, ''));
+}
+
+export async function readStdinLine(io: Io): Promise<string> {
+  return (await readStdinLines(io, 1))[0] ?? '';
 }
 
 /** Asks for a secret on a terminal without echoing it. */

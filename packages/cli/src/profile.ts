@@ -79,6 +79,11 @@ export async function saveProfile(dir: string, p: Profile): Promise<void> {
   await writePrivateFile(join(dir, 'profile.json'), JSON.stringify(p, null, 2) + '\n');
 }
 
+/** Deletes the profile's key file (the state file stays: it holds nothing secret). */
+export async function removeProfile(dir: string): Promise<void> {
+  await unlink(join(dir, 'profile.json'));
+}
+
 export const profileKey = (p: Profile): SecretKey => new SecretKey(fromHex(p.key));
 export const keyHex = (k: SecretKey): string => toHex(k.expose());
 
