@@ -40,8 +40,8 @@ export class HsmUnavailableError extends VaultServerError {
 }
 
 export class RealmConfigError extends VaultServerError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, 'run `coffer vault init --data-dir DIR` first, or check --data-dir', options);
+  constructor(message: string, options?: { cause?: unknown; hint?: string }) {
+    super(message, options?.hint ?? 'run `coffer vault init --data-dir DIR` first, or check --data-dir', options);
     this.name = 'RealmConfigError';
   }
 }

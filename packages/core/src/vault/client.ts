@@ -334,6 +334,8 @@ export async function deleteBackupKey(opts: VaultConnection): Promise<{ deleted:
 
 export interface VaultStatus {
   registered: boolean;
+  /** The attempt limit was reached and the key destroyed (only ever told to the account itself). */
+  destroyed?: boolean;
   guessesRemaining?: number;
   maxAttempts?: number;
 }
@@ -343,6 +345,6 @@ export async function vaultStatus(opts: VaultConnection): Promise<VaultStatus> {
   const c = check(opts);
   const r = await call(c, 'status', {});
   if (r.status !== 'ok') throw new VaultProtocolError(`unexpected status status ${r.status}`);
-  if (r['registered'] !== true) return { registered: false };
+  if (r['registered'] !== true) return r['destroyed'] === true ? { registered: false, destroyed: true } : { registered: false };
   return { registered: true, guessesRemaining: int(r, 'guessesRemaining'), maxAttempts: int(r, 'maxAttempts') };
 }

@@ -243,9 +243,15 @@ async function responseKey(
   return { key, nonce: new Uint8Array(nonceBits) };
 }
 
+/** Injected randomness, for test vectors only (STYLE.md 4); omit it everywhere else. */
+export interface FixedRandomness {
+  nonce?: Uint8Array;
+}
+
 /** Server side: encrypts a response to the holder of the request's HPKE context (§6.3). */
-export async function sealResponse(ctx: Exporter, enc: Uint8Array, response: InnerResponse): Promise<Uint8Array<ArrayBuffer>> {
-  const nonceR = randomBytes(RESPONSE_NONCE_BYTES);
+export async function sealResponse(ctx: Exporter, enc: Uint8Array, response: InnerResponse, fixed: FixedRandomness = {}): Promise<Uint8Array<ArrayBuffer>> {
+  const nonceR = fixed.nonce ? own(fixed.nonce) : randomBytes(RESPONSE_NONCE_BYTES);
+  if (nonceR.length !== RESPONSE_NONCE_BYTES) throw new RangeError('response nonce must be 32 bytes');
   const { key, nonce } = await responseKey(ctx, enc, nonceR);
   const ct = await crypto.subtle.encrypt({ name: 'AES-GCM', iv: nonce }, key, pad(utf8(JSON.stringify(response))));
   return concat(nonceR, new Uint8Array(ct));
@@ -272,10 +278,22 @@ export async function sealRequest(
   realm: RealmPublicKey,
   inner: InnerRequest,
 ): Promise<{ body: Uint8Array<ArrayBuffer>; context: Exporter; enc: Uint8Array<ArrayBuffer> }> {
+  return sealRequestPlaintext(realm, utf8(JSON.stringify(inner)));
+}
+
+/**
+ * Seals exact plaintext bytes (before padding). `ekm`, the ephemeral key material of RFC 9180
+ * DeriveKeyPair, is for test vectors only.
+ */
+export async function sealRequestPlaintext(
+  realm: RealmPublicKey,
+  plaintext: Uint8Array,
+  fixed: { ekm?: Uint8Array } = {},
+): Promise<{ body: Uint8Array<ArrayBuffer>; context: Exporter; enc: Uint8Array<ArrayBuffer> }> {
   const suite = hpkeSuite();
   const recipientPublicKey = await suite.kem.deserializePublicKey(own(realm.publicKey));
-  const sender = await suite.createSenderContext({ recipientPublicKey, info: requestInfo(realm.realmId) });
-  const ct = await sender.seal(pad(utf8(JSON.stringify(inner))), requestAad(realm.realmId));
+  const sender = await suite.createSenderContext({ recipientPublicKey, info: requestInfo(realm.realmId), ...(fixed.ekm ? { ekm: own(fixed.ekm) } : {}) });
+  const ct = await sender.seal(pad(plaintext), requestAad(realm.realmId));
   const enc = new Uint8Array(sender.enc);
   return { body: concat(new Uint8Array([WIRE_VERSION_BYTE]), enc, new Uint8Array(ct)), context: sender, enc };
 }
@@ -300,10 +318,10 @@ export function wrappedKeyAad(realmIdText: string, account: string): Uint8Array<
 export const WRAPPED_KEY_BYTES = 12 + 32 + 16;
 
 /** Wraps K under a key derived from the OPAQUE export key. */
-export async function wrapBackupKey(exportKey: Uint8Array, realmIdText: string, account: string, backupKey: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
+export async function wrapBackupKey(exportKey: Uint8Array, realmIdText: string, account: string, backupKey: Uint8Array, fixed: FixedRandomness = {}): Promise<Uint8Array<ArrayBuffer>> {
   if (backupKey.length !== 32) throw new RangeError('backup key must be 32 bytes');
   const key = await hkdfAesKey(exportKey, 'wrap-key', ['encrypt']);
-  const nonce = randomBytes(12);
+  const nonce = fixed.nonce ? own(fixed.nonce) : randomBytes(12);
   const ct = await crypto.subtle.encrypt({ name: 'AES-GCM', iv: nonce, additionalData: wrappedKeyAad(realmIdText, account) }, key, own(backupKey));
   return concat(nonce, new Uint8Array(ct));
 }
@@ -320,9 +338,9 @@ export async function unwrapBackupKey(exportKey: Uint8Array, realmIdText: string
 }
 
 /** Server side: encrypts the wrapped key under the OPAQUE session key (§7.4). */
-export async function sealRelease(sessionKey: Uint8Array, requestId: string, wrapped: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
+export async function sealRelease(sessionKey: Uint8Array, requestId: string, wrapped: Uint8Array, fixed: FixedRandomness = {}): Promise<Uint8Array<ArrayBuffer>> {
   const key = await hkdfAesKey(sessionKey, 'release', ['encrypt']);
-  const nonce = randomBytes(12);
+  const nonce = fixed.nonce ? own(fixed.nonce) : randomBytes(12);
   const ct = await crypto.subtle.encrypt({ name: 'AES-GCM', iv: nonce, additionalData: utf8(requestId) }, key, own(wrapped));
   return concat(nonce, new Uint8Array(ct));
 }

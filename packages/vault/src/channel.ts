@@ -1,0 +1,37 @@
+// Server-side twins of protocol.sealResponse / protocol.sealRelease (spec/vault-protocol.md §6.3,
+// §7.4) on node:crypto's synchronous HKDF and AES-GCM: the same construction with fewer async
+// WebCrypto hops. Both are checked against the same test vectors as the client's WebCrypto code.
+
+import { createCipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { protocol } from '@coffer/core/vault';
+
+const { PROTOCOL_LABEL, RESPONSE_NONCE_BYTES, pad, utf8 } = protocol;
+
+export async function sealResponse(
+  ctx: protocol.Exporter,
+  enc: Uint8Array,
+  response: protocol.InnerResponse,
+  fixed: protocol.FixedRandomness = {},
+): Promise<Uint8Array> {
+  const secret = Buffer.from(await ctx.export(utf8(`${PROTOCOL_LABEL} response`), 32));
+  const nonceR = fixed.nonce ? Buffer.from(fixed.nonce) : randomBytes(RESPONSE_NONCE_BYTES);
+  if (nonceR.length !== RESPONSE_NONCE_BYTES) throw new RangeError('response nonce must be 32 bytes');
+  const salt = Buffer.concat([enc, nonceR]);
+  const key = Buffer.from(hkdfSync('sha256', secret, salt, 'key', 32));
+  const nonce = Buffer.from(hkdfSync('sha256', secret, salt, 'nonce', 12));
+  secret.fill(0);
+  const c = createCipheriv('aes-256-gcm', key, nonce);
+  const out = Buffer.concat([nonceR, c.update(pad(utf8(JSON.stringify(response)))), c.final(), c.getAuthTag()]);
+  key.fill(0);
+  return new Uint8Array(out.buffer, out.byteOffset, out.length);
+}
+
+export function sealRelease(sessionKey: Uint8Array, requestId: string, wrapped: Uint8Array, fixed: protocol.FixedRandomness = {}): Uint8Array {
+  const key = Buffer.from(hkdfSync('sha256', sessionKey, Buffer.alloc(0), `${PROTOCOL_LABEL} release`, 32));
+  const nonce = fixed.nonce ? Buffer.from(fixed.nonce) : randomBytes(12);
+  const c = createCipheriv('aes-256-gcm', key, nonce);
+  c.setAAD(Buffer.from(requestId, 'utf8'));
+  const out = Buffer.concat([nonce, c.update(wrapped), c.final(), c.getAuthTag()]);
+  key.fill(0);
+  return new Uint8Array(out.buffer, out.byteOffset, out.length);
+}

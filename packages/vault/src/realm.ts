@@ -1,0 +1,205 @@
+// Realm setup on disk: `coffer vault init` writes DIR/realm.json (public data and sealed secrets);
+// the HSM holds the keys that seal them. Layout of DIR:
+//   realm.json                          realm id, public key, HSM reference, sealed secrets, policy
+//   records.sqlite                      the record store (embedded default)
+//   softhsm/                            SoftHSM2 token of this vault (softhsm2.conf, tokens/, user.pin)
+//   software-hsm-DEVELOPMENT-ONLY.json  the software HSM key file, when SoftHSM2 is not installed
+
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import * as opaque from '@serenity-kit/opaque';
+import { protocol } from '@coffer/core/vault';
+import { Boundary, DEFAULT_POLICY, realmSecretsAad, type AttemptPolicy, type RealmSecrets } from './boundary.js';
+import { RealmConfigError } from './errors.js';
+import { Pkcs11Hsm } from './hsm/pkcs11.js';
+import { findSoftHsmModule, initSoftHsmToken, openSoftHsm, softHsmInstalled } from './hsm/softhsm.js';
+import { SoftwareHsmDevelopmentOnly } from './hsm/software.js';
+import type { Hsm } from './hsm/types.js';
+import { ed25519PublicKeyFromPem, type TokenVerifier } from './token.js';
+
+export type HsmChoice = 'auto' | 'softhsm' | 'software' | 'pkcs11';
+
+export type HsmRef =
+  | { kind: 'softhsm'; dir: string; tokenLabel: string }
+  | { kind: 'software-development-only'; keyFile: string }
+  | { kind: 'pkcs11'; module: string; tokenLabel: string; pinEnv: string };
+
+export interface RealmFile {
+  format: 'coffer-vault-realm-v1';
+  realmId: string;
+  realmPublicKey: string;
+  hsm: HsmRef;
+  realmKeyLabel: string;
+  recordKeyLabel: string;
+  sealedSecrets: string;
+  token: { alg: 'HS256' } | { alg: 'EdDSA'; publicKeyPem: string };
+  policy: AttemptPolicy;
+  createdAt: string;
+}
+
+export const REALM_FILE = 'realm.json';
+export const RECORDS_FILE = 'records.sqlite';
+export const PKCS11_PIN_ENV = 'COFFER_VAULT_HSM_PIN';
+
+export interface InitOptions {
+  dataDir: string;
+  hsm?: HsmChoice;
+  /** For `hsm: 'pkcs11'`. PIN from env COFFER_VAULT_HSM_PIN. */
+  pkcs11Module?: string;
+  pkcs11Token?: string;
+  /** PEM of the app auth server's Ed25519 public key; without it, HS256 with a secret generated here. */
+  tokenPublicKeyPem?: string;
+  policy?: AttemptPolicy;
+  warn?: (message: string) => void;
+}
+
+export interface OpenedRealm {
+  file: RealmFile;
+  hsm: Hsm;
+  dataDir: string;
+}
+
+function writeAtomic(path: string, data: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, data, { mode: 0o600 });
+  const fd = openSync(tmp, 'r');
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(tmp, path);
+}
+
+function openHsm(ref: HsmRef, dataDir: string, warn: (m: string) => void, create: boolean): Hsm {
+  switch (ref.kind) {
+    case 'softhsm': {
+      const dir = resolve(dataDir, ref.dir);
+      const token = create ? initSoftHsmToken(dir, ref.tokenLabel) : { conf: join(dir, 'softhsm2.conf'), module: initModule(), tokenLabel: ref.tokenLabel, pinFile: join(dir, 'user.pin') };
+      return openSoftHsm(token);
+    }
+    case 'software-development-only':
+      return SoftwareHsmDevelopmentOnly.open(resolve(dataDir, ref.keyFile), warn);
+    case 'pkcs11': {
+      const pin = process.env[ref.pinEnv];
+      if (!pin) throw new RealmConfigError(`set ${ref.pinEnv} to the PKCS#11 user PIN`);
+      return Pkcs11Hsm.open({ module: ref.module, tokenLabel: ref.tokenLabel, pin });
+    }
+  }
+}
+
+function initModule(): string {
+  const found = findSoftHsmModule();
+  if (!found) throw new RealmConfigError('this realm uses SoftHSM2 but it is not installed (apt-get install softhsm2, or run scripts/setup.sh)');
+  return found;
+}
+
+/** Creates a realm in `dataDir`. Refuses to overwrite an existing one. */
+export async function initRealm(o: InitOptions): Promise<{ file: RealmFile; hsmDescription: string }> {
+  const warn = o.warn ?? ((m: string) => process.stderr.write(m + '\n'));
+  const dataDir = resolve(o.dataDir);
+  const realmPath = join(dataDir, REALM_FILE);
+  if (existsSync(realmPath)) throw new RealmConfigError(`a realm already exists in ${dataDir}; refusing to overwrite it (its records would become unreadable)`, {
+      hint: 'use `coffer vault serve` with this directory, or choose another --data-dir',
+    });
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const choice = o.hsm ?? 'auto';
+  let ref: HsmRef;
+  if (choice === 'pkcs11') {
+    if (!o.pkcs11Module || !o.pkcs11Token) throw new RealmConfigError('--hsm pkcs11 needs --pkcs11-module and --pkcs11-token');
+    ref = { kind: 'pkcs11', module: o.pkcs11Module, tokenLabel: o.pkcs11Token, pinEnv: PKCS11_PIN_ENV };
+  } else if (choice === 'softhsm' || (choice === 'auto' && softHsmInstalled())) {
+    ref = { kind: 'softhsm', dir: 'softhsm', tokenLabel: 'coffer-vault' };
+  } else {
+    ref = { kind: 'software-development-only', keyFile: 'software-hsm-DEVELOPMENT-ONLY.json' };
+  }
+  const hsm = openHsm(ref, dataDir, warn, true);
+  try {
+    const realmId = new Uint8Array(randomBytes(16));
+    const tag = randomBytes(4).toString('hex');
+    const realmKeyLabel = `coffer-realm-${tag}`;
+    const recordKeyLabel = `coffer-records-${tag}`;
+    await hsm.generateKey(realmKeyLabel);
+    await hsm.generateKey(recordKeyLabel);
+    await opaque.ready;
+    const suite = protocol.hpkeSuite();
+    const kp = await suite.kem.generateKeyPair();
+    const pk = new Uint8Array(await suite.kem.serializePublicKey(kp.publicKey));
+    const sk = new Uint8Array(await suite.kem.serializePrivateKey(kp.privateKey));
+    const secrets: RealmSecrets = {
+      opaqueServerSetup: opaque.server.createSetup(),
+      hpkePrivateKey: protocol.b64u(sk),
+      ticketKey: protocol.b64u(randomBytes(32)),
+    };
+    sk.fill(0);
+    let token: RealmFile['token'];
+    if (o.tokenPublicKeyPem) {
+      ed25519PublicKeyFromPem(o.tokenPublicKeyPem);
+      token = { alg: 'EdDSA', publicKeyPem: o.tokenPublicKeyPem };
+    } else {
+      secrets.tokenSecret = protocol.b64u(randomBytes(32));
+      token = { alg: 'HS256' };
+    }
+    const sealed = await hsm.seal(realmKeyLabel, protocol.utf8(JSON.stringify(secrets)), realmSecretsAad(realmId));
+    const file: RealmFile = {
+      format: 'coffer-vault-realm-v1',
+      realmId: protocol.b64u(realmId),
+      realmPublicKey: protocol.formatRealmPublicKey(realmId, pk),
+      hsm: ref,
+      realmKeyLabel,
+      recordKeyLabel,
+      sealedSecrets: protocol.b64u(sealed),
+      token,
+      policy: o.policy ?? DEFAULT_POLICY,
+      createdAt: new Date().toISOString(),
+    };
+    writeAtomic(realmPath, JSON.stringify(file, null, 2) + '\n');
+    return { file, hsmDescription: hsm.description };
+  } finally {
+    await hsm.close();
+  }
+}
+
+export function readRealmFile(dataDir: string): RealmFile {
+  const p = join(resolve(dataDir), REALM_FILE);
+  if (!existsSync(p)) throw new RealmConfigError(`no realm in ${resolve(dataDir)} (missing ${REALM_FILE})`);
+  let f: RealmFile;
+  try {
+    f = JSON.parse(readFileSync(p, 'utf8')) as RealmFile;
+  } catch (cause) {
+    throw new RealmConfigError(`${p} is not valid JSON`, { cause });
+  }
+  if (f.format !== 'coffer-vault-realm-v1') throw new RealmConfigError(`${p} is not a Coffer vault realm file (format ${String(f.format)})`);
+  return f;
+}
+
+/** Opens the realm's HSM and unseals its boundary. */
+export async function openRealm(
+  dataDir: string,
+  o: { warn?: (m: string) => void; now?: () => number; policy?: Partial<AttemptPolicy> } = {},
+): Promise<{ file: RealmFile; hsm: Hsm; boundary: Boundary }> {
+  const warn = o.warn ?? ((m: string) => process.stderr.write(m + '\n'));
+  const file = readRealmFile(dataDir);
+  const hsm = openHsm(file.hsm, resolve(dataDir), warn, false);
+  try {
+    let tokenVerifier: TokenVerifier | undefined;
+    if (file.token.alg === 'EdDSA') tokenVerifier = { alg: 'EdDSA', publicKey: ed25519PublicKeyFromPem(file.token.publicKeyPem) };
+    const policy = { ...file.policy, ...o.policy };
+    if (!(policy.minMaxAttempts >= 1 && policy.minMaxAttempts <= policy.defaultMaxAttempts && policy.defaultMaxAttempts <= policy.maxMaxAttempts)) {
+      throw new RealmConfigError('attempt policy must satisfy 1 <= min <= default <= max');
+    }
+    const boundary = await Boundary.start({
+      realmIdText: file.realmId,
+      realmPublicKey: file.realmPublicKey,
+      hsm,
+      realmKeyLabel: file.realmKeyLabel,
+      recordKeyLabel: file.recordKeyLabel,
+      sealedSecrets: protocol.fromB64u(file.sealedSecrets),
+      policy,
+      ...(tokenVerifier ? { tokenVerifier } : {}),
+      ...(o.now ? { now: o.now } : {}),
+    });
+    return { file, hsm, boundary };
+  } catch (e) {
+    await hsm.close();
+    throw e;
+  }
+}

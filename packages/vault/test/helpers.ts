@@ -1,0 +1,168 @@
+// Test helpers: a real `coffer vault serve` child process, a capturing fetch, and a raw protocol client.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { protocol, INSECURE_TEST_ONLY_FAST_KEY_STRETCHING, type VaultConnection } from '@coffer/core/vault';
+import { vaultCommand } from '../src/cli.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** packages/vault/bin/coffer-vault.js (tests run from dist/test). */
+export const VAULT_BIN = join(here, '..', '..', 'bin', 'coffer-vault.js');
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export async function runVault(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await vaultCommand(argv, { stdout: { write: (s: string) => (stdout += s) }, stderr: { write: (s: string) => (stderr += s) } });
+  return { code, stdout, stderr };
+}
+
+export interface VaultProcess {
+  url: string;
+  realmPublicKey: string;
+  child: ChildProcess;
+  logs(): string;
+  stderr(): string;
+  waitForStderr(re: RegExp, timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+  kill9(): Promise<void>;
+}
+
+/** Starts `node bin/coffer-vault.js serve --data-dir DIR --port 0` and waits until it listens. */
+export async function startVault(dataDir: string, env: Record<string, string> = {}): Promise<VaultProcess> {
+  const child = spawn(process.execPath, [VAULT_BIN, 'serve', '--data-dir', dataDir, '--port', '0', '--json'], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const listening = await new Promise<{ url: string; realmPublicKey: string }>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`vault did not start in 15 s:\n${out}\n${err}`)), 15_000);
+    const check = () => {
+      for (const line of out.split('\n')) {
+        if (!line.includes('"event":"listening"')) continue;
+        const j = JSON.parse(line) as { url: string; realmPublicKey: string };
+        clearTimeout(t);
+        child.stdout!.off('data', check);
+        resolve(j);
+        return;
+      }
+    };
+    child.stdout!.on('data', check);
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`vault exited with ${code}:\n${out}\n${err}`));
+    });
+  });
+  return {
+    ...listening,
+    child,
+    logs: () => out,
+    stderr: () => err,
+    async waitForStderr(re, timeoutMs = 10_000) {
+      const start = Date.now();
+      while (!re.test(err)) {
+        if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${re} in stderr:\n${err}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await exited;
+      }
+    },
+    async kill9() {
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+export async function issueToken(dataDir: string, account: string): Promise<string> {
+  const r = await runVault(['token', '--data-dir', dataDir, '--account', account, '--json']);
+  if (r.code !== 0) throw new Error(`token failed: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { token: string }).token;
+}
+
+/** Records every HTTP body exchanged (for size and secret scans). */
+export class CapturingFetch {
+  readonly requests: Uint8Array[] = [];
+  readonly responses: Uint8Array[] = [];
+  readonly headers: string[] = [];
+  readonly fetch: typeof fetch = async (input, init) => {
+    if (init?.body instanceof Uint8Array) this.requests.push(new Uint8Array(init.body));
+    this.headers.push(JSON.stringify(init?.headers ?? {}));
+    const res = await fetch(input, init);
+    const buf = new Uint8Array(await res.arrayBuffer());
+    this.responses.push(buf);
+    return new Response(buf, { status: res.status, headers: res.headers });
+  };
+}
+
+export function connection(v: { url: string; realmPublicKey: string }, token: string, f?: typeof fetch): VaultConnection {
+  return { vaultUrl: v.url, realmPublicKey: v.realmPublicKey, token, keyStretching: INSECURE_TEST_ONLY_FAST_KEY_STRETCHING, ...(f ? { fetch: f } : {}) };
+}
+
+export interface RawResult {
+  httpStatus: number;
+  /** Decrypted inner response, when HTTP 200. */
+  inner: protocol.InnerResponse | null;
+  /** Plain JSON error body, when not 200. */
+  error: { error: string; message: string } | null;
+  requestBody: Uint8Array;
+  responseBody: Uint8Array;
+  /** Re-open another response body with this request's context (for replays to another node). */
+  open(body: Uint8Array): Promise<protocol.InnerResponse>;
+}
+
+export async function postRaw(url: string, token: string, body: Uint8Array, contentType = 'application/octet-stream'): Promise<{ status: number; body: Uint8Array }> {
+  const res = await fetch(new URL(protocol.VAULT_PATH, url), {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': contentType },
+    body: protocol.own(body),
+  });
+  return { status: res.status, body: new Uint8Array(await res.arrayBuffer()) };
+}
+
+/** One protocol request made by hand, so tests can see statuses the client API hides. */
+export async function rawCall(
+  v: { url: string; realmPublicKey: string },
+  token: string,
+  account: string,
+  op: protocol.VaultOp,
+  body: Record<string, unknown>,
+  o: { ts?: number; mutate?: (b: Uint8Array) => Uint8Array } = {},
+): Promise<RawResult> {
+  const realm = protocol.parseRealmPublicKey(v.realmPublicKey);
+  const id = protocol.b64u(protocol.randomBytes(16));
+  const sealed = await protocol.sealRequest(realm, { v: 1, op, id, ts: o.ts ?? Date.now(), realm: realm.realmIdText, account, body });
+  const reqBody = o.mutate ? o.mutate(sealed.body) : sealed.body;
+  const r = await postRaw(v.url, token, reqBody);
+  const open = async (b: Uint8Array) => {
+    const inner = await protocol.openResponse(sealed.context, sealed.enc, b);
+    if (inner.id !== id) throw new Error('response id mismatch');
+    return inner;
+  };
+  return {
+    httpStatus: r.status,
+    inner: r.status === 200 ? await open(r.body) : null,
+    error: r.status === 200 ? null : (JSON.parse(new TextDecoder().decode(r.body)) as { error: string; message: string }),
+    requestBody: reqBody,
+    responseBody: r.body,
+    open,
+  };
+}
+
+export function cleanup(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}

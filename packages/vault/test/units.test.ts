@@ -1,0 +1,173 @@
+// Unit tests: tokens, the vault CLI, and client-side input checks (no server needed).
+
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { InvalidVaultConfigError, protocol, registerBackupKey, vaultStatus } from '@coffer/core/vault';
+import { InvalidTokenError } from '../src/errors.js';
+import { issueToken, verifyToken } from '../src/token.js';
+import { cleanup, runVault, tempDir } from './helpers.js';
+import { vaultCommand } from '../src/cli.js';
+
+const secret = new Uint8Array(32).fill(7);
+const aud = 'coffer-vault:test';
+const now = Date.UTC(2026, 10, 26, 12);
+
+describe('account tokens', () => {
+  it('verifies HS256 and returns the account', () => {
+    const t = issueToken({ alg: 'HS256', secret }, { account: 'alice', audience: aud, ttlSeconds: 60, nowMs: now });
+    assert.equal(verifyToken({ alg: 'HS256', secret }, t, aud, now), 'alice');
+  });
+
+  it('verifies EdDSA with the public key only', () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const t = issueToken({ alg: 'EdDSA', privateKey }, { account: 'bob', audience: aud, ttlSeconds: 60, nowMs: now });
+    assert.equal(verifyToken({ alg: 'EdDSA', publicKey }, t, aud, now), 'bob');
+  });
+
+  it('rejects expired, wrong-audience, forged and algorithm-swapped tokens', () => {
+    const t = issueToken({ alg: 'HS256', secret }, { account: 'alice', audience: aud, ttlSeconds: 60, nowMs: now });
+    const check = (tok: string, at: number, re: RegExp, a = aud) =>
+      assert.throws(() => verifyToken({ alg: 'HS256', secret }, tok, a, at), (e: unknown) => e instanceof InvalidTokenError && re.test(e.message) && !e.message.includes(tok));
+    check(t, now + 200_000, /expired/);
+    check(t, now, /audience/, 'coffer-vault:other');
+    check(t, now - 200_000, /future/);
+    check(t.slice(0, -2) + (t.endsWith('AA') ? 'BB' : 'AA'), now, /signature/);
+    const [, p] = t.split('.');
+    const none = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${p}.`;
+    check(none, now, /algorithm/);
+    check('a.b', now, /not a JWT/);
+    const { privateKey } = generateKeyPairSync('ed25519');
+    check(issueToken({ alg: 'EdDSA', privateKey }, { account: 'alice', audience: aud, ttlSeconds: 60, nowMs: now }), now, /algorithm/);
+  });
+});
+
+describe('coffer vault CLI', () => {
+  const dir = tempDir('coffer-vault-cli-');
+  after(() => cleanup(dir));
+
+  it('prints help and exits 0; no command is a usage error (2)', async () => {
+    const h = await runVault(['--help']);
+    assert.equal(h.code, 0);
+    assert.match(h.stdout, /coffer vault <command>/);
+    assert.equal((await runVault([])).code, 2);
+  });
+
+  it('exits 2 with a hint on bad usage', async () => {
+    const r = await runVault(['frobnicate']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /unknown command "frobnicate"\nhint: /);
+    const f = await runVault(['token', '--nope']);
+    assert.equal(f.code, 2);
+    const j = await runVault(['token', '--data-dir', dir, '--json']);
+    assert.equal(j.code, 2);
+    assert.deepEqual(Object.keys(JSON.parse(j.stderr)), ['error', 'message', 'hint']);
+    assert.equal((await runVault(['init', '--data-dir', dir, '--hsm', 'cloud'])).code, 2);
+  });
+
+  it('explains a missing realm', async () => {
+    const r = await runVault(['token', '--data-dir', join(dir, 'none'), '--account', 'a']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /no realm in .*\nhint: run `coffer vault init/);
+  });
+
+  it('init with the software HSM warns loudly, prints the realm key, refuses to overwrite; token works', async () => {
+    const d = join(dir, 'sw');
+    const r = await runVault(['init', '--data-dir', d, '--hsm', 'software']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /SOFTWARE HSM \(development only\)/);
+    assert.match(r.stdout, /coffer-realm-v1:[A-Za-z0-9_-]{64}/);
+    const again = await runVault(['init', '--data-dir', d, '--hsm', 'software']);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /refusing to overwrite/);
+    const t = await runVault(['token', '--data-dir', d, '--account', 'alice', '--ttl', '60']);
+    assert.equal(t.code, 0, t.stderr);
+    assert.equal(t.stdout.trim().split('.').length, 3);
+    assert.equal((await runVault(['token', '--data-dir', d, '--account', 'bad account'])).code, 2);
+  });
+
+  it('refuses to start when realm.json publishes a key that does not match the sealed private key', async () => {
+    const d = join(dir, 'swap');
+    assert.equal((await runVault(['init', '--data-dir', d, '--hsm', 'software'])).code, 0);
+    const f = JSON.parse(readFileSync(join(d, 'realm.json'), 'utf8'));
+    const r = protocol.parseRealmPublicKey(f.realmPublicKey);
+    f.realmPublicKey = protocol.formatRealmPublicKey(r.realmId, new Uint8Array(32).fill(5));
+    writeFileSync(join(d, 'realm.json'), JSON.stringify(f));
+    const t = await runVault(['token', '--data-dir', d, '--account', 'alice']);
+    assert.equal(t.code, 1);
+    assert.match(t.stderr, /published realm public key does not match the sealed private key/);
+  });
+
+  it('serves in-process until its AbortSignal fires (how the coffer CLI embeds it)', async () => {
+    const d = join(dir, 'inproc');
+    assert.equal((await runVault(['init', '--data-dir', d, '--hsm', 'software'])).code, 0);
+    const ac = new AbortController();
+    let logs = '';
+    let url = '';
+    const running = vaultCommand(['serve', '--data-dir', d, '--port', '0'], {
+      stdout: { write: (x: string) => (logs += x) },
+      stderr: { write: () => true },
+      signal: ac.signal,
+      onListening: (u) => {
+        url = u;
+      },
+    });
+    while (!url) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(await (await fetch(new URL('/healthz', url))).json(), { ok: true });
+    ac.abort();
+    assert.equal(await running, 0);
+    assert.match(logs, /SOFTWARE HSM IN USE/);
+    assert.equal(process.listenerCount('SIGTERM'), 0, 'signal handlers are removed again');
+  });
+
+  it('init with an Ed25519 app key makes an EdDSA realm that issues no tokens itself', async () => {
+    const d = join(dir, 'ed');
+    const { publicKey } = generateKeyPairSync('ed25519');
+    const pem = join(dir, 'app.pub.pem');
+    writeFileSync(pem, publicKey.export({ type: 'spki', format: 'pem' }));
+    const r = await runVault(['init', '--data-dir', d, '--hsm', 'software', '--token-public-key', pem, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).tokenAlg, 'EdDSA');
+    const t = await runVault(['token', '--data-dir', d, '--account', 'alice']);
+    assert.equal(t.code, 1);
+    assert.match(t.stderr, /EdDSA/);
+  });
+});
+
+describe('vault client input checks', () => {
+  const realmPublicKey = protocol.formatRealmPublicKey(new Uint8Array(16), new Uint8Array(32).fill(9));
+  const token = issueToken({ alg: 'HS256', secret }, { account: 'alice', audience: aud, ttlSeconds: 60 });
+  const noFetch: typeof fetch = async () => {
+    throw new Error('must not be called');
+  };
+  it('names what is wrong before any network traffic', async () => {
+    const base = { vaultUrl: 'http://127.0.0.1:1', realmPublicKey, token, fetch: noFetch };
+    for (const [patch, re] of [
+      [{ vaultUrl: 'not a url' }, /vault URL/],
+      [{ vaultUrl: 'http://user:pw@host/' }, /credentials/],
+      [{ realmPublicKey: 'coffer-realm-v2:abc' }, /must start with/],
+      [{ realmPublicKey: 'coffer-realm-v1:abc' }, /48 bytes/],
+      [{ token: 'x' }, /not a JWT/],
+    ] as const) {
+      await assert.rejects(vaultStatus({ ...base, ...patch }), (e: unknown) => e instanceof InvalidVaultConfigError && re.test(e.message) && typeof e.hint === 'string');
+    }
+    await assert.rejects(registerBackupKey({ ...base, password: 'pw', backupKey: new Uint8Array(31) }), /32 bytes/);
+    await assert.rejects(registerBackupKey({ ...base, password: '', backupKey: new Uint8Array(32) }), /non-empty/);
+  });
+
+  it('round-trips the realm key and pads to 1 KiB blocks', () => {
+    const r = protocol.parseRealmPublicKey(realmPublicKey);
+    assert.equal(r.publicKey.length, 32);
+    assert.equal(protocol.formatRealmPublicKey(r.realmId, r.publicKey), realmPublicKey);
+    for (const n of [0, 1, 1019, 1020, 1021, 5000]) {
+      const p = protocol.pad(new Uint8Array(n).fill(1));
+      assert.equal(p.length % 1024, 0);
+      assert.equal(protocol.unpad(p).length, n);
+    }
+    const bad = protocol.pad(new Uint8Array(3));
+    bad[100] = 1;
+    assert.throws(() => protocol.unpad(bad), /bad padding/);
+  });
+});
