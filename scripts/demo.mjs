@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-// The main job on embedded defaults (`npm start`): makes realistic chat data, backs it up end-to-end
-// encrypted to a local folder standing in for the cloud, simulates a day of chatting and an
-// incremental backup, then restores on a "new phone" with only the recovery key and shows that
-// every byte came back. Everything lives in .coffer-demo/ (removed at the start of each run).
-import { spawnSync } from 'node:child_process';
+// The main job on embedded defaults (`npm start`): makes realistic chat data, starts a Backup Key
+// Vault (SQLite records; SoftHSM2 when installed, else the development-only software HSM), turns on
+// backups protected by a password, backs up end-to-end encrypted to a local folder standing in for
+// the cloud, simulates a day of chatting and an incremental backup, then restores on a "new phone"
+// with only the password (after one wrong guess) and shows that every byte came back. Last, the
+// same with a 64-digit recovery key instead of the vault. Everything lives in .coffer-demo/.
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstat, readdir, readFile, rm, mkdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
@@ -17,19 +19,40 @@ const size = parseSize(process.env.COFFER_DEMO_SIZE ?? '64MiB');
 const bold = (s) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
 const step = (s) => console.log(`\n${bold('==> ' + s)}`);
 
-function run(args, { home, input, capture } = {}) {
-  console.log(`$ coffer ${args.join(' ')}${input ? '   (key typed on stdin)' : ''}`);
+// Realm keys and tokens are long; the demo shows their start only.
+const shown = (args) => args.map((a) => (/^(coffer-realm-v1:|eyJ)/.test(a) ? a.slice(0, 24) + '…' : a)).join(' ');
+
+function run(args, { home, input, capture, expect = 0, what = 'key' } = {}) {
+  console.log(`$ coffer ${shown(args)}${input ? `   (${what} typed on stdin)` : ''}`);
   const r = spawnSync(process.execPath, [coffer, ...args], {
     env: { ...process.env, COFFER_HOME: home },
     input,
     stdio: [input ? 'pipe' : 'ignore', capture ? 'pipe' : 'inherit', 'inherit'],
     encoding: 'utf8',
   });
-  if (r.status !== 0) {
-    console.error(`coffer ${args[0]} failed with exit code ${r.status}`);
+  if (r.status !== expect) {
+    console.error(`coffer ${args[0]} exited with ${r.status}, expected ${expect}`);
     process.exit(1);
   }
   return r.stdout;
+}
+
+/** `coffer vault serve` on a free port; resolves with its URL and realm public key. */
+function startVault(dataDir) {
+  const child = spawn(process.execPath, [coffer, 'vault', 'serve', '--port', '0', '--data-dir', dataDir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const onData = (d) => {
+      out += d;
+      const url = /listening on (http:\/\/\S+)/.exec(out)?.[1];
+      const realmKey = /realm public key: (\S+)/.exec(out)?.[1];
+      const hsm = /HSM: ([^\n]+)/.exec(out)?.[1];
+      if (url && realmKey && hsm) resolve({ url, realmKey, hsm, stop: () => child.kill('SIGTERM') });
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`the vault exited with ${code}:\n${out}`)));
+  });
 }
 
 async function snapshot(dir) {
@@ -52,39 +75,68 @@ step(`Phone: ${(size / 2 ** 20).toFixed(0)} MiB of chat data (a SQLite message d
 const s = await generateChatData(chat, { seed: 'demo', targetBytes: size });
 console.log(`${s.messages} messages in ${s.conversations} conversations, ${s.photos} photos, ${s.voiceNotes} voice notes, ${s.videos} videos: ${s.files} files`);
 
-step('Turn on encrypted backups with a 64-digit recovery key');
-const init = JSON.parse(run(['init', '--storage', cloud, '--json'], { home: join(work, 'phone/profile'), capture: true }));
-console.log(`Recovery key (the user writes this down):\n\n    ${init.recoveryKey}\n`);
+step('Start the Backup Key Vault (embedded defaults: SQLite records, HSM boundary)');
+const vault = await startVault(join(work, 'vault'));
+console.log(`vault at ${vault.url}\nHSM: ${vault.hsm}\nrealm public key (pinned by the app): ${vault.realmKey}`);
+const token = JSON.parse(run(['vault', 'token', '--account', 'maria@example', '--data-dir', join(work, 'vault'), '--json'], { capture: true })).token;
+console.log('account token for maria@example issued (as the app\'s sign-in server would)');
+const password = 'purple elephants dance at dawn';
+const vaultArgs = ['--vault', vault.url, '--realm-key', vault.realmKey, '--token', token];
 
-step('Back up (everything is encrypted on the phone; the cloud folder only gets ciphertext)');
-run(['backup', chat], { home: join(work, 'phone/profile') });
+try {
+  step('Turn on encrypted backups protected by a password (the vault never sees it: OPAQUE)');
+  run(['init', '--storage', cloud, ...vaultArgs, '--password-stdin'], { home: join(work, 'phone/profile'), input: password + '\n', what: 'password' });
 
-step('A day of chatting later: new messages and photos, then an incremental backup');
-const act = await addActivity(chat, { seed: 'demo-day-2', messages: 200, photos: 3 });
-console.log(`${act.messagesAdded} new messages, ${act.newFiles.length} new photos`);
-run(['backup', chat], { home: join(work, 'phone/profile') });
+  step('Back up (everything is encrypted on the phone; the cloud folder only gets ciphertext)');
+  run(['backup', chat], { home: join(work, 'phone/profile') });
 
-step('What the cloud sees');
-const names = (await readdir(join(cloud, 'data'), { recursive: true })).filter((n) => n.includes('/')).slice(0, 3);
-console.log(`object names are keyed MACs, e.g. data/${names[0]?.split('/')[1] ?? ''}`);
-const probe = Buffer.from('messages'); // SQLite stores table names in the clear; the cloud must not
-let found = 0;
-for (const n of await readdir(cloud, { recursive: true })) {
-  const p = join(cloud, n);
-  if ((await lstat(p)).isFile() && (await readFile(p)).includes(probe)) found++;
+  step('A day of chatting later: new messages and photos, then an incremental backup');
+  const act = await addActivity(chat, { seed: 'demo-day-2', messages: 200, photos: 3 });
+  console.log(`${act.messagesAdded} new messages, ${act.newFiles.length} new photos`);
+  run(['backup', chat], { home: join(work, 'phone/profile') });
+
+  step('What the cloud sees');
+  const names = (await readdir(join(cloud, 'data'), { recursive: true })).filter((n) => n.includes('/'));
+  console.log(`${names.length} objects named by keyed MACs, e.g. data/${names[0]?.split('/')[1] ?? ''}`);
+  const found = await plaintextIn(cloud);
+  console.log(found === 0 ? 'no plaintext: the word "messages" from the database appears in no stored object' : `WARNING: ${found} objects contain plaintext`);
+
+  step('The phone is lost. On a new phone, the user types the password (first a typo)');
+  const restored = join(work, 'new-phone/chat');
+  const restoreArgs = ['restore', restored, '--storage', cloud, ...vaultArgs, '--password-stdin'];
+  run(restoreArgs, { home: join(work, 'new-phone/profile'), input: 'purple elephants dance at dusk\n', expect: 3, what: 'wrong password' });
+  run(restoreArgs, { home: join(work, 'new-phone/profile'), input: password + '\n', what: 'password' });
+  await compare(chat, restored, found);
+
+  step('The same with a 64-digit recovery key instead of a password');
+  const cloud2 = join(work, 'cloud-recovery-key');
+  const init = JSON.parse(run(['init', '--storage', cloud2, '--json'], { home: join(work, 'phone/profile-rk'), capture: true }));
+  console.log(`Recovery key (the user writes this down):\n\n    ${init.recoveryKey}\n`);
+  run(['backup', chat, '--quiet'], { home: join(work, 'phone/profile-rk') });
+  const restored2 = join(work, 'new-phone/chat-rk');
+  run(['restore', restored2, '--storage', cloud2, '--recovery-key-stdin', '--quiet'], { home: join(work, 'new-phone/profile-rk'), input: init.recoveryKey + '\n' });
+  await compare(chat, restored2, await plaintextIn(cloud2));
+} finally {
+  vault.stop();
 }
-console.log(found === 0 ? 'no plaintext: the word "messages" from the database appears in no stored object' : `WARNING: ${found} objects contain plaintext`);
+console.log(`\nEverything is in ${relative(process.cwd(), work) || work}/ (vault/, cloud/, phone/, new-phone/).`);
 
-step('The phone is lost. A new phone restores with only the recovery key');
-const restored = join(work, 'new-phone/chat');
-run(['restore', restored, '--storage', cloud, '--recovery-key-stdin'], { home: join(work, 'new-phone/profile'), input: init.recoveryKey + '\n' });
-
-step('Check: every file, byte, mode and modification time came back');
-const [a, b] = await Promise.all([snapshot(chat), snapshot(restored)]);
-const diff = [...a].filter(([k, v]) => b.get(k) !== v).map(([k]) => k).concat([...b.keys()].filter((k) => !a.has(k)));
-if (found !== 0 || diff.length) {
-  console.error(`MISMATCH in ${diff.length} entries: ${diff.slice(0, 5).join(', ')}`);
-  process.exit(1);
+async function plaintextIn(dir) {
+  const probe = Buffer.from('messages'); // SQLite stores table names in the clear; the cloud must not
+  let found = 0;
+  for (const n of await readdir(dir, { recursive: true })) {
+    const p = join(dir, n);
+    if ((await lstat(p)).isFile() && (await readFile(p)).includes(probe)) found++;
+  }
+  return found;
 }
-console.log(`${a.size} entries identical. Every message came back.`);
-console.log(`\nEverything is in ${relative(process.cwd(), work) || work}/ (cloud/, phone/, new-phone/).`);
+
+async function compare(a, b, plaintextObjects) {
+  const [x, y] = await Promise.all([snapshot(a), snapshot(b)]);
+  const diff = [...x].filter(([k, v]) => y.get(k) !== v).map(([k]) => k).concat([...y.keys()].filter((k) => !x.has(k)));
+  if (plaintextObjects !== 0 || diff.length) {
+    console.error(`MISMATCH in ${diff.length} entries: ${diff.slice(0, 5).join(', ')}`);
+    process.exit(1);
+  }
+  console.log(`Check: all ${x.size} files and folders identical, byte for byte, with modes and modification times. Every message came back.`);
+}
