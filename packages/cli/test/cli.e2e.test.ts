@@ -485,7 +485,7 @@ test('usage: --help exits 0, unknown commands and options and bad arguments exit
   const b = await box(t);
   const help = exits(await coffer(b, ['--help']), 0);
   assert.match(help.stdout, /^coffer \d+\.\d+\.\d+ - end-to-end encrypted backups\n\nUsage: coffer <command> \[options\]/);
-  assert.match(help.stdout, /Exit codes: 0 ok, 1 failure, 2 bad usage, 3 wrong key, 4 damaged backup, 5 storage unreachable\./);
+  assert.match(help.stdout, /Exit codes: 0 ok, 1 failure, 2 bad usage, 3 wrong key or password, 4 damaged backup,\n5 storage unreachable, 6 key destroyed by the vault, 7 vault unreachable or refused\./);
   for (const cmd of ['init', 'backup', 'restore', 'status', 'verify']) {
     const h = exits(await coffer(b, [cmd, '--help']), 0);
     assert.match(h.stdout, new RegExp(`^Usage: coffer ${cmd}`), cmd);
@@ -504,7 +504,7 @@ test('usage: --help exits 0, unknown commands and options and bad arguments exit
     [['backup'], /^coffer: which folder should be backed up\?\n/],
     [['restore'], /^coffer: where should the backup be restored\?\n/],
     [['init'], /^coffer: --storage is required\n/],
-    [['init', '--storage', b.store, '--recovery-key', '--recovery-key-stdin'], /do not go together/],
+    [['init', '--storage', b.store, '--recovery-key', '--recovery-key-stdin'], /choose one of --recovery-key, --recovery-key-stdin and --vault/],
     [['restore', join(b.dir, 't'), '--backup', '0'], /^coffer: --backup takes a backup number, not "0"\n/],
     [['restore', join(b.dir, 't'), '--recovery-key-stdin'], /--recovery-key-stdin needs --storage/],
     [['restore', join(b.dir, 't'), '--storage', somewhere], /no terminal to ask on/],
