@@ -506,7 +506,7 @@ test('usage: --help exits 0, unknown commands and options and bad arguments exit
     [['init'], /^coffer: --storage is required\n/],
     [['init', '--storage', b.store, '--recovery-key', '--recovery-key-stdin'], /choose one of --recovery-key, --recovery-key-stdin and --vault/],
     [['restore', join(b.dir, 't'), '--backup', '0'], /^coffer: --backup takes a backup number, not "0"\n/],
-    [['restore', join(b.dir, 't'), '--recovery-key-stdin'], /--recovery-key-stdin needs --storage/],
+    [['restore', join(b.dir, 't'), '--recovery-key-stdin'], /--recovery-key-stdin and --vault need --storage/],
     [['restore', join(b.dir, 't'), '--storage', somewhere], /no terminal to ask on/],
     [['status'], new RegExp(`^coffer: no Coffer profile in ${re(b.home)}\\n`)],
   ];
