@@ -495,7 +495,7 @@ test('usage: --help exits 0, unknown commands and options and bad arguments exit
   assert.match(exits(await coffer(b, ['--version']), 0).stdout, /^coffer \d+\.\d+\.\d+\n$/);
   assert.match(exits(await coffer(b, []), 2).stdout, /^coffer .*\n\nUsage:/);
 
-  const somewhere = join(b.dir, 'somewhere'); // an existing folder for --storage (see the todo test about tmp/)
+  const somewhere = join(b.dir, 'somewhere'); // an existing folder for --storage (it holds no backup)
   await mkdir(somewhere);
   const usage: [string[], RegExp][] = [
     [['frobnicate'], /^coffer: unknown command "frobnicate"\n {2}hint: see `coffer --help`\n$/],
@@ -507,7 +507,7 @@ test('usage: --help exits 0, unknown commands and options and bad arguments exit
     [['init', '--storage', b.store, '--recovery-key', '--recovery-key-stdin'], /choose one of --recovery-key, --recovery-key-stdin and --vault/],
     [['restore', join(b.dir, 't'), '--backup', '0'], /^coffer: --backup takes a backup number, not "0"\n/],
     [['restore', join(b.dir, 't'), '--recovery-key-stdin'], /--recovery-key-stdin and --vault need --storage/],
-    [['restore', join(b.dir, 't'), '--storage', somewhere], /no terminal to ask on/],
+    [['restore', join(b.dir, 't'), '--storage', somewhere], /holds no Coffer backup/],
     [['status'], new RegExp(`^coffer: no Coffer profile in ${re(b.home)}\\n`)],
   ];
   for (const [args, message] of usage) {
