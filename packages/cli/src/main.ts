@@ -204,25 +204,36 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
   }
 }
 
+/** This device's backup: the profile's store, opened and checked with the profile's key. */
+async function openProfileBackup(io: Io, values: { profile?: string | undefined }) {
+  const home = profileDir(values.profile, io.env);
+  const profile = await loadProfile(home);
+  const storage = await openStorage(profile.storage);
+  const key = profileKey(profile);
+  try {
+    const repo = await Repository.open(storage, crypto, key);
+    if (repo.config.backupId !== profile.backupId) {
+      throw new CofferError('usage', 'the store holds another backup than this profile', { hint: 'check the storage location in profile.json' });
+    }
+    const lastSeenSeq = (await loadState(home)).seen[repo.config.backupId] ?? null;
+    return { home, profile, storage, repo, lastSeenSeq };
+  } finally {
+    key.wipe(); // the repository holds the derived keys it needs
+  }
+}
+
 async function cmdBackup(io: Io, args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { yes: { type: 'boolean' }, token: { type: 'string' } }, 1);
   const json = !!values.json;
   const dir = positionals[0];
   if (dir === 'disable') return disableBackups(io, values);
   if (!dir) throw new UsageError('which folder should be backed up?', 'coffer backup DIR');
-  const home = profileDir(values.profile, io.env);
-  const profile = await loadProfile(home);
-  const storage = await openStorage(profile.storage);
-  const key = profileKey(profile);
+  const { home, repo, lastSeenSeq } = await openProfileBackup(io, values);
   const view = ProgressView.for(io, json, 'backup', values.quiet);
-  let codec;
+  const codec = workerCodec(repo.keys, repo.config);
   try {
-    const repo = await Repository.open(storage, crypto, key);
-    if (repo.config.backupId !== profile.backupId) throw new CofferError('usage', 'the store holds another backup than this profile', { hint: 'check the storage location in profile.json' });
-    codec = workerCodec(repo.keys, repo.config);
-    const state = await loadState(home);
     const source = new FolderSource(dir);
-    const r = await backup(repo, source, { codec, lastSeenSeq: state.seen[repo.config.backupId] ?? null, onProgress: view.update });
+    const r = await backup(repo, source, { codec, lastSeenSeq, onProgress: view.update });
     view.end();
     await rememberSeq(home, repo.config.backupId, r.seq);
     const secs = view.elapsedSeconds();
@@ -237,8 +248,7 @@ async function cmdBackup(io: Io, args: string[]): Promise<number> {
     return Exit.ok;
   } finally {
     view.end();
-    key.wipe();
-    await codec?.close();
+    await codec.close();
   }
 }
 
@@ -351,71 +361,56 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
 async function cmdStatus(io: Io, args: string[]): Promise<number> {
   const { values } = parse(args, {}, 0);
   const json = !!values.json;
-  const home = profileDir(values.profile, io.env);
-  const profile = await loadProfile(home);
-  const storage = await openStorage(profile.storage);
-  const key = profileKey(profile);
-  try {
-    const repo = await Repository.open(storage, crypto, key);
-    const state = await loadState(home);
-    const seqs = await repo.manifests();
-    const shown = seqs.slice(-10);
-    const backups = [];
-    for (const s of shown) {
-      try {
-        const h = (await repo.readManifest(s)).header;
-        backups.push({ seq: s, createdAt: h.createdAt, files: h.files, bytes: h.bytes });
-      } catch (e) {
-        if (!(e instanceof DamagedBackupError)) throw e;
-        backups.push({ seq: s, damaged: e.message });
-      }
+  const { home, profile, storage, repo, lastSeenSeq } = await openProfileBackup(io, values);
+  const seqs = await repo.manifests();
+  const shown = seqs.slice(-10);
+  const backups = [];
+  for (const s of shown) {
+    try {
+      const h = (await repo.readManifest(s)).header;
+      backups.push({ seq: s, createdAt: h.createdAt, files: h.files, bytes: h.bytes });
+    } catch (e) {
+      if (!(e instanceof DamagedBackupError)) throw e;
+      backups.push({ seq: s, damaged: e.message });
     }
-    const objects = (await storage.list('data/')).length;
-    let vault: Record<string, unknown> | undefined;
-    if (profile.vault) {
-      try {
-        vault = { url: redactUrl(profile.vault.url), ...(await vaultStatus(vaultConnection(io, {}, profile.vault))) };
-      } catch (e) {
-        vault = { url: redactUrl(profile.vault.url), error: (e as Error).message };
-      }
-    }
-    const data = {
-      ...(vault ? { vault } : {}),
-      profile: home, storage: redactUrl(profile.storage), backupId: repo.config.backupId, protection: profile.protection,
-      backups: seqs.length, newest: seqs.at(-1) ?? null, lastSeen: state.seen[repo.config.backupId] ?? null, objects, recent: backups,
-    };
-    const lines = backups.map((b) => ('damaged' in b ? `  #${b.seq}  damaged: ${b.damaged}` : `  #${b.seq}  ${b.createdAt}  ${b.files} files  ${formatBytes(b.bytes!)}`));
-    say(
-      io,
-      json,
-      `Profile:    ${home}\nStore:      ${data.storage}\nBackup id:  ${data.backupId}\nProtection: ${profile.protection}\n` +
-        (vault
-          ? `Vault:      ${vault['url']}: ${'error' in vault ? `unreachable (${vault['error']})` : vault['registered'] ? `${vault['guessesRemaining']} of ${vault['maxAttempts']} guesses left` : 'no key registered'}\n`
-          : '') +
-        `Backups:    ${seqs.length}${seqs.length ? ` (newest #${data.newest})` : ''}; ${objects} stored chunks\n` +
-        (lines.length ? `Recent backups:\n${lines.join('\n')}\n` : 'No backup yet: run `coffer backup DIR`.\n'),
-      data,
-    );
-    return Exit.ok;
-  } finally {
-    key.wipe();
   }
+  const objects = (await storage.list('data/')).length;
+  let vault: Record<string, unknown> | undefined;
+  if (profile.vault) {
+    try {
+      vault = { url: redactUrl(profile.vault.url), ...(await vaultStatus(vaultConnection(io, {}, profile.vault))) };
+    } catch (e) {
+      vault = { url: redactUrl(profile.vault.url), error: (e as Error).message };
+    }
+  }
+  const data = {
+    ...(vault ? { vault } : {}),
+    profile: home, storage: redactUrl(profile.storage), backupId: repo.config.backupId, protection: profile.protection,
+    backups: seqs.length, newest: seqs.at(-1) ?? null, lastSeen: lastSeenSeq, objects, recent: backups,
+  };
+  const lines = backups.map((b) => ('damaged' in b ? `  #${b.seq}  damaged: ${b.damaged}` : `  #${b.seq}  ${b.createdAt}  ${b.files} files  ${formatBytes(b.bytes!)}`));
+  say(
+    io,
+    json,
+    `Profile:    ${home}\nStore:      ${data.storage}\nBackup id:  ${data.backupId}\nProtection: ${profile.protection}\n` +
+      (vault
+        ? `Vault:      ${vault['url']}: ${'error' in vault ? `unreachable (${vault['error']})` : vault['registered'] ? `${vault['guessesRemaining']} of ${vault['maxAttempts']} guesses left` : vault['destroyed'] ? 'the key was destroyed after too many wrong passwords' : 'no key registered'}\n`
+        : '') +
+      `Backups:    ${seqs.length}${seqs.length ? ` (newest #${data.newest})` : ''}; ${objects} stored chunks\n` +
+      (lines.length ? `Recent backups:\n${lines.join('\n')}\n` : 'No backup yet: run `coffer backup DIR`.\n'),
+    data,
+  );
+  return Exit.ok;
 }
 
 async function cmdVerify(io: Io, args: string[]): Promise<number> {
   const { values } = parse(args, {}, 0);
   const json = !!values.json;
-  const home = profileDir(values.profile, io.env);
-  const profile = await loadProfile(home);
-  const storage = await openStorage(profile.storage);
-  const key = profileKey(profile);
+  const { repo, lastSeenSeq } = await openProfileBackup(io, values);
   const view = ProgressView.for(io, json, 'verify', values.quiet);
-  let codec;
+  const codec = workerCodec(repo.keys, repo.config);
   try {
-    const repo = await Repository.open(storage, crypto, key);
-    codec = workerCodec(repo.keys, repo.config);
-    const state = await loadState(home);
-    const r = await verify(repo, { codec, lastSeenSeq: state.seen[repo.config.backupId] ?? null, onProgress: view.update });
+    const r = await verify(repo, { codec, lastSeenSeq, onProgress: view.update });
     view.end();
     const ok = r.damaged.length === 0;
     say(
@@ -430,8 +425,7 @@ async function cmdVerify(io: Io, args: string[]): Promise<number> {
     return ok ? Exit.ok : Exit.damaged;
   } finally {
     view.end();
-    key.wipe();
-    await codec?.close();
+    await codec.close();
   }
 }
 

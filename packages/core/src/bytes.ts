@@ -20,11 +20,11 @@ export function fromHex(hex: string): Uint8Array {
   return out;
 }
 
-export const utf8 = (s: string): Uint8Array => enc.encode(s);
+export const utf8 = (s: string): Uint8Array<ArrayBuffer> => enc.encode(s);
 /** Decodes UTF-8, throwing on invalid sequences. */
 export const fromUtf8 = (b: Uint8Array): string => dec.decode(b);
 
-export function concat(...parts: Uint8Array[]): Uint8Array {
+export function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
   let n = 0;
   for (const p of parts) n += p.length;
   const out = new Uint8Array(n);
@@ -44,7 +44,8 @@ export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return d === 0;
 }
 
-export function u64be(n: number | bigint): Uint8Array {
+export function u64be(n: number | bigint): Uint8Array<ArrayBuffer> {
+  if (typeof n === 'number' && (!Number.isSafeInteger(n) || n < 0)) throw new RangeError('u64be: not a non-negative safe integer');
   const out = new Uint8Array(8);
   new DataView(out.buffer).setBigUint64(0, BigInt(n));
   return out;

@@ -81,27 +81,8 @@ export type VaultErrorCode =
 
 // ---------------------------------------------------------------- bytes
 
-const te = new TextEncoder();
-const td = new TextDecoder('utf-8', { fatal: true });
-
-export function utf8(s: string): Uint8Array<ArrayBuffer> {
-  return te.encode(s);
-}
-export function fromUtf8(b: Uint8Array): string {
-  return td.decode(b);
-}
-
-export function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+export { concat, fromUtf8, utf8 } from '../bytes.js';
+import { concat, fromUtf8, utf8 } from '../bytes.js';
 
 /** 2-byte big-endian length prefix, §2. */
 export function lp(x: Uint8Array | string): Uint8Array<ArrayBuffer> {
@@ -110,12 +91,7 @@ export function lp(x: Uint8Array | string): Uint8Array<ArrayBuffer> {
   return concat(new Uint8Array([b.length >> 8, b.length & 0xff]), b);
 }
 
-export function u64be(n: number): Uint8Array<ArrayBuffer> {
-  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError('u64be: not a non-negative safe integer');
-  const out = new Uint8Array(8);
-  new DataView(out.buffer).setBigUint64(0, BigInt(n));
-  return out;
-}
+export { u64be } from '../bytes.js';
 
 /** A copy backed by a plain ArrayBuffer (what WebCrypto's types want). */
 export function own(b: Uint8Array): Uint8Array<ArrayBuffer> {
