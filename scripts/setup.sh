@@ -10,6 +10,7 @@ check() { command -v "$1" >/dev/null 2>&1 || [ -e "$1" ] || need+=("$2"); }
 # (packages are added here as tests need them)
 check sqlite3 sqlite3
 check softhsm2-util softhsm2
+check /usr/lib/postgresql postgresql
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

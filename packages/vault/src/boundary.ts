@@ -45,6 +45,12 @@ export interface RealmSecrets {
   hpkePrivateKey: string;
   ticketKey: string;
   tokenSecret?: string;
+  /**
+   * Channel keys being retired (docs/operating.md §4): requests sealed to them still open until
+   * `retireAt` (unix ms), so clients that pin the previous realm public key keep working during
+   * the overlap period.
+   */
+  previousHpkeKeys?: { privateKey: string; realmPublicKey: string; retireAt: number }[];
 }
 
 export interface AttemptPolicy {
@@ -79,9 +85,23 @@ export type Effect =
   | { kind: 'put'; expectedVersion: number | null; newVersion: number; sealed: Uint8Array }
   | { kind: 'delete'; expectedVersion: number };
 
+/**
+ * What happened, for the operator's counters (metrics). Aggregate only: the front end never
+ * labels a metric with the account.
+ */
+export interface Outcome {
+  op: protocol.VaultOp;
+  status: protocol.ResponseStatus;
+  /** A guess was paid (login-start on a live record). */
+  attempt: boolean;
+  /** This step turned a record into a tombstone (attempt limit reached). */
+  destroyed: boolean;
+}
+
 export interface ProcessResult {
   response: Uint8Array;
   effect: Effect;
+  outcome: Outcome;
 }
 
 interface RecordPlain {
@@ -156,13 +176,17 @@ export class Boundary {
   readonly #recordKeyLabel: string;
   readonly #serverSetup: string;
   readonly #hpkeKey: CryptoKeyPair;
+  readonly #previousKeys: { key: CryptoKeyPair; retireAt: number }[];
   readonly #ticketKey: Buffer;
   readonly #tokenVerifier: TokenVerifier;
   readonly #now: () => number;
   readonly #seen = new Map<string, number>();
   readonly #dummyRecordBytes: number;
 
-  private constructor(o: BoundaryOptions, secrets: { serverSetup: string; hpkeKey: CryptoKeyPair; ticketKey: Buffer; verifier: TokenVerifier }) {
+  private constructor(
+    o: BoundaryOptions,
+    secrets: { serverSetup: string; hpkeKey: CryptoKeyPair; previousKeys: { key: CryptoKeyPair; retireAt: number }[]; ticketKey: Buffer; verifier: TokenVerifier },
+  ) {
     this.realmIdText = o.realmIdText;
     this.realmId = fromB64u(o.realmIdText);
     this.policy = o.policy ?? DEFAULT_POLICY;
@@ -170,6 +194,7 @@ export class Boundary {
     this.#recordKeyLabel = o.recordKeyLabel;
     this.#serverSetup = secrets.serverSetup;
     this.#hpkeKey = secrets.hpkeKey;
+    this.#previousKeys = secrets.previousKeys;
     this.#ticketKey = secrets.ticketKey;
     this.#tokenVerifier = secrets.verifier;
     this.#now = o.now ?? Date.now;
@@ -202,7 +227,25 @@ export class Boundary {
     if (o.tokenVerifier) verifier = o.tokenVerifier;
     else if (s.tokenSecret) verifier = { alg: 'HS256', secret: fromB64u(s.tokenSecret) };
     else throw new TypeError('no token verification key: the realm has no HS256 secret and no EdDSA public key was configured');
-    return new Boundary(o, { serverSetup: s.opaqueServerSetup, hpkeKey, ticketKey: Buffer.from(fromB64u(s.ticketKey)), verifier });
+    const now = (o.now ?? Date.now)();
+    const previousKeys: { key: CryptoKeyPair; retireAt: number }[] = [];
+    for (const p of s.previousHpkeKeys ?? []) {
+      if (p.retireAt <= now) continue;
+      const old = protocol.parseRealmPublicKey(p.realmPublicKey);
+      if (old.realmIdText !== o.realmIdText) throw new UnsealFailedError('realm configuration (a previous channel key belongs to another realm)');
+      const sk = fromB64u(p.privateKey);
+      previousKeys.push({ key: { privateKey: await suite.kem.deserializePrivateKey(sk), publicKey: await suite.kem.deserializePublicKey(old.publicKey) }, retireAt: p.retireAt });
+      sk.fill(0);
+    }
+    return new Boundary(o, { serverSetup: s.opaqueServerSetup, hpkeKey, previousKeys, ticketKey: Buffer.from(fromB64u(s.ticketKey)), verifier });
+  }
+
+  /** For readiness: one seal and unseal under the record key, through the HSM. */
+  async selfTest(): Promise<void> {
+    const aad = utf8(`${PROTOCOL_LABEL} readiness`);
+    const sealed = await this.#hsm.seal(this.#recordKeyLabel, new Uint8Array([1]), aad);
+    const pt = await this.#hsm.unseal(this.#recordKeyLabel, sealed, aad);
+    if (pt.length !== 1 || pt[0] !== 1) throw new UnsealFailedError('readiness probe');
   }
 
   get audience(): string {
@@ -235,15 +278,22 @@ export class Boundary {
     }
     const enc = body.slice(1, 1 + ENC_BYTES);
     const suite = hpkeSuite();
-    let pt: Uint8Array;
-    let ctx: protocol.Exporter;
-    try {
-      const rc = await suite.createRecipientContext({ recipientKey: this.#hpkeKey, enc, info: requestInfo(this.realmId) });
-      pt = new Uint8Array(await rc.open(body.slice(1 + ENC_BYTES), requestAad(this.realmId)));
-      ctx = rc;
-    } catch {
+    let opened: { pt: Uint8Array; ctx: protocol.Exporter } | null = null;
+    // The current channel key first, then keys still in their overlap period (§3).
+    const now0 = this.#now();
+    for (const key of [this.#hpkeKey, ...this.#previousKeys.filter((p) => p.retireAt > now0).map((p) => p.key)]) {
+      try {
+        const rc = await suite.createRecipientContext({ recipientKey: key, enc, info: requestInfo(this.realmId) });
+        opened = { pt: new Uint8Array(await rc.open(body.slice(1 + ENC_BYTES), requestAad(this.realmId))), ctx: rc };
+        break;
+      } catch {
+        /* not sealed to this key */
+      }
+    }
+    if (!opened) {
       throw new RequestRejectedError('undecryptable-request', 'the request could not be decrypted: it was altered, or sealed to another realm key', 400, 'check that the client pins this realm\'s public key (coffer vault init prints it)');
     }
+    const { pt, ctx } = opened;
     let inner: unknown;
     try {
       inner = JSON.parse(fromUtf8(unpad(pt)));
@@ -347,7 +397,13 @@ export class Boundary {
     const account = inner.account;
     const answer = async (status: protocol.ResponseStatus, fields: Record<string, unknown> = {}, effect: Effect = { kind: 'none' }): Promise<ProcessResult> => {
       const resp: InnerResponse = { ...fields, v: 1, id: inner.id, status };
-      return { response: await sealResponse(ctx, enc, resp), effect };
+      const outcome: Outcome = {
+        op: inner.op,
+        status,
+        attempt: inner.op === 'login-start' && status === 'ok' && effect.kind === 'put',
+        destroyed: status === 'destroyed' && effect.kind === 'put',
+      };
+      return { response: await sealResponse(ctx, enc, resp), effect, outcome };
     };
     const invalid = (message: string) => answer('invalid', { message });
     const rec = stored ? await this.#unsealRecord(account, stored) : null;

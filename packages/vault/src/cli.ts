@@ -1,11 +1,12 @@
 // `coffer vault init | serve | token` (wired into the `coffer` dispatcher by packages/cli).
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { VaultServerError, UsageError } from './errors.js';
 import type { HsmChoice } from './realm.js';
+import type { RecordStore } from './store/types.js';
 
 // Heavy modules (fastify, better-sqlite3, pkcs11js, OPAQUE) load only when a command runs, so
 // importing vaultCommand costs the `coffer` CLI nothing.
@@ -27,6 +28,16 @@ Commands:
   init    create a realm: HSM keys, sealed realm secrets, realm public key
   serve   run the vault HTTP server (creates a realm first if none exists)
   token   issue a development account token (HS256 realms only)
+  migrate apply the PostgreSQL schema migrations (--database URL; safe to repeat)
+  rotate-channel-key  new channel (HPKE) key; the old one still opens requests for
+          --overlap-days D (default 30); --out FILE writes the realm file for the other nodes
+  realm-update --in FILE   take that realm file on another node of the realm (then restart it)
+  hsm     key ceremony for several nodes sharing one realm (docs/operating.md):
+            hsm transport-key   [--hsm softhsm|pkcs11 ...] [--out FILE]   on the new node
+            hsm export-wrapped  --to FILE [--fingerprint FP] [--lock] [--out FILE]   on a node with the realm
+            hsm import-wrapped  --in FILE                                 on the new node
+            hsm lock-export     on the first node after the last import (one-way)
+            hsm status          whether this token's realm keys can still be exported
 
 Common options:
   --data-dir DIR   where the realm lives (default $COFFER_VAULT_DIR or ~/.local/share/coffer/vault)
@@ -39,11 +50,20 @@ init options:
   --pkcs11-module PATH --pkcs11-token LABEL   for --hsm pkcs11 (PIN in $COFFER_VAULT_HSM_PIN)
   --token-public-key FILE   PEM Ed25519 public key of your app's auth server (EdDSA tokens);
                             without it the realm signs HS256 development tokens itself
+  --multi-node     the realm keys may be copied, wrapped, to other nodes' tokens (PKCS#11 only)
 
 serve options:
   --host HOST      default 127.0.0.1
   --port PORT      default 8787 (0 picks a free port)
   --log-level LVL  default info
+  --database URL   postgres://user:password@host:port/db to share records between several
+                   nodes (run \`coffer vault migrate\` first; also $COFFER_VAULT_DATABASE);
+                   default: the embedded SQLite file DIR/records.sqlite
+  --account-rate N[/B]  requests per minute per account on this node, burst B (default 60/20; 0 off)
+  --address-rate N[/B]  requests per minute per client address on this node (default 1200/200; 0 off)
+  --shutdown-delay S    on SIGTERM, report not-ready for S seconds before closing (default 0);
+                        requests in flight always finish
+  Endpoints: POST /v1/vault, GET /healthz, /readyz (database + HSM), /metrics (Prometheus)
 
 token options:
   --account ID     account id (the token's sub), required
@@ -64,6 +84,7 @@ function fail(io: VaultCommandIo, e: unknown, json: boolean): number {
 
 export async function vaultCommand(argv: string[], io: VaultCommandIo): Promise<number> {
   const [cmd, ...rest] = argv;
+  const sub = cmd === 'hsm' && rest[0] !== undefined && !rest[0].startsWith('-') ? rest.shift() : undefined;
   const wantsJson = rest.includes('--json');
   if (cmd === undefined || cmd === '-h' || cmd === '--help' || cmd === 'help') {
     (cmd === undefined ? io.stderr : io.stdout).write(USAGE);
@@ -88,6 +109,17 @@ export async function vaultCommand(argv: string[], io: VaultCommandIo): Promise<
         'log-level': { type: 'string' },
         account: { type: 'string' },
         ttl: { type: 'string' },
+        database: { type: 'string' },
+        'multi-node': { type: 'boolean', default: false },
+        to: { type: 'string' },
+        in: { type: 'string' },
+        out: { type: 'string' },
+        fingerprint: { type: 'string' },
+        lock: { type: 'boolean', default: false },
+        'account-rate': { type: 'string' },
+        'address-rate': { type: 'string' },
+        'shutdown-delay': { type: 'string' },
+        'overlap-days': { type: 'string' },
       },
     });
   } catch (e) {
@@ -108,8 +140,32 @@ export async function vaultCommand(argv: string[], io: VaultCommandIo): Promise<
         return await cmdServe(io, json, dataDir, v);
       case 'token':
         return await cmdToken(io, json, dataDir, v);
+      case 'migrate':
+        return await cmdMigrate(io, json, v);
+      case 'hsm':
+        return await cmdHsm(io, json, dataDir, sub, v);
+      case 'rotate-channel-key': {
+        const days = v['overlap-days'] === undefined ? 30 : Number(v['overlap-days']);
+        if (!Number.isFinite(days) || days < 0 || days > 3650) throw new UsageError('--overlap-days must be 0 to 3650 (fractions allowed)');
+        const { rotateChannelKey, realmForOtherNodes } = await realmModule();
+        const file = await rotateChannelKey({ dataDir, overlapMs: Math.round(days * 86_400_000), warn: (m) => io.stderr.write(m + '\n') });
+        if (typeof v['out'] === 'string') writeFileSync(v['out'], JSON.stringify(realmForOtherNodes(file), null, 2) + '\n', { mode: 0o600 });
+        const retire = file.previousRealmPublicKeys?.[0]?.retireAt;
+        io.stdout.write(
+          json
+            ? JSON.stringify({ event: 'channel-key-rotated', realmPublicKey: file.realmPublicKey, previousRetireAt: retire }) + '\n'
+            : `New realm public key (ship it to clients):\n  ${file.realmPublicKey}\nThe previous key opens requests until ${retire}.\nNext: realm-update on the other nodes, then restart every node.\n`,
+        );
+        return 0;
+      }
+      case 'realm-update': {
+        const { updateRealm } = await realmModule();
+        const file = await updateRealm({ dataDir, from: readJsonFile(v['in'], '--in'), warn: (m) => io.stderr.write(m + '\n') });
+        io.stdout.write(json ? JSON.stringify({ event: 'realm-updated', realmPublicKey: file.realmPublicKey }) + '\n' : `Realm file updated; restart this node. Realm public key: ${file.realmPublicKey}\n`);
+        return 0;
+      }
       default:
-        throw new UsageError(`unknown command "${cmd}"`, 'commands are init, serve and token; run `coffer vault --help`');
+        throw new UsageError(`unknown command "${cmd}"`, 'commands are init, serve, token, migrate, hsm, rotate-channel-key and realm-update; run `coffer vault --help`');
     }
   } catch (e) {
     return fail(io, e, json);
@@ -133,6 +189,7 @@ async function cmdInit(io: VaultCommandIo, json: boolean, dataDir: string, v: Va
     ...(typeof v['pkcs11-module'] === 'string' ? { pkcs11Module: v['pkcs11-module'] } : {}),
     ...(typeof v['pkcs11-token'] === 'string' ? { pkcs11Token: v['pkcs11-token'] } : {}),
     ...(pem ? { tokenPublicKeyPem: pem } : {}),
+    multiNode: v['multi-node'] === true,
     warn: (m) => io.stderr.write(m + '\n'),
   });
   printRealm(io, json, dataDir, file.realmPublicKey, hsmDescription, file.token.alg, 'created');
@@ -165,30 +222,47 @@ async function cmdServe(io: VaultCommandIo, json: boolean, dataDir: string, v: V
   const port = parsePort(v['port']);
   const warn = (m: string) => io.stderr.write(m + '\n');
   const { initRealm, openRealm, readRealmFile, RECORDS_FILE } = await realmModule();
-  const { buildServer } = await import('./server.js');
-  const { SqliteRecordStore } = await import('./store/sqlite.js');
+  const { buildVaultServer } = await import('./server.js');
+  const databaseUrl = databaseOption(v);
+  const rateLimits = { perAccount: rateOption(v, 'account-rate'), perAddress: rateOption(v, 'address-rate') };
+  const shutdownDelayMs = secondsOption(v, 'shutdown-delay', 0) * 1000;
   try {
     readRealmFile(dataDir);
-  } catch {
+  } catch (e) {
+    // A node of a shared database never makes a realm of its own: its records would belong to another realm.
+    if (databaseUrl) throw e;
     const { file, hsmDescription } = await initRealm({ dataDir, hsm: 'auto', warn });
     printRealm(io, false, dataDir, file.realmPublicKey, hsmDescription, file.token.alg, 'created');
   }
   const { file, hsm, boundary } = await openRealm(dataDir, { warn });
-  const store = SqliteRecordStore.open(join(dataDir, RECORDS_FILE));
-  const app = await buildServer({
+  let store: RecordStore;
+  try {
+    store = await openStore(dataDir, RECORDS_FILE, databaseUrl);
+  } catch (e) {
+    await hsm.close();
+    throw e;
+  }
+  const server = await buildVaultServer({
     boundary,
     store,
     realmPublicKey: file.realmPublicKey,
     logStream: { write: (s: string) => io.stdout.write(s) },
     logger: { level: typeof v['log-level'] === 'string' ? v['log-level'] : 'info' },
+    rateLimits,
   });
+  const app = server.app;
   let closing = false;
   const done = new Promise<void>((resolveDone) => {
+    // Graceful shutdown: report not-ready and refuse new vault requests, give load balancers
+    // --shutdown-delay to notice, then close: fastify waits for the requests already running.
     const stop = async () => {
       if (closing) return;
       closing = true;
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
+      server.drain();
+      app.log.info({ shutdownDelayMs }, 'draining: not ready, finishing requests in flight');
+      if (shutdownDelayMs > 0) await new Promise((r) => setTimeout(r, shutdownDelayMs));
       await app.close();
       await store.close();
       await hsm.close();
@@ -200,13 +274,122 @@ async function cmdServe(io: VaultCommandIo, json: boolean, dataDir: string, v: V
     else io.signal?.addEventListener('abort', stop, { once: true });
   });
   const address = await app.listen({ host, port });
-  app.log.info({ url: address, realmPublicKey: file.realmPublicKey, hsm: hsm.kind, store: 'sqlite' }, 'coffer vault listening');
+  app.log.info({ url: address, realmPublicKey: file.realmPublicKey, hsm: hsm.kind, store: databaseUrl ? 'postgresql' : 'sqlite' }, 'coffer vault listening');
   if (hsm.kind === 'software-development-only') app.log.warn('SOFTWARE HSM IN USE: development only, not for real data');
   if (json) io.stdout.write(JSON.stringify({ event: 'listening', url: address, realmPublicKey: file.realmPublicKey, hsm: hsm.kind }) + '\n');
   if (!json) io.stderr.write(`coffer vault listening on ${address}\nrealm public key: ${file.realmPublicKey}\nHSM: ${hsm.description}\n`);
   io.onListening?.(address);
   await done;
   return 0;
+}
+
+function rateOption(v: Values, name: string): { perMinute: number; burst: number } | false | undefined {
+  const x = v[name];
+  if (x === undefined) return undefined;
+  const m = /^(\d+)(?:\/(\d+))?$/.exec(String(x));
+  if (!m) throw new UsageError(`--${name} must be PER_MINUTE or PER_MINUTE/BURST (0 turns it off), got "${String(x)}"`);
+  const perMinute = Number(m[1]);
+  if (perMinute === 0) return false;
+  const burst = m[2] !== undefined ? Number(m[2]) : Math.max(1, Math.ceil(perMinute / 3));
+  if (burst < 1) throw new UsageError(`--${name}: burst must be at least 1`);
+  return { perMinute, burst };
+}
+
+function secondsOption(v: Values, name: string, dflt: number): number {
+  const x = v[name];
+  if (x === undefined) return dflt;
+  const n = Number(x);
+  if (!Number.isFinite(n) || n < 0 || n > 3600) throw new UsageError(`--${name} must be 0 to 3600 seconds`);
+  return n;
+}
+
+function databaseOption(v: Values): string | undefined {
+  const url = typeof v['database'] === 'string' ? v['database'] : process.env['COFFER_VAULT_DATABASE'];
+  if (url === undefined || url === '') return undefined;
+  if (!/^postgres(ql)?:\/\//.test(url)) throw new UsageError('--database must be a postgres:// or postgresql:// URL', 'omit --database to use the embedded SQLite file');
+  return url;
+}
+
+async function openStore(dataDir: string, recordsFile: string, databaseUrl: string | undefined): Promise<RecordStore> {
+  if (databaseUrl) {
+    const { PostgresRecordStore } = await import('./store/postgres.js');
+    return PostgresRecordStore.open({ url: databaseUrl });
+  }
+  const { SqliteRecordStore } = await import('./store/sqlite.js');
+  return SqliteRecordStore.open(join(dataDir, recordsFile));
+}
+
+async function cmdMigrate(io: VaultCommandIo, json: boolean, v: Values): Promise<number> {
+  const url = databaseOption(v);
+  if (!url) throw new UsageError('migrate needs --database postgres://... (the embedded SQLite store needs no migration)');
+  const { migratePostgres, redactDatabaseUrl } = await import('./store/postgres.js');
+  const r = await migratePostgres({ url });
+  if (json) io.stdout.write(JSON.stringify({ event: 'migrated', applied: r.applied, schemaVersion: r.schemaVersion }) + '\n');
+  else io.stdout.write(r.applied.length ? `Applied migrations ${r.applied.join(', ')} to ${redactDatabaseUrl(url)}; schema version ${r.schemaVersion}\n` : `${redactDatabaseUrl(url)} is up to date (schema version ${r.schemaVersion})\n`);
+  return 0;
+}
+
+function readJsonFile(path: unknown, flag: string): unknown {
+  if (typeof path !== 'string') throw new UsageError(`${flag} FILE is required`);
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as unknown;
+  } catch (cause) {
+    throw new UsageError(`${flag} ${path}: cannot read it as JSON (${(cause as Error).message})`);
+  }
+}
+
+function writeOut(io: VaultCommandIo, v: Values, data: unknown): void {
+  const text = JSON.stringify(data, null, 2) + '\n';
+  if (typeof v['out'] === 'string') writeFileSync(v['out'], text, { mode: 0o600 });
+  else io.stdout.write(text);
+}
+
+async function cmdHsm(io: VaultCommandIo, json: boolean, dataDir: string, sub: string | undefined, v: Values): Promise<number> {
+  const c = await import('./ceremony.js');
+  const warn = (m: string) => io.stderr.write(m + '\n');
+  switch (sub) {
+    case 'transport-key': {
+      const t = await c.createTransportKey({
+        dataDir,
+        hsm: v['hsm'] === undefined ? 'softhsm' : hsmChoice(v['hsm']),
+        ...(typeof v['pkcs11-module'] === 'string' ? { pkcs11Module: v['pkcs11-module'] } : {}),
+        ...(typeof v['pkcs11-token'] === 'string' ? { pkcs11Token: v['pkcs11-token'] } : {}),
+        warn,
+      });
+      writeOut(io, v, t);
+      if (!json) io.stderr.write(`Transport key fingerprint: ${t.fingerprint}\nRead it to the operator of the exporting node; they pass it as --fingerprint.\n`);
+      return 0;
+    }
+    case 'export-wrapped': {
+      const bundle = await c.exportWrapped({
+        dataDir,
+        transport: readJsonFile(v['to'], '--to'),
+        ...(typeof v['fingerprint'] === 'string' ? { expectFingerprint: v['fingerprint'] } : {}),
+        lock: v['lock'] === true,
+        warn,
+      });
+      writeOut(io, v, bundle);
+      if (!json) io.stderr.write(`Realm keys wrapped for transport key ${bundle.transportFingerprint}${v['lock'] === true ? '; this token can no longer export them' : ''}.\n`);
+      return 0;
+    }
+    case 'import-wrapped': {
+      const file = await c.importWrapped({ dataDir, bundle: readJsonFile(v['in'], '--in'), warn });
+      if (json) io.stdout.write(JSON.stringify({ event: 'realm-imported', dataDir, realmPublicKey: file.realmPublicKey }) + '\n');
+      else io.stdout.write(`Realm imported into ${dataDir}\nRealm public key: ${file.realmPublicKey}\nNext: coffer vault serve --data-dir ${dataDir} --database postgres://...\n`);
+      return 0;
+    }
+    case 'lock-export':
+      await c.lockExport({ dataDir, warn });
+      io.stdout.write(json ? JSON.stringify({ event: 'export-locked' }) + '\n' : 'The realm keys on this token can no longer be exported.\n');
+      return 0;
+    case 'status': {
+      const keys = await c.keyStatus({ dataDir, warn });
+      io.stdout.write(json ? JSON.stringify({ keys }) + '\n' : keys.map((k) => `${k.label}: ${k.extractable ? 'exportable (wrapped only)' : 'not exportable'}\n`).join(''));
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown hsm command "${String(sub)}"`, 'hsm commands are transport-key, export-wrapped, import-wrapped, lock-export and status');
+  }
 }
 
 async function cmdToken(io: VaultCommandIo, json: boolean, dataDir: string, v: Values): Promise<number> {

@@ -54,8 +54,8 @@ export class InvalidTokenError extends VaultServerError {
 }
 
 export class RecordStoreError extends VaultServerError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, 'check the database file, its directory permissions and free disk space', options);
+  constructor(message: string, options?: { cause?: unknown; hint?: string }) {
+    super(message, options?.hint ?? 'check the database (file, permissions and free disk space; or the PostgreSQL server and its URL)', options);
     this.name = 'RecordStoreError';
   }
 }

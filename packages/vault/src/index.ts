@@ -1,6 +1,6 @@
 // @coffer/vault: the Backup Key Vault server (spec/vault-protocol.md, spec/threat-model.md).
 export { vaultCommand, type VaultCommandIo } from './cli.js';
-export { buildServer, INSECURE_TEST_ONLY_PAUSE_ENV, type ServerOptions } from './server.js';
+export { buildServer, buildVaultServer, DEFAULT_RATE_LIMITS, INSECURE_TEST_ONLY_PAUSE_ENV, type ServerOptions, type VaultServer } from './server.js';
 export { Boundary, DEFAULT_POLICY, OpenedRequest, RequestRejectedError, TICKET_TTL_MS, type AttemptPolicy, type Effect, type ProcessResult } from './boundary.js';
 export { initRealm, openRealm, readRealmFile, REALM_FILE, RECORDS_FILE, type HsmChoice, type RealmFile } from './realm.js';
 export { issueToken, verifyToken, audienceFor, type TokenSigner, type TokenVerifier } from './token.js';
@@ -10,4 +10,5 @@ export { SoftwareHsmDevelopmentOnly, SOFTWARE_HSM_WARNING } from './hsm/software
 export { initSoftHsmToken, openSoftHsm, softHsmInstalled, type SoftHsmToken } from './hsm/softhsm.js';
 export type { RecordStore, StoredRecord } from './store/types.js';
 export { SqliteRecordStore } from './store/sqlite.js';
+export { PostgresRecordStore, migratePostgres, MIGRATIONS, SCHEMA_VERSION } from './store/postgres.js';
 export * from './errors.js';

@@ -36,6 +36,8 @@ export interface RealmFile {
   token: { alg: 'HS256' } | { alg: 'EdDSA'; publicKeyPem: string };
   policy: AttemptPolicy;
   createdAt: string;
+  /** Channel keys in their overlap period after `rotate-channel-key` (informative; the keys are in the sealed secrets). */
+  previousRealmPublicKeys?: { realmPublicKey: string; retireAt: string }[];
 }
 
 export const REALM_FILE = 'realm.json';
@@ -52,6 +54,11 @@ export interface InitOptions {
   tokenPublicKeyPem?: string;
   policy?: AttemptPolicy;
   warn?: (message: string) => void;
+  /**
+   * Several nodes will share this realm: the realm keys may leave this token, only wrapped for
+   * another token, by `coffer vault hsm export-wrapped` (until `hsm lock-export`). PKCS#11 only.
+   */
+  multiNode?: boolean;
 }
 
 export interface OpenedRealm {
@@ -69,7 +76,7 @@ function writeAtomic(path: string, data: string): void {
   renameSync(tmp, path);
 }
 
-function openHsm(ref: HsmRef, dataDir: string, warn: (m: string) => void, create: boolean): Hsm {
+export function openHsm(ref: HsmRef, dataDir: string, warn: (m: string) => void, create: boolean): Hsm {
   switch (ref.kind) {
     case 'softhsm': {
       const dir = resolve(dataDir, ref.dir);
@@ -101,15 +108,9 @@ export async function initRealm(o: InitOptions): Promise<{ file: RealmFile; hsmD
       hint: 'use `coffer vault serve` with this directory, or choose another --data-dir',
     });
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const choice = o.hsm ?? 'auto';
-  let ref: HsmRef;
-  if (choice === 'pkcs11') {
-    if (!o.pkcs11Module || !o.pkcs11Token) throw new RealmConfigError('--hsm pkcs11 needs --pkcs11-module and --pkcs11-token');
-    ref = { kind: 'pkcs11', module: o.pkcs11Module, tokenLabel: o.pkcs11Token, pinEnv: PKCS11_PIN_ENV };
-  } else if (choice === 'softhsm' || (choice === 'auto' && softHsmInstalled())) {
-    ref = { kind: 'softhsm', dir: 'softhsm', tokenLabel: 'coffer-vault' };
-  } else {
-    ref = { kind: 'software-development-only', keyFile: 'software-hsm-DEVELOPMENT-ONLY.json' };
+  const ref = hsmRefFor(o);
+  if (o.multiNode && ref.kind === 'software-development-only') {
+    throw new RealmConfigError('--multi-node needs a PKCS#11 HSM (SoftHSM2 or a real one): the key ceremony wraps keys inside the token', { hint: 'install SoftHSM2 (scripts/setup.sh) or use --hsm pkcs11' });
   }
   const hsm = openHsm(ref, dataDir, warn, true);
   try {
@@ -117,8 +118,13 @@ export async function initRealm(o: InitOptions): Promise<{ file: RealmFile; hsmD
     const tag = randomBytes(4).toString('hex');
     const realmKeyLabel = `coffer-realm-${tag}`;
     const recordKeyLabel = `coffer-records-${tag}`;
-    await hsm.generateKey(realmKeyLabel);
-    await hsm.generateKey(recordKeyLabel);
+    if (o.multiNode && hsm instanceof Pkcs11Hsm) {
+      await hsm.generateKey(realmKeyLabel, { exportableWrapped: true });
+      await hsm.generateKey(recordKeyLabel, { exportableWrapped: true });
+    } else {
+      await hsm.generateKey(realmKeyLabel);
+      await hsm.generateKey(recordKeyLabel);
+    }
     await opaque.ready;
     const suite = protocol.hpkeSuite();
     const kp = await suite.kem.generateKeyPair();
@@ -156,6 +162,21 @@ export async function initRealm(o: InitOptions): Promise<{ file: RealmFile; hsmD
   } finally {
     await hsm.close();
   }
+}
+
+/** The HSM reference `init` would use for a choice (also used by the key ceremony's receiving side). */
+export function hsmRefFor(o: Pick<InitOptions, 'hsm' | 'pkcs11Module' | 'pkcs11Token'>): HsmRef {
+  const choice = o.hsm ?? 'auto';
+  if (choice === 'pkcs11') {
+    if (!o.pkcs11Module || !o.pkcs11Token) throw new RealmConfigError('--hsm pkcs11 needs --pkcs11-module and --pkcs11-token');
+    return { kind: 'pkcs11', module: o.pkcs11Module, tokenLabel: o.pkcs11Token, pinEnv: PKCS11_PIN_ENV };
+  }
+  if (choice === 'softhsm' || (choice === 'auto' && softHsmInstalled())) return { kind: 'softhsm', dir: 'softhsm', tokenLabel: 'coffer-vault' };
+  return { kind: 'software-development-only', keyFile: 'software-hsm-DEVELOPMENT-ONLY.json' };
+}
+
+export function writeRealmFile(dataDir: string, file: RealmFile): void {
+  writeAtomic(join(resolve(dataDir), REALM_FILE), JSON.stringify(file, null, 2) + '\n');
 }
 
 export function readRealmFile(dataDir: string): RealmFile {
@@ -202,4 +223,81 @@ export async function openRealm(
     await hsm.close();
     throw e;
   }
+}
+
+/**
+ * Channel key rotation with an overlap period (docs/operating.md §4): a new HPKE key pair becomes
+ * the realm public key; the previous one stays in the sealed secrets and keeps opening requests
+ * until `overlapMs` from now. Run on one node; copy the result to the others with `realm-update`.
+ */
+export async function rotateChannelKey(o: { dataDir: string; overlapMs: number; now?: () => number; warn?: (m: string) => void }): Promise<RealmFile> {
+  const warn = o.warn ?? ((m: string) => process.stderr.write(m + '\n'));
+  if (!(o.overlapMs >= 0)) throw new RealmConfigError('the overlap period must be zero or more');
+  const dataDir = resolve(o.dataDir);
+  const file = readRealmFile(dataDir);
+  const now = (o.now ?? Date.now)();
+  const hsm = openHsm(file.hsm, dataDir, warn, false);
+  try {
+    const realmId = protocol.fromB64u(file.realmId);
+    const plain = await hsm.unseal(file.realmKeyLabel, protocol.fromB64u(file.sealedSecrets), realmSecretsAad(realmId));
+    const secrets = JSON.parse(protocol.fromUtf8(plain)) as RealmSecrets;
+    plain.fill(0);
+    const suite = protocol.hpkeSuite();
+    const kp = await suite.kem.generateKeyPair();
+    const pk = new Uint8Array(await suite.kem.serializePublicKey(kp.publicKey));
+    const sk = new Uint8Array(await suite.kem.serializePrivateKey(kp.privateKey));
+    const retireAt = now + o.overlapMs;
+    const previous = [
+      { privateKey: secrets.hpkePrivateKey, realmPublicKey: file.realmPublicKey, retireAt },
+      ...(secrets.previousHpkeKeys ?? []).filter((p) => p.retireAt > now),
+    ];
+    secrets.hpkePrivateKey = protocol.b64u(sk);
+    sk.fill(0);
+    secrets.previousHpkeKeys = previous;
+    const sealed = await hsm.seal(file.realmKeyLabel, protocol.utf8(JSON.stringify(secrets)), realmSecretsAad(realmId));
+    const next: RealmFile = {
+      ...file,
+      realmPublicKey: protocol.formatRealmPublicKey(realmId, pk),
+      sealedSecrets: protocol.b64u(sealed),
+      previousRealmPublicKeys: previous.map((p) => ({ realmPublicKey: p.realmPublicKey, retireAt: new Date(p.retireAt).toISOString() })),
+    };
+    // Self-test before anything is written: the new secrets open and match the new public key.
+    await Boundary.start({ realmIdText: next.realmId, realmPublicKey: next.realmPublicKey, hsm, realmKeyLabel: next.realmKeyLabel, recordKeyLabel: next.recordKeyLabel, sealedSecrets: sealed, policy: next.policy, ...(next.token.alg === 'EdDSA' ? { tokenVerifier: { alg: 'EdDSA' as const, publicKey: ed25519PublicKeyFromPem(next.token.publicKeyPem) } } : {}) });
+    writeRealmFile(dataDir, next);
+    return next;
+  } finally {
+    await hsm.close();
+  }
+}
+
+/** Public part of a realm file, for `realm-update` on the other nodes (no HSM reference). */
+export function realmForOtherNodes(file: RealmFile): Omit<RealmFile, 'hsm'> {
+  const { hsm: _local, ...rest } = file;
+  return rest;
+}
+
+/**
+ * Takes another node's newer realm file (after `rotate-channel-key`) for this node: same realm,
+ * this node's HSM reference; checked against this node's token before it is written.
+ */
+export async function updateRealm(o: { dataDir: string; from: unknown; warn?: (m: string) => void }): Promise<RealmFile> {
+  const warn = o.warn ?? ((m: string) => process.stderr.write(m + '\n'));
+  const dataDir = resolve(o.dataDir);
+  const mine = readRealmFile(dataDir);
+  const other = o.from as Partial<RealmFile>;
+  if (other?.format !== 'coffer-vault-realm-v1' || typeof other.sealedSecrets !== 'string' || typeof other.realmPublicKey !== 'string') {
+    throw new RealmConfigError('not a realm file (made by `coffer vault rotate-channel-key --out`)');
+  }
+  if (other.realmId !== mine.realmId || other.realmKeyLabel !== mine.realmKeyLabel || other.recordKeyLabel !== mine.recordKeyLabel) {
+    throw new RealmConfigError('that realm file belongs to another realm', { hint: 'copy it from a node of this realm' });
+  }
+  const next: RealmFile = { ...(other as RealmFile), hsm: mine.hsm };
+  const hsm = openHsm(mine.hsm, dataDir, warn, false);
+  try {
+    await Boundary.start({ realmIdText: next.realmId, realmPublicKey: next.realmPublicKey, hsm, realmKeyLabel: next.realmKeyLabel, recordKeyLabel: next.recordKeyLabel, sealedSecrets: protocol.fromB64u(next.sealedSecrets), policy: next.policy, ...(next.token.alg === 'EdDSA' ? { tokenVerifier: { alg: 'EdDSA' as const, publicKey: ed25519PublicKeyFromPem(next.token.publicKeyPem) } } : {}) });
+  } finally {
+    await hsm.close();
+  }
+  writeRealmFile(dataDir, next);
+  return next;
 }

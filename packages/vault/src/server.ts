@@ -6,7 +6,9 @@ import { existsSync } from 'node:fs';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { protocol } from '@coffer/core/vault';
 import { Boundary, RequestRejectedError, type Effect, type OpenedRequest, type ProcessResult } from './boundary.js';
-import { UnsealFailedError } from './errors.js';
+import { HsmUnavailableError, RecordStoreError, UnsealFailedError } from './errors.js';
+import { createMetrics, type VaultMetrics } from './metrics.js';
+import { RateLimiter, type RateLimit } from './ratelimit.js';
 import type { RecordStore } from './store/types.js';
 
 /**
@@ -26,11 +28,47 @@ export interface ServerOptions {
   logStream?: { write(s: string): unknown };
   /** Max compare-and-set retries per request. */
   maxRetries?: number;
+  /**
+   * Request rate limits per node, on top of the attempt limit: per verified account and per client
+   * address. Defaults DEFAULT_RATE_LIMITS; `false` turns a limit off.
+   */
+  rateLimits?: { perAccount?: RateLimit | false; perAddress?: RateLimit | false };
+  /** Injected clock for the rate limiters (ms). */
+  now?: () => number;
+  /** Readiness probes time out after this (default 2000 ms). */
+  readinessTimeoutMs?: number;
+}
+
+export const DEFAULT_RATE_LIMITS: { perAccount: RateLimit; perAddress: RateLimit } = {
+  perAccount: { perMinute: 60, burst: 20 },
+  perAddress: { perMinute: 1200, burst: 200 },
+};
+
+/** A vault HTTP server with its metrics and a way to stop taking new work (graceful shutdown). */
+export interface VaultServer {
+  app: FastifyInstance;
+  metrics: VaultMetrics;
+  /** Readiness turns 503 and new vault requests get 503; requests already running finish. */
+  drain(): void;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout;
+  return Promise.race([p, new Promise<T>((_, reject) => (t = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
 }
 
 const MAX_RETRIES = 64;
 
 export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
+  return (await buildVaultServer(o)).app;
+}
+
+export async function buildVaultServer(o: ServerOptions): Promise<VaultServer> {
+  const metrics = createMetrics();
+  const now = o.now ?? Date.now;
+  const limitAccount = o.rateLimits?.perAccount === false ? null : new RateLimiter(o.rateLimits?.perAccount ?? DEFAULT_RATE_LIMITS.perAccount, now);
+  const limitAddress = o.rateLimits?.perAddress === false ? null : new RateLimiter(o.rateLimits?.perAddress ?? DEFAULT_RATE_LIMITS.perAddress, now);
+  let draining = false;
   const pauseFile = process.env[INSECURE_TEST_ONLY_PAUSE_ENV];
   const app = Fastify({
     logger:
@@ -61,14 +99,25 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
     return reply.code(500).send({ error: 'internal', message: 'internal error in the vault; the operator has the details in the logs' });
   });
 
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unknown';
+    metrics.httpRequests.inc({ route, code: String(reply.statusCode) });
+    metrics.httpDuration.observe({ route }, reply.elapsedTime / 1000);
+  });
+
   app.get('/healthz', async () => ({ ok: true }));
+  // Ready = not draining, the database answers, and the HSM seals and unseals (spec §5).
   app.get('/readyz', async (_req, reply) => {
-    try {
-      await o.store.ping();
-      return { ready: true };
-    } catch {
-      return reply.code(503).send({ ready: false });
-    }
+    const ms = o.readinessTimeoutMs ?? 2000;
+    const checks = { draining, store: true, hsm: true };
+    await withTimeout(o.store.ping(), ms, 'store ping').catch(() => (checks.store = false));
+    await withTimeout(o.boundary.selfTest(), ms, 'HSM self-test').catch(() => (checks.hsm = false));
+    const ready = !draining && checks.store && checks.hsm;
+    metrics.ready.set(ready ? 1 : 0);
+    return ready ? { ready } : reply.code(503).send({ ready, store: checks.store, hsm: checks.hsm, draining });
+  });
+  app.get('/metrics', async (_req, reply) => {
+    return reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   app.get('/v1/realm', async () => ({ realmPublicKey: o.realmPublicKey, protocolVersion: protocol.PROTOCOL_VERSION }));
 
@@ -98,7 +147,18 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
     }
   }
 
+  const rateLimited = (reply: import('fastify').FastifyReply, which: 'account' | 'address', retryAfterMs: number) => {
+    metrics.rejected.inc({ code: `rate-limited-${which}` });
+    return reply
+      .code(429)
+      .header('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))))
+      .send({ error: 'rate-limited', message: `too many requests for this ${which}; nothing was counted`, hint: 'wait for the time in Retry-After, then try again' });
+  };
+
   app.post(protocol.VAULT_PATH, async (req, reply) => {
+    if (draining) return reply.code(503).header('connection', 'close').send({ error: 'unavailable', message: 'this vault node is shutting down', hint: 'send the request to another node' });
+    const byAddress = limitAddress?.take(req.ip) ?? 0;
+    if (byAddress > 0) return rateLimited(reply, 'address', byAddress);
     const auth = req.headers.authorization ?? '';
     const token = auth.startsWith('Bearer ') ? auth.slice(7).trim() : '';
     const body = req.body;
@@ -108,12 +168,15 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
       opened = await o.boundary.openRequest(token, new Uint8Array(body.buffer, body.byteOffset, body.length));
     } catch (e) {
       if (e instanceof RequestRejectedError) {
+        metrics.rejected.inc({ code: e.code });
         req.log.info({ rejected: e.code }, 'request rejected');
         return reply.code(e.httpStatus).send({ error: e.code, message: e.message, hint: e.hint });
       }
       throw e;
     }
     const account = opened.accountId;
+    const byAccount = limitAccount?.take(account) ?? 0;
+    if (byAccount > 0) return rateLimited(reply, 'account', byAccount);
     let result: ProcessResult | null = null;
     try {
       result = await withAccountLock(account, async () => {
@@ -128,6 +191,7 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
             }
             return r;
           }
+          metrics.conflicts.inc();
           await new Promise((res) => setTimeout(res, Math.random() * 2));
         }
         return null;
@@ -137,12 +201,27 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
         req.log.error({ account, err: { name: e.name, message: e.message } }, 'stored record failed to unseal (corrupted, rolled from elsewhere, or wrong HSM key)');
         return reply.code(500).send({ error: 'record-unreadable', message: 'the vault cannot read the record for this account', hint: 'contact the vault operator' });
       }
+      // No durable count, no answer: the database or the HSM is unreachable, or a commit's
+      // outcome is unknown. The client retries (maybe on another node), which re-reads the record.
+      if (e instanceof RecordStoreError || e instanceof HsmUnavailableError) {
+        metrics.backendErrors.inc({ backend: e instanceof RecordStoreError ? 'store' : 'hsm' });
+        req.log.warn({ err: { name: e.name, message: e.message } }, 'backend unavailable; request refused');
+        return reply.code(503).send({ error: 'unavailable', message: 'the vault cannot reach its database or HSM right now; nothing was answered', hint: 'try again in a moment' });
+      }
       throw e;
     }
     if (!result) return reply.code(503).send({ error: 'unavailable', message: 'too many concurrent changes to this account', hint: 'try again in a moment' });
+    metrics.observe(result.outcome);
     req.log.info({ account }, 'vault request done');
     return reply.code(200).header('content-type', 'application/octet-stream').header('cache-control', 'no-store').send(Buffer.from(result.response));
   });
 
-  return app;
+  return {
+    app,
+    metrics,
+    drain() {
+      draining = true;
+      metrics.ready.set(0);
+    },
+  };
 }

@@ -35,8 +35,8 @@ export interface VaultProcess {
 }
 
 /** Starts `node bin/coffer-vault.js serve --data-dir DIR --port 0` and waits until it listens. */
-export async function startVault(dataDir: string, env: Record<string, string> = {}): Promise<VaultProcess> {
-  const child = spawn(process.execPath, [VAULT_BIN, 'serve', '--data-dir', dataDir, '--port', '0', '--json'], {
+export async function startVault(dataDir: string, env: Record<string, string> = {}, args: string[] = []): Promise<VaultProcess> {
+  const child = spawn(process.execPath, [VAULT_BIN, 'serve', '--data-dir', dataDir, '--port', '0', '--json', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -119,7 +119,13 @@ export class Pkcs11Hsm implements Hsm {
     if (this.#closed) throw new HsmUnavailableError('the PKCS#11 session is closed');
   }
 
-  async generateKey(label: string): Promise<void> {
+  /**
+   * Generates a non-extractable AES-256 key. With `exportableWrapped` (realm keys of a multi-node
+   * realm, `coffer vault init --multi-node`), the key is still CKA_SENSITIVE (its value is never
+   * readable) but CKA_EXTRACTABLE, so it can leave the token only wrapped (`wrapForTransport`) until
+   * `lockExport` turns that off for good.
+   */
+  async generateKey(label: string, o: { exportableWrapped?: boolean } = {}): Promise<void> {
     this.#open();
     if (this.#find(checkLabel(label))) throw new HsmKeyExistsError(label);
     const p = this.#p;
@@ -131,13 +137,198 @@ export class Pkcs11Hsm implements Hsm {
       { type: p.CKA_TOKEN, value: true },
       { type: p.CKA_PRIVATE, value: true },
       { type: p.CKA_SENSITIVE, value: true },
-      { type: p.CKA_EXTRACTABLE, value: false },
+      { type: p.CKA_EXTRACTABLE, value: o.exportableWrapped === true },
       { type: p.CKA_ENCRYPT, value: true },
       { type: p.CKA_DECRYPT, value: true },
       { type: p.CKA_WRAP, value: false },
       { type: p.CKA_UNWRAP, value: false },
     ]);
     this.#handles.set(label, h);
+  }
+
+  // ------------------------------------------------------------ key ceremony (docs/operating.md)
+  //
+  // Transport: the receiving token makes an EC P-256 key pair (private half non-extractable,
+  // CKA_DERIVE only). The sending token makes an ephemeral P-256 pair as session objects, derives
+  // an AES-256 wrapping key with CKM_ECDH1_DERIVE (CKD_NULL: SoftHSM2 2.6 offers no KDF here; the
+  // 32-byte x-coordinate is the key) and wraps each realm key with CKM_AES_KEY_WRAP_PAD (RFC 5649).
+  // The receiver derives the same key inside its token and unwraps into CKA_EXTRACTABLE=false keys.
+  // No key value is ever outside a token in the clear.
+
+  #ecParamsP256(): Buffer {
+    return Buffer.from('06082a8648ce3d030107', 'hex'); // OID 1.2.840.10045.3.1.7 (prime256v1)
+  }
+
+  /** CKA_EC_POINT is a DER OCTET STRING around the uncompressed point; returns the 65 raw bytes. */
+  #rawPoint(der: Buffer): Buffer {
+    if (der.length === 65 && der[0] === 0x04) return der;
+    if (der.length === 67 && der[0] === 0x04 && der[1] === 65 && der[2] === 0x04) return der.subarray(2);
+    throw new HsmUnavailableError('the token returned an EC point in an unexpected encoding');
+  }
+
+  #findByClass(cls: number, label: string): Pkcs11Types.Handle | null {
+    const p = this.#p;
+    this.#lib.C_FindObjectsInit(this.#session, [
+      { type: p.CKA_CLASS, value: cls },
+      { type: p.CKA_LABEL, value: label },
+    ]);
+    const found = this.#lib.C_FindObjects(this.#session, 2);
+    this.#lib.C_FindObjectsFinal(this.#session);
+    return found[0] ?? null;
+  }
+
+  /** Makes the receiving token's transport key pair; returns the public point (65 bytes). */
+  async createTransportKey(label: string): Promise<Uint8Array> {
+    this.#open();
+    const p = this.#p;
+    checkLabel(label);
+    if (this.#findByClass(p.CKO_PRIVATE_KEY, label)) throw new HsmKeyExistsError(label);
+    const kp = this.#lib.C_GenerateKeyPair(
+      this.#session,
+      { mechanism: p.CKM_EC_KEY_PAIR_GEN },
+      [
+        { type: p.CKA_CLASS, value: p.CKO_PUBLIC_KEY },
+        { type: p.CKA_KEY_TYPE, value: p.CKK_EC },
+        { type: p.CKA_TOKEN, value: true },
+        { type: p.CKA_LABEL, value: label },
+        { type: p.CKA_EC_PARAMS, value: this.#ecParamsP256() },
+      ],
+      [
+        { type: p.CKA_CLASS, value: p.CKO_PRIVATE_KEY },
+        { type: p.CKA_KEY_TYPE, value: p.CKK_EC },
+        { type: p.CKA_TOKEN, value: true },
+        { type: p.CKA_PRIVATE, value: true },
+        { type: p.CKA_LABEL, value: label },
+        { type: p.CKA_SENSITIVE, value: true },
+        { type: p.CKA_EXTRACTABLE, value: false },
+        { type: p.CKA_DERIVE, value: true },
+      ],
+    );
+    const pt = this.#lib.C_GetAttributeValue(this.#session, kp.publicKey, [{ type: p.CKA_EC_POINT }])[0]?.value;
+    if (!Buffer.isBuffer(pt)) throw new HsmUnavailableError('the token did not return the transport public key');
+    return new Uint8Array(this.#rawPoint(pt));
+  }
+
+  /** Derives the AES-256 transport wrapping key (a session object) from our EC private key and their point. */
+  #deriveTransportKey(privateKey: Pkcs11Types.Handle, peerPoint: Uint8Array, use: 'wrap' | 'unwrap'): Pkcs11Types.Handle {
+    const p = this.#p;
+    if (peerPoint.length !== 65 || peerPoint[0] !== 0x04) throw new TypeError('transport public key must be an uncompressed P-256 point (65 bytes)');
+    return this.#lib.C_DeriveKey(
+      this.#session,
+      { mechanism: p.CKM_ECDH1_DERIVE, parameter: { type: p.CK_PARAMS_EC_DH, kdf: p.CKD_NULL, publicData: Buffer.from(peerPoint) } as Pkcs11Types.ECDH1 },
+      privateKey,
+      [
+        { type: p.CKA_CLASS, value: p.CKO_SECRET_KEY },
+        { type: p.CKA_KEY_TYPE, value: p.CKK_AES },
+        { type: p.CKA_VALUE_LEN, value: 32 },
+        { type: p.CKA_TOKEN, value: false },
+        { type: p.CKA_SENSITIVE, value: true },
+        { type: p.CKA_EXTRACTABLE, value: false },
+        { type: p.CKA_ENCRYPT, value: false },
+        { type: p.CKA_DECRYPT, value: false },
+        { type: p.CKA_WRAP, value: use === 'wrap' },
+        { type: p.CKA_UNWRAP, value: use === 'unwrap' },
+      ],
+    );
+  }
+
+  #destroy(h: Pkcs11Types.Handle): void {
+    try {
+      this.#lib.C_DestroyObject(this.#session, h);
+    } catch {
+      /* session objects go away with the session anyway */
+    }
+  }
+
+  /** Wraps the labelled keys for the token that owns `recipientPoint`. */
+  async wrapForTransport(labels: string[], recipientPoint: Uint8Array): Promise<{ ephemeralPoint: Uint8Array; wrapped: { label: string; wrapped: Uint8Array }[] }> {
+    this.#open();
+    const p = this.#p;
+    const keys = labels.map((l) => ({ label: l, h: this.#key(l) }));
+    const eph = this.#lib.C_GenerateKeyPair(
+      this.#session,
+      { mechanism: p.CKM_EC_KEY_PAIR_GEN },
+      [
+        { type: p.CKA_CLASS, value: p.CKO_PUBLIC_KEY },
+        { type: p.CKA_KEY_TYPE, value: p.CKK_EC },
+        { type: p.CKA_TOKEN, value: false },
+        { type: p.CKA_EC_PARAMS, value: this.#ecParamsP256() },
+      ],
+      [
+        { type: p.CKA_CLASS, value: p.CKO_PRIVATE_KEY },
+        { type: p.CKA_KEY_TYPE, value: p.CKK_EC },
+        { type: p.CKA_TOKEN, value: false },
+        { type: p.CKA_SENSITIVE, value: true },
+        { type: p.CKA_EXTRACTABLE, value: false },
+        { type: p.CKA_DERIVE, value: true },
+      ],
+    );
+    let kek: Pkcs11Types.Handle | null = null;
+    try {
+      const ephemeralPoint = this.#rawPoint(this.#lib.C_GetAttributeValue(this.#session, eph.publicKey, [{ type: p.CKA_EC_POINT }])[0]!.value as Buffer);
+      kek = this.#deriveTransportKey(eph.privateKey, recipientPoint, 'wrap');
+      const wrapped = keys.map(({ label, h }) => {
+        try {
+          return { label, wrapped: new Uint8Array(this.#lib.C_WrapKey(this.#session, { mechanism: p.CKM_AES_KEY_WRAP_PAD }, kek!, h, Buffer.alloc(64))) };
+        } catch (cause) {
+          throw new HsmUnavailableError(`the token refused to wrap key "${label}": it is not exportable (created without --multi-node, or locked with \`coffer vault hsm lock-export\`)`, { cause });
+        }
+      });
+      return { ephemeralPoint: new Uint8Array(ephemeralPoint), wrapped };
+    } finally {
+      if (kek) this.#destroy(kek);
+      this.#destroy(eph.privateKey);
+      this.#destroy(eph.publicKey);
+    }
+  }
+
+  /** Unwraps keys made by wrapForTransport into non-extractable token keys; then destroys the transport key pair. */
+  async unwrapFromTransport(transportLabel: string, ephemeralPoint: Uint8Array, wrapped: { label: string; wrapped: Uint8Array }[]): Promise<void> {
+    this.#open();
+    const p = this.#p;
+    const priv = this.#findByClass(p.CKO_PRIVATE_KEY, checkLabel(transportLabel));
+    if (!priv) throw new HsmKeyNotFoundError(transportLabel);
+    for (const w of wrapped) if (this.#find(checkLabel(w.label))) throw new HsmKeyExistsError(w.label);
+    const kek = this.#deriveTransportKey(priv, ephemeralPoint, 'unwrap');
+    try {
+      for (const w of wrapped) {
+        let h: Pkcs11Types.Handle;
+        try {
+          h = this.#lib.C_UnwrapKey(this.#session, { mechanism: p.CKM_AES_KEY_WRAP_PAD }, kek, Buffer.from(w.wrapped), [
+            { type: p.CKA_CLASS, value: p.CKO_SECRET_KEY },
+            { type: p.CKA_KEY_TYPE, value: p.CKK_AES },
+            { type: p.CKA_LABEL, value: w.label },
+            { type: p.CKA_TOKEN, value: true },
+            { type: p.CKA_PRIVATE, value: true },
+            { type: p.CKA_SENSITIVE, value: true },
+            { type: p.CKA_EXTRACTABLE, value: false },
+            { type: p.CKA_ENCRYPT, value: true },
+            { type: p.CKA_DECRYPT, value: true },
+            { type: p.CKA_WRAP, value: false },
+            { type: p.CKA_UNWRAP, value: false },
+          ]);
+        } catch (cause) {
+          throw new UnsealFailedError(`wrapped key "${w.label}" (not made for this token's transport key)`, { cause });
+        }
+        this.#handles.set(w.label, h);
+      }
+    } finally {
+      this.#destroy(kek);
+    }
+  }
+
+  /** Destroys the transport key pair (after a successful import, or to abandon a ceremony). */
+  async destroyTransportKey(label: string): Promise<void> {
+    const p = this.#p;
+    for (const cls of [p.CKO_PRIVATE_KEY, p.CKO_PUBLIC_KEY]) {
+      const h = this.#findByClass(cls, checkLabel(label));
+      if (h) this.#lib.C_DestroyObject(this.#session, h);
+    }
+  }
+
+  /** Makes a key non-extractable for good (CKA_EXTRACTABLE true -> false is one-way in PKCS#11). */
+  async lockExport(label: string): Promise<void> {
+    this.#lib.C_SetAttributeValue(this.#session, this.#key(label), [{ type: this.#p.CKA_EXTRACTABLE, value: false }]);
   }
 
   async hasKey(label: string): Promise<boolean> {

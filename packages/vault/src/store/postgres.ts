@@ -1,0 +1,211 @@
+// PostgreSQL record store (`pg` 8): several vault nodes share one database (ARCHITECTURE.md,
+// "Scaling past one machine"). Every write is one conditional statement inside an explicit
+// transaction with `synchronous_commit = on` forced for that transaction, so a compare-and-set
+// that returned true has been flushed to the server's WAL before the vault answers. Concurrent
+// writers on one account serialise on the row lock; the loser's conditional UPDATE matches no
+// row and returns false (READ COMMITTED re-checks the WHERE clause on the new row version).
+//
+// Schema changes are versioned migrations (MIGRATIONS), applied by `coffer vault migrate` under
+// an advisory lock; `open` refuses a database whose schema is older or newer than this code.
+
+import pg from 'pg';
+import { RecordStoreError } from '../errors.js';
+import { checkVersions, type RecordStore, type StoredRecord } from './types.js';
+
+/** Ordered schema migrations. Never edit a released one; append a new version. */
+export const MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: 'vault_records',
+    sql: `CREATE TABLE vault_records (
+      account TEXT PRIMARY KEY NOT NULL CHECK (length(account) BETWEEN 1 AND 128),
+      version BIGINT NOT NULL CHECK (version >= 1),
+      sealed  BYTEA NOT NULL
+    )`,
+  },
+];
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+const MIGRATION_LOCK = 0x636f6666; // "coff": advisory lock id held while migrating
+
+export class DatabaseSchemaError extends RecordStoreError {
+  constructor(message: string) {
+    super(message, { hint: 'run `coffer vault migrate --database URL` with the same vault version as the nodes' });
+    this.name = 'DatabaseSchemaError';
+  }
+}
+
+/** Removes the password from a connection URL, for messages and logs. */
+export function redactDatabaseUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = 'redacted';
+    return u.toString();
+  } catch {
+    return 'postgres://(unparseable URL)';
+  }
+}
+
+export function isPostgresUrl(s: string): boolean {
+  return /^postgres(ql)?:\/\//.test(s);
+}
+
+export interface PostgresOptions {
+  /** postgres://user:password@host:port/db */
+  url: string;
+  /** Pool size per node (default 10). */
+  maxConnections?: number;
+  /** Fail a query that waits longer for a connection or an answer (default 5000 ms). */
+  timeoutMs?: number;
+}
+
+function pool(o: PostgresOptions): pg.Pool {
+  const timeout = o.timeoutMs ?? 5000;
+  const p = new pg.Pool({
+    connectionString: o.url,
+    max: o.maxConnections ?? 10,
+    connectionTimeoutMillis: timeout,
+    query_timeout: timeout,
+    statement_timeout: timeout,
+    idleTimeoutMillis: 10_000,
+    application_name: 'coffer-vault',
+  });
+  // An idle connection dropped by the server (restart, failover) emits 'error' on the pool;
+  // the pool replaces it. Without a listener Node would crash the process.
+  p.on('error', () => undefined);
+  return p;
+}
+
+/** Applies every pending migration. Returns the versions applied now (empty if up to date). */
+export async function migratePostgres(o: PostgresOptions): Promise<{ applied: number[]; schemaVersion: number }> {
+  const p = pool(o);
+  const applied: number[] = [];
+  try {
+    const c = await p.connect();
+    try {
+      await c.query('BEGIN');
+      await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+      await c.query(`CREATE TABLE IF NOT EXISTS vault_schema_migrations (
+        version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`);
+      const done = new Set((await c.query<{ version: number }>('SELECT version FROM vault_schema_migrations')).rows.map((r) => r.version));
+      const newest = Math.max(0, ...done);
+      if (newest > SCHEMA_VERSION) throw new DatabaseSchemaError(`the database schema (version ${newest}) is newer than this vault (version ${SCHEMA_VERSION})`);
+      for (const m of MIGRATIONS) {
+        if (done.has(m.version)) continue;
+        await c.query(m.sql);
+        await c.query('INSERT INTO vault_schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
+        applied.push(m.version);
+      }
+      await c.query('COMMIT');
+    } catch (e) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    } finally {
+      c.release();
+    }
+  } catch (cause) {
+    if (cause instanceof RecordStoreError) throw cause;
+    throw new RecordStoreError(`migration of ${redactDatabaseUrl(o.url)} failed (nothing was changed)`, { cause });
+  } finally {
+    await p.end();
+  }
+  return { applied, schemaVersion: SCHEMA_VERSION };
+}
+
+export class PostgresRecordStore implements RecordStore {
+  readonly description: string;
+  readonly #pool: pg.Pool;
+
+  private constructor(p: pg.Pool, description: string) {
+    this.#pool = p;
+    this.description = description;
+  }
+
+  /** Connects and checks that the schema is exactly the version this code expects. */
+  static async open(o: PostgresOptions): Promise<PostgresRecordStore> {
+    const p = pool(o);
+    const description = `PostgreSQL ${redactDatabaseUrl(o.url)}`;
+    try {
+      const exists = await p.query<{ t: string | null }>("SELECT to_regclass('vault_schema_migrations')::text AS t");
+      const v = exists.rows[0]?.t ? Number((await p.query<{ v: number | null }>('SELECT max(version) AS v FROM vault_schema_migrations')).rows[0]?.v ?? 0) : 0;
+      if (v !== SCHEMA_VERSION) {
+        throw new DatabaseSchemaError(
+          v < SCHEMA_VERSION ? `the database schema is at version ${v}, this vault needs ${SCHEMA_VERSION}` : `the database schema (version ${v}) is newer than this vault (version ${SCHEMA_VERSION})`,
+        );
+      }
+    } catch (cause) {
+      await p.end().catch(() => undefined);
+      if (cause instanceof RecordStoreError) throw cause;
+      throw new RecordStoreError(`cannot open the PostgreSQL record store at ${description}`, { cause });
+    }
+    return new PostgresRecordStore(p, description);
+  }
+
+  async #tx(sql: string, params: unknown[]): Promise<boolean> {
+    let c: pg.PoolClient;
+    try {
+      c = await this.#pool.connect();
+    } catch (cause) {
+      throw new RecordStoreError('the record store is unreachable (nothing was written)', { cause });
+    }
+    // A checked-out client has no pool error listener: a connection lost mid-transaction (server
+    // restart) would otherwise be an unhandled 'error' event and end the process. The failing
+    // query rejects as well, which is what we act on.
+    let broken = false;
+    const onError = () => {
+      broken = true;
+    };
+    c.on('error', onError);
+    try {
+      await c.query('BEGIN');
+      await c.query('SET LOCAL synchronous_commit = on');
+      const r = await c.query(sql, params);
+      await c.query('COMMIT');
+      return r.rowCount === 1;
+    } catch (cause) {
+      broken = true;
+      await c.query('ROLLBACK').catch(() => undefined);
+      // If COMMIT itself failed on a lost connection the outcome is unknown; the caller answers
+      // 503 and the client retries, which re-reads the record (compare-and-set stays correct).
+      throw new RecordStoreError('the record store could not commit (the change may or may not be durable; the vault did not answer with it)', { cause });
+    } finally {
+      c.off('error', onError);
+      c.release(broken);
+    }
+  }
+
+  async get(accountId: string): Promise<StoredRecord | null> {
+    let r: pg.QueryResult<{ version: string; sealed: Buffer }>;
+    try {
+      r = await this.#pool.query<{ version: string; sealed: Buffer }>('SELECT version::text AS version, sealed FROM vault_records WHERE account = $1', [accountId]);
+    } catch (cause) {
+      throw new RecordStoreError('the record store is unreachable', { cause });
+    }
+    const row = r.rows[0];
+    return row ? { version: Number(row.version), sealed: new Uint8Array(row.sealed) } : null;
+  }
+
+  async compareAndSet(accountId: string, expectedVersion: number | null, newVersion: number, sealed: Uint8Array): Promise<boolean> {
+    checkVersions(expectedVersion, newVersion);
+    const data = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
+    if (expectedVersion === null) {
+      return this.#tx('INSERT INTO vault_records (account, version, sealed) VALUES ($1, $2, $3) ON CONFLICT (account) DO NOTHING', [accountId, newVersion, data]);
+    }
+    return this.#tx('UPDATE vault_records SET version = $2, sealed = $3 WHERE account = $1 AND version = $4', [accountId, newVersion, data, expectedVersion]);
+  }
+
+  async delete(accountId: string, expectedVersion: number): Promise<boolean> {
+    return this.#tx('DELETE FROM vault_records WHERE account = $1 AND version = $2', [accountId, expectedVersion]);
+  }
+
+  async ping(): Promise<void> {
+    try {
+      await this.#pool.query('SELECT 1 FROM vault_records LIMIT 0');
+    } catch (cause) {
+      throw new RecordStoreError('the record store is unreachable', { cause });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,356 @@
+// Several vault nodes sharing one realm: three `coffer vault serve` processes, three SoftHSM2
+// tokens (realm keys copied by the wrapped-key ceremony), one real PostgreSQL server.
+// Also the fault tests: a node SIGKILLed under load, PostgreSQL restarted under load.
+
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import * as opaque from '@serenity-kit/opaque';
+import { INSECURE_TEST_ONLY_FAST_KEY_STRETCHING, protocol, recoverBackupKey, registerBackupKey, vaultStatus, type VaultConnection } from '@coffer/core/vault';
+import { INSECURE_TEST_ONLY_PAUSE_ENV } from '../src/server.js';
+import { PostgresRecordStore } from '../src/store/postgres.js';
+import { cleanup, issueToken, rawCall, runVault, startVault, tempDir, type VaultProcess } from './helpers.js';
+import { startPostgres, type PostgresServer } from './postgres-server.js';
+
+const PASSWORD = 'shared realm password';
+const LOAD_ARGS = ['--account-rate', '0', '--address-rate', '0', '--log-level', 'warn'];
+
+function ok(r: { code: number; stderr: string }, what: string): void {
+  assert.equal(r.code, 0, `${what}: ${r.stderr}`);
+}
+
+/** A fetch that sends each request to the next node in turn (no load balancer, no affinity). */
+function roundRobin(nodes: () => VaultProcess[]): typeof fetch {
+  let i = 0;
+  return async (input, init) => {
+    const live = nodes();
+    const target = live[i++ % live.length]!;
+    const u = new URL(input instanceof Request ? input.url : String(input));
+    return fetch(new URL(u.pathname, target.url), init);
+  };
+}
+
+async function metric(node: VaultProcess, name: string): Promise<number> {
+  const text = await (await fetch(new URL('/metrics', node.url))).text();
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+async function waitFor(what: string, f: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const start = Date.now();
+  let last: unknown = null;
+  while (!(await f().catch((e: unknown) => ((last = e), false)))) {
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what} (last error: ${String(last)})`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const readyStatus = async (n: VaultProcess) => (await fetch(new URL('/readyz', n.url))).status;
+
+describe('three vault nodes, three SoftHSM2 tokens, one PostgreSQL', () => {
+  let pg: PostgresServer;
+  let root: string;
+  const dirs: string[] = [];
+  let nodes: VaultProcess[] = [];
+  const tokens = new Map<string, string>();
+  const token = async (a: string) => {
+    if (!tokens.has(a)) tokens.set(a, await issueToken(dirs[0]!, a));
+    return tokens.get(a)!;
+  };
+  const conn = async (a: string, f: typeof fetch = roundRobin(() => nodes)): Promise<VaultConnection> => ({
+    vaultUrl: nodes[0]!.url,
+    realmPublicKey: nodes[0]!.realmPublicKey,
+    token: await token(a),
+    keyStretching: INSECURE_TEST_ONLY_FAST_KEY_STRETCHING,
+    fetch: f,
+  });
+  const version = async (a: string) => {
+    const s = await PostgresRecordStore.open({ url: pg.url });
+    try {
+      return (await s.get(a))?.version ?? null;
+    } finally {
+      await s.close();
+    }
+  };
+  const start = (i: number) => startVault(dirs[i]!, {}, ['--database', pg.url, ...LOAD_ARGS]);
+
+  before(async () => {
+    await opaque.ready;
+    root = tempDir('coffer-multinode-');
+    for (const n of ['a', 'b', 'c']) dirs.push(join(root, n));
+    pg = await startPostgres();
+    ok(await runVault(['migrate', '--database', pg.url]), 'migrate');
+    ok(await runVault(['init', '--data-dir', dirs[0]!, '--hsm', 'softhsm', '--multi-node', '--json']), 'init');
+    // The ceremony, once per further node, with the fingerprint checked as an operator would.
+    for (const d of dirs.slice(1)) {
+      const t = await runVault(['hsm', 'transport-key', '--data-dir', d, '--out', join(d + '-transport.json')]);
+      ok(t, 'transport-key');
+      const fp = (JSON.parse(readFileSync(d + '-transport.json', 'utf8')) as { fingerprint: string }).fingerprint;
+      assert.match(t.stderr, new RegExp(fp));
+      ok(await runVault(['hsm', 'export-wrapped', '--data-dir', dirs[0]!, '--to', d + '-transport.json', '--fingerprint', fp, '--out', d + '-bundle.json']), 'export');
+      ok(await runVault(['hsm', 'import-wrapped', '--data-dir', d, '--in', d + '-bundle.json']), 'import');
+    }
+    ok(await runVault(['hsm', 'lock-export', '--data-dir', dirs[0]!]), 'lock-export');
+    nodes = await Promise.all([0, 1, 2].map(start));
+  });
+
+  after(async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+    pg?.destroy();
+    if (root) cleanup(root);
+  });
+
+  it('the ceremony gave every node the same realm, with keys no token can export any more', async () => {
+    assert.equal(new Set(nodes.map((n) => n.realmPublicKey)).size, 1);
+    for (const d of dirs) {
+      const r = await runVault(['hsm', 'status', '--data-dir', d, '--json']);
+      ok(r, 'status');
+      const keys = (JSON.parse(r.stdout) as { keys: { extractable: boolean; sensitive: boolean }[] }).keys;
+      assert.deepEqual(keys.map((k) => [k.extractable, k.sensitive]), [[false, true], [false, true]], d);
+    }
+    const bundle = readFileSync(dirs[1]! + '-bundle.json', 'utf8');
+    assert.equal(bundle.includes('sealedSecrets'), true);
+    assert.equal(/"(opaqueServerSetup|hpkePrivateKey|ticketKey|tokenSecret)"/.test(bundle), false, 'no realm secret in the clear');
+  });
+
+  it('refuses a swapped transport key, a bundle made for another token, and export after lock', async () => {
+    const x = join(root, 'x');
+    ok(await runVault(['hsm', 'transport-key', '--data-dir', x, '--out', x + '-transport.json']), 'transport-key');
+    const bad = await runVault(['hsm', 'export-wrapped', '--data-dir', dirs[0]!, '--to', x + '-transport.json', '--fingerprint', '0000-0000-0000-0000-0000-0000-0000-0000']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /fingerprint/);
+    const locked = await runVault(['hsm', 'export-wrapped', '--data-dir', dirs[0]!, '--to', x + '-transport.json']);
+    assert.equal(locked.code, 1);
+    assert.match(locked.stderr, /not exportable/);
+    const wrongToken = await runVault(['hsm', 'import-wrapped', '--data-dir', x, '--in', dirs[1]! + '-bundle.json']);
+    assert.equal(wrongToken.code, 1);
+    assert.match(wrongToken.stderr, /another transport key/);
+  });
+
+  it('a login started on one node finishes on another', async () => {
+    const a = 'hop';
+    const c = await conn(a);
+    const key = new Uint8Array(32).fill(7);
+    await registerBackupKey({ ...c, password: PASSWORD, backupKey: key, maxAttempts: 10 });
+    const t = await token(a);
+    const ids = protocol.opaqueIdentifiers(protocol.parseRealmPublicKey(nodes[0]!.realmPublicKey).realmIdText, a);
+    const s = opaque.client.startLogin({ password: PASSWORD });
+    const r1 = await rawCall(nodes[0]!, t, a, 'login-start', { startLoginRequest: s.startLoginRequest });
+    assert.equal(r1.inner?.status, 'ok');
+    const f = opaque.client.finishLogin({ clientLoginState: s.clientLoginState, loginResponse: r1.inner!['loginResponse'] as string, password: PASSWORD, identifiers: ids, keyStretching: INSECURE_TEST_ONLY_FAST_KEY_STRETCHING });
+    assert.ok(f);
+    const r2 = await rawCall(nodes[2]!, t, a, 'login-finish', { ticket: r1.inner!['ticket'], finishLoginRequest: f.finishLoginRequest, action: 'recover' });
+    assert.equal(r2.inner?.status, 'ok');
+    // The same ticket cannot be finished again on a third node.
+    const r3 = await rawCall(nodes[1]!, t, a, 'login-finish', { ticket: r1.inner!['ticket'], finishLoginRequest: f.finishLoginRequest, action: 'recover' });
+    assert.equal(r3.inner?.status, 'ticket-expired');
+    // And the client API, each request to the next node.
+    assert.deepEqual(await recoverBackupKey({ ...c, password: PASSWORD }), key);
+  });
+
+  it('a correct login on one node resets the count on every node', async () => {
+    const a = 'reset-everywhere';
+    const c = await conn(a);
+    await registerBackupKey({ ...c, password: PASSWORD, backupKey: new Uint8Array(32), maxAttempts: 10 });
+    for (let i = 0; i < 3; i++) await assert.rejects(recoverBackupKey({ ...c, password: `wrong-${i}` }), { name: 'WrongPasswordError' });
+    for (const n of nodes) assert.equal((await vaultStatus(await conn(a, (u, i) => fetch(new URL(new URL(String(u)).pathname, n.url), i)))).guessesRemaining, 7);
+    await recoverBackupKey({ ...c, password: PASSWORD });
+    for (const n of nodes) assert.equal((await vaultStatus(await conn(a, (u, i) => fetch(new URL(new URL(String(u)).pathname, n.url), i)))).guessesRemaining, 10);
+  });
+
+  it('200 concurrent wrong-password logins over all nodes pay exactly the limit, then the record is destroyed on every node', async () => {
+    const a = 'flood';
+    const c = await conn(a);
+    await registerBackupKey({ ...c, password: PASSWORD, backupKey: new Uint8Array(32), maxAttempts: 10 });
+    const before = await Promise.all(nodes.map((n) => metric(n, 'coffer_vault_login_attempts_total')));
+    const destroyedBefore = await Promise.all(nodes.map((n) => metric(n, 'coffer_vault_records_destroyed_total')));
+    const outcomes = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        recoverBackupKey({ ...c, password: `wrong-${i}` }).then(
+          () => 'success',
+          (e: unknown) => (e as Error).name,
+        ),
+      ),
+    );
+    const names = new Set(outcomes);
+    assert.ok([...names].every((n) => ['WrongPasswordError', 'KeyDestroyedError'].includes(n)), JSON.stringify([...names]));
+    const attempts = (await Promise.all(nodes.map((n) => metric(n, 'coffer_vault_login_attempts_total')))).reduce((x, y, i) => x + y - before[i]!, 0);
+    assert.equal(attempts, 10, 'exactly the limit in paid guesses, summed over the nodes');
+    const destroyed = (await Promise.all(nodes.map((n) => metric(n, 'coffer_vault_records_destroyed_total')))).reduce((x, y, i) => x + y - destroyedBefore[i]!, 0);
+    assert.equal(destroyed, 1, 'destroyed once');
+    // register (1) + ten counted attempts (10) + the tombstone (1): nothing lost, nothing doubled.
+    assert.equal(await version(a), 12);
+    for (const n of nodes) {
+      assert.deepEqual(await vaultStatus(await conn(a, (u, i) => fetch(new URL(new URL(String(u)).pathname, n.url), i))), { registered: false, destroyed: true });
+    }
+    await assert.rejects(recoverBackupKey({ ...c, password: PASSWORD }), { name: 'KeyDestroyedError' });
+  });
+
+  it('metrics never name an account', async () => {
+    for (const n of nodes) {
+      const text = await (await fetch(new URL('/metrics', n.url))).text();
+      for (const a of tokens.keys()) assert.equal(text.includes(a), false, `${a} in metrics`);
+      assert.match(text, /coffer_vault_http_request_duration_seconds_bucket/);
+    }
+  });
+
+  it('a node SIGKILLed under load loses and doubles no attempt; the others keep serving; it rejoins', async () => {
+    const a = 'kill-load';
+    const c = await conn(a);
+    await registerBackupKey({ ...c, password: PASSWORD, backupKey: new Uint8Array(32), maxAttempts: 100 });
+    const t = await token(a);
+    const victim = nodes[1]!;
+    let okAnswers = 0;
+    let lostOnVictim = 0;
+    const otherErrors: string[] = [];
+    let sent = 0;
+    const one = async (n: VaultProcess) => {
+      const s = opaque.client.startLogin({ password: PASSWORD });
+      try {
+        const r = await rawCall(n, t, a, 'login-start', { startLoginRequest: s.startLoginRequest });
+        if (r.inner?.status === 'ok') okAnswers++;
+        else if (n === victim) lostOnVictim++;
+        else otherErrors.push(r.inner?.status ?? `http-${r.httpStatus}`);
+      } catch (e) {
+        if (n === victim) lostOnVictim++;
+        else otherErrors.push((e as Error).message);
+      }
+    };
+    const load = Promise.all(
+      Array.from({ length: 6 }, async (_, w) => {
+        for (let k = 0; k < 12; k++) {
+          sent++;
+          await one(nodes[(w + k) % 3]!);
+        }
+      }),
+    );
+    await waitFor('some load', async () => sent >= 20);
+    await victim.kill9();
+    await load;
+    assert.deepEqual(otherErrors, [], 'the other nodes kept serving');
+    const committed = (await version(a))! - 1;
+    assert.ok(okAnswers <= committed && committed <= okAnswers + lostOnVictim, `ok ${okAnswers}, committed ${committed}, unanswered on the killed node ${lostOnVictim}`);
+    assert.ok(lostOnVictim > 0, 'the kill did hit requests');
+    const status = await vaultStatus(c);
+    assert.equal(status.guessesRemaining, 100 - committed, 'the counter in the record equals the committed changes');
+    nodes[1] = await start(1);
+    assert.equal(await readyStatus(nodes[1]!), 200);
+    assert.equal((await vaultStatus(await conn(a, (u, i) => fetch(new URL(new URL(String(u)).pathname, nodes[1]!.url), i)))).guessesRemaining, 100 - committed);
+  });
+
+  it('a node SIGKILLed between its PostgreSQL commit and its answer keeps the attempt counted on every node', async () => {
+    const a = 'kill-after-commit';
+    const c = await conn(a);
+    await registerBackupKey({ ...c, password: PASSWORD, backupKey: new Uint8Array(32), maxAttempts: 10 });
+    const pauseFile = join(root, 'pause');
+    const paused = await startVault(dirs[0]!, { [INSECURE_TEST_ONLY_PAUSE_ENV]: pauseFile }, ['--database', pg.url, ...LOAD_ARGS]);
+    try {
+      writeFileSync(pauseFile, '');
+      const s = opaque.client.startLogin({ password: PASSWORD });
+      const pending = rawCall(paused, await token(a), a, 'login-start', { startLoginRequest: s.startLoginRequest }).catch((e: Error) => e);
+      await paused.waitForStderr(/committed, pausing/);
+      await paused.kill9();
+      assert.ok((await pending) instanceof Error, 'no answer left the killed node');
+    } finally {
+      rmSync(pauseFile, { force: true });
+      await paused.kill9();
+    }
+    assert.equal(await version(a), 2, 'the attempt was committed');
+    for (const n of nodes) assert.equal((await vaultStatus(await conn(a, (u, i) => fetch(new URL(new URL(String(u)).pathname, n.url), i)))).guessesRemaining, 9);
+  });
+
+  it('PostgreSQL restarted under load: nodes go not-ready and refuse, then recover by themselves', async () => {
+    const a = 'pg-restart';
+    const c = await conn(a);
+    await registerBackupKey({ ...c, password: PASSWORD, backupKey: new Uint8Array(32), maxAttempts: 100 });
+    const t = await token(a);
+    let okAnswers = 0;
+    let refused = 0;
+    const bad: string[] = [];
+    let stop = false;
+    // The database is down for sure between these two instants (pg_ctl stop -w has returned, start
+    // not yet called). A request sent and answered within that window cannot have been committed.
+    let downSince = Infinity;
+    let upFrom = Infinity;
+    const answeredWhileDown: number[] = [];
+    const load = Promise.all(
+      Array.from({ length: 4 }, async (_, w) => {
+        for (let k = 0; !stop; k++) {
+          const s = opaque.client.startLogin({ password: PASSWORD });
+          const sentAt = performance.now();
+          const r = await rawCall(nodes[(w + k) % 3]!, t, a, 'login-start', { startLoginRequest: s.startLoginRequest }).catch((e: Error) => e);
+          const answeredAt = performance.now();
+          if (!(r instanceof Error) && r.inner?.status === 'ok' && sentAt > downSince && answeredAt < upFrom) answeredWhileDown.push(sentAt);
+          if (r instanceof Error) bad.push(r.message);
+          else if (r.inner?.status === 'ok') okAnswers++;
+          else if (r.httpStatus === 503 && r.error?.error === 'unavailable') refused++;
+          else bad.push(r.inner?.status ?? `http-${r.httpStatus} ${r.error?.error}`);
+          await new Promise((res) => setTimeout(res, 5));
+        }
+      }),
+    );
+    let restarted = false;
+    try {
+      await waitFor('some load', async () => okAnswers >= 5);
+      pg.stop();
+      downSince = performance.now();
+      for (const n of nodes) await waitFor('not ready', async () => (await readyStatus(n)) === 503);
+      const refusedBefore = refused;
+      await waitFor('refusals', async () => refused >= refusedBefore + 6);
+      upFrom = performance.now();
+      assert.deepEqual(answeredWhileDown, [], 'no attempt answered while the database was down');
+      pg.start();
+      restarted = true;
+      for (const n of nodes) await waitFor('ready again', async () => (await readyStatus(n)) === 200);
+      const okBefore = okAnswers;
+      await waitFor('answers again', async () => okAnswers >= okBefore + 5);
+    } finally {
+      if (!restarted) pg.start();
+      stop = true;
+      await load;
+    }
+    assert.deepEqual(bad, []);
+    const committed = (await version(a))! - 1;
+    assert.ok(okAnswers <= committed && committed <= okAnswers + refused, `ok ${okAnswers}, committed ${committed}, refused ${refused}`);
+    assert.equal((await vaultStatus(c)).guessesRemaining, 100 - committed);
+  });
+
+  it('rotates the channel key on every node with an overlap: old and new keys work, then only the new one', async () => {
+    const a = 'rotation';
+    const oldKey = nodes[0]!.realmPublicKey;
+    const c = await conn(a);
+    const key = new Uint8Array(32).fill(3);
+    await registerBackupKey({ ...c, password: PASSWORD, backupKey: key, maxAttempts: 10 });
+    const overlapMs = 8000;
+    const rotatedAt = Date.now();
+    const r = await runVault(['rotate-channel-key', '--data-dir', dirs[0]!, '--overlap-days', String(overlapMs / 86_400_000), '--out', join(root, 'realm-rotated.json'), '--json']);
+    ok(r, 'rotate');
+    const newKey = (JSON.parse(r.stdout) as { realmPublicKey: string }).realmPublicKey;
+    assert.notEqual(newKey, oldKey);
+    assert.equal(protocol.parseRealmPublicKey(newKey).realmIdText, protocol.parseRealmPublicKey(oldKey).realmIdText, 'same realm');
+    for (const d of dirs.slice(1)) ok(await runVault(['realm-update', '--data-dir', d, '--in', join(root, 'realm-rotated.json')]), 'realm-update');
+    // Rolling restart, one node at a time.
+    for (let i = 0; i < 3; i++) {
+      await nodes[i]!.stop();
+      nodes[i] = await start(i);
+    }
+    assert.deepEqual(nodes.map((n) => n.realmPublicKey), [newKey, newKey, newKey]);
+    const pinned = (k: string): VaultConnection => ({ ...c, realmPublicKey: k });
+    // Overlap: clients pinning either key recover, on every node (round robin).
+    for (let i = 0; i < 2; i++) {
+      assert.deepEqual(await recoverBackupKey({ ...pinned(oldKey), password: PASSWORD }), key);
+      assert.deepEqual(await recoverBackupKey({ ...pinned(newKey), password: PASSWORD }), key);
+    }
+    assert.ok(Date.now() < rotatedAt + overlapMs, 'the overlap checks ran inside the overlap period');
+    await new Promise((res) => setTimeout(res, rotatedAt + overlapMs + 200 - Date.now()));
+    const t = await token(a);
+    for (const n of nodes) {
+      const old = await rawCall({ url: n.url, realmPublicKey: oldKey }, t, a, 'status', {});
+      assert.equal(old.httpStatus, 400);
+      assert.equal(old.error?.error, 'undecryptable-request');
+      assert.equal((await rawCall({ url: n.url, realmPublicKey: newKey }, t, a, 'status', {})).inner?.status, 'ok');
+    }
+    assert.deepEqual(await recoverBackupKey({ ...pinned(newKey), password: PASSWORD }), key);
+  });
+});

@@ -1,0 +1,158 @@
+// Operations: rate limits, readiness (database and HSM), graceful shutdown, metrics hygiene.
+
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import * as opaque from '@serenity-kit/opaque';
+import type { Boundary } from '../src/boundary.js';
+import { RateLimiter } from '../src/ratelimit.js';
+import { initRealm, openRealm } from '../src/realm.js';
+import { buildVaultServer, type VaultServer } from '../src/server.js';
+import { SqliteRecordStore } from '../src/store/sqlite.js';
+import type { RecordStore, StoredRecord } from '../src/store/types.js';
+import type { Hsm } from '../src/hsm/types.js';
+import { cleanup, rawCall, tempDir } from './helpers.js';
+
+describe('rate limiter', () => {
+  it('allows a burst, then the sustained rate, per key', () => {
+    let now = 0;
+    const r = new RateLimiter({ perMinute: 60, burst: 3 }, () => now);
+    assert.deepEqual([r.take('a'), r.take('a'), r.take('a')], [0, 0, 0]);
+    assert.equal(r.take('a'), 1000, 'the 4th waits one second');
+    assert.equal(r.take('b'), 0, 'other keys are independent');
+    now += 1000;
+    assert.equal(r.take('a'), 0);
+    assert.ok(r.take('a') > 0);
+    now += 60_000;
+    assert.deepEqual([r.take('a'), r.take('a'), r.take('a'), r.take('a') > 0], [0, 0, 0, true], 'refills only up to the burst');
+  });
+
+  it('rejects a nonsensical limit', () => {
+    assert.throws(() => new RateLimiter({ perMinute: 0, burst: 1 }), RangeError);
+    assert.throws(() => new RateLimiter({ perMinute: 10, burst: 0 }), RangeError);
+  });
+});
+
+/** A record store whose reads can be held, to keep a request in flight. */
+class GatedStore implements RecordStore {
+  gate: Promise<void> | null = null;
+  entered = 0;
+  failPing = false;
+  constructor(readonly inner: RecordStore) {}
+  async get(a: string): Promise<StoredRecord | null> {
+    this.entered++;
+    if (this.gate) await this.gate;
+    return this.inner.get(a);
+  }
+  compareAndSet(a: string, e: number | null, n: number, s: Uint8Array) {
+    return this.inner.compareAndSet(a, e, n, s);
+  }
+  delete(a: string, e: number) {
+    return this.inner.delete(a, e);
+  }
+  async ping() {
+    if (this.failPing) throw new Error('database down');
+    return this.inner.ping();
+  }
+  close() {
+    return this.inner.close();
+  }
+}
+
+describe('vault server operations (in process, software HSM realm)', () => {
+  let dir: string;
+  let hsm: Hsm;
+  let boundary: Boundary;
+  let realmPublicKey: string;
+  let store: GatedStore;
+  const servers: VaultServer[] = [];
+  const start = async (o: Partial<Parameters<typeof buildVaultServer>[0]> = {}) => {
+    const s = await buildVaultServer({ boundary, store, realmPublicKey, logger: false, ...o });
+    await s.app.listen({ host: '127.0.0.1', port: 0 });
+    servers.push(s);
+    const a = s.app.server.address();
+    return { s, v: { url: `http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`, realmPublicKey } };
+  };
+
+  before(async () => {
+    await opaque.ready;
+    dir = tempDir('coffer-ops-');
+    const quiet = () => undefined;
+    await initRealm({ dataDir: dir, hsm: 'software', warn: quiet });
+    const r = await openRealm(dir, { warn: quiet });
+    hsm = r.hsm;
+    boundary = r.boundary;
+    realmPublicKey = r.file.realmPublicKey;
+    store = new GatedStore(SqliteRecordStore.open(join(dir, 'records.sqlite')));
+  });
+  after(async () => {
+    for (const s of servers) await s.app.close();
+    await store.close();
+    await hsm.close();
+    cleanup(dir);
+  });
+
+  it('limits requests per account, leaving other accounts alone', async () => {
+    const { v } = await start({ rateLimits: { perAccount: { perMinute: 6, burst: 3 }, perAddress: false } });
+    const t = boundary.issueDevelopmentToken('busy', 600);
+    const codes = [];
+    for (let i = 0; i < 4; i++) codes.push((await rawCall(v, t, 'busy', 'status', {})).httpStatus);
+    assert.deepEqual(codes, [200, 200, 200, 429]);
+    const r = await rawCall(v, t, 'busy', 'status', {});
+    assert.equal(r.error?.error, 'rate-limited');
+    assert.equal((await rawCall(v, boundary.issueDevelopmentToken('calm', 600), 'calm', 'status', {})).httpStatus, 200);
+  });
+
+  it('limits requests per client address before doing any work', async () => {
+    const { v, s } = await start({ rateLimits: { perAccount: false, perAddress: { perMinute: 60, burst: 2 } } });
+    const codes = [];
+    for (let i = 0; i < 3; i++) codes.push((await rawCall(v, boundary.issueDevelopmentToken(`addr-${i}`, 600), `addr-${i}`, 'status', {})).httpStatus);
+    assert.deepEqual(codes, [200, 200, 429]);
+    const text = await s.metrics.registry.metrics();
+    assert.match(text, /coffer_vault_rejected_total\{code="rate-limited-address"\} 1/);
+  });
+
+  it('is ready only when the database answers and the HSM seals', async () => {
+    const { s } = await start();
+    assert.deepEqual((await s.app.inject({ url: '/readyz' })).json(), { ready: true });
+    store.failPing = true;
+    const down = await s.app.inject({ url: '/readyz' });
+    store.failPing = false;
+    assert.equal(down.statusCode, 503);
+    assert.deepEqual(down.json(), { ready: false, store: false, hsm: true, draining: false });
+    const broken = await buildVaultServer({
+      boundary: Object.assign(Object.create(boundary) as Boundary, { selfTest: () => Promise.reject(new Error('token removed')) }),
+      store,
+      realmPublicKey,
+      logger: false,
+    });
+    const r = await broken.app.inject({ url: '/readyz' });
+    assert.equal(r.statusCode, 503);
+    assert.equal(r.json().hsm, false);
+    await broken.app.close();
+  });
+
+  it('graceful shutdown: not ready and no new work once draining; the request in flight finishes', async () => {
+    const { s, v } = await start();
+    const t = boundary.issueDevelopmentToken('slow', 600);
+    let release!: () => void;
+    store.gate = new Promise((r) => (release = r));
+    const entered = store.entered;
+    const inflight = rawCall(v, t, 'slow', 'status', {});
+    while (store.entered === entered) await new Promise((r) => setTimeout(r, 5));
+    s.drain();
+    assert.equal((await s.app.inject({ url: '/readyz' })).json().draining, true);
+    const refused = await rawCall(v, t, 'slow', 'status', {});
+    assert.equal(refused.httpStatus, 503);
+    let closed = false;
+    const closing = s.app.close().then(() => (closed = true));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(closed, false, 'close waits for the request in flight');
+    store.gate = null;
+    release();
+    const r = await inflight;
+    assert.equal(r.httpStatus, 200);
+    assert.equal(r.inner?.status, 'ok');
+    await closing;
+  });
+});
