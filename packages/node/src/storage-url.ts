@@ -1,22 +1,19 @@
-/** Opens a Storage from what a user typed: a `file://` URL or a path. */
+/**
+ * Opens a Storage from what a user typed: a path, `file://`, `s3://bucket/prefix?...`,
+ * `webdav://host/path` or `webdavs://host/path`. Secrets belong in environment variables (AWS_*,
+ * COFFER_WEBDAV_*): the profile keeps the location as typed, and only `redactUrl` of it is printed.
+ */
 import { fileURLToPath } from 'node:url';
 import { MemoryStorage, UsageError, type Storage } from '@coffer/core';
 import { LocalStorage } from './local-storage.js';
+import { redactUrl } from './redact.js';
+import { S3Storage, type RemoteOptions } from './s3-storage.js';
+import { WebDavStorage } from './webdav-storage.js';
 
-/** The URL with any password or token removed, for messages and logs. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    for (const k of [...u.searchParams.keys()]) if (/secret|token|key|sig|password|credential/i.test(k)) u.searchParams.set(k, '***');
-    return u.toString();
-  } catch {
-    return url;
-  }
-}
+export { redactUrl };
 
-export async function openStorage(location: string, options: { create?: boolean } = {}): Promise<Storage> {
-  if (!location) throw new UsageError('no storage location given', 'pass --storage with a folder path or a file:// URL');
+export async function openStorage(location: string, options: { create?: boolean } & RemoteOptions = {}): Promise<Storage> {
+  if (!location) throw new UsageError('no storage location given', 'pass --storage with a folder path, a file://, s3:// or webdav:// URL');
   if (location === 'memory:') return new MemoryStorage();
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(location)?.[1]?.toLowerCase();
   if (scheme === undefined) return LocalStorage.open(location, options);
@@ -29,5 +26,7 @@ export async function openStorage(location: string, options: { create?: boolean 
     }
     return LocalStorage.open(path, options);
   }
-  throw new UsageError(`storage type ${scheme}:// is not supported yet`, 'use a folder path or a file:// URL');
+  if (scheme === 's3') return S3Storage.open(location, options);
+  if (scheme === 'webdav' || scheme === 'webdavs') return WebDavStorage.open(location, options);
+  throw new UsageError(`storage type ${scheme}:// is not supported`, 'use a folder path, or a file://, s3://, webdav:// or webdavs:// URL');
 }
