@@ -33,7 +33,8 @@ Password instead of a recovery key (the key is kept by a Backup Key Vault, see \
   restore DIR --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
   password change [--password-stdin]        current and new password (two lines on stdin)
   backup disable --yes                       delete the key from the vault and this profile
-  vault init | serve | token                 run a vault (operators and development)
+  vault init | serve | token | migrate | hsm | rotate-channel-key | realm-update
+                                             run a vault (operators; see \`coffer vault --help\`)
 
 Options for every command:
   --profile DIR   profile folder (default: $COFFER_HOME or ~/.coffer)
@@ -41,7 +42,8 @@ Options for every command:
   --quiet         no progress output
   --help          help for a command
 
-LOCATION is a folder path or a file:// URL.
+LOCATION is a folder path, a file:// URL, s3://bucket/prefix or webdav(s)://host/path
+(credentials from AWS_* or COFFER_WEBDAV_USER / COFFER_WEBDAV_PASSWORD; see the README).
 Exit codes: 0 ok, 1 failure, 2 bad usage, 3 wrong key or password, 4 damaged backup,
 5 storage unreachable, 6 key destroyed by the vault, 7 vault unreachable or refused.
 `;
@@ -130,7 +132,7 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
   );
   const json = !!values.json;
   const home = profileDir(values.profile, io.env);
-  if (!values.storage) throw new UsageError('--storage is required', 'pass the folder (or file:// URL) that stands for your cloud store');
+  if (!values.storage) throw new UsageError('--storage is required', 'pass the store: a folder, file://, s3://bucket/prefix or webdav(s)://host/path');
   // A plain path is kept absolute, so the profile works from any folder.
   if (!/^[a-z][a-z0-9+.-]*:/i.test(values.storage)) values.storage = resolve(values.storage);
   const password = values.vault !== undefined || values['password-stdin'] !== undefined;

@@ -1,6 +1,6 @@
 /**
  * Where backups live: a flat namespace of write-once objects (spec/format.md §7). Backends: memory
- * (here), local folder (@coffer/node), S3 and WebDAV later. Every backend runs `storageConformance`.
+ * (here), local folder, S3 and WebDAV (@coffer/node). Every backend runs `storageConformance`.
  */
 import { ObjectExistsError, ObjectNotFoundError } from './errors.js';
 
