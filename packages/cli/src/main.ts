@@ -9,7 +9,7 @@ import {
 import { FolderSource, FolderTarget, isEmptyOrMissing, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, workerCodec } from '@coffer/node';
 import { Exit, formatBytes, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, type Io } from './output.js';
 import { keyHex, loadProfile, loadState, profileDir, profileExists, profileKey, rememberSeq, removeProfile, saveProfile, type Profile } from './profile.js';
-import { readPassword, recoverKey, vaultConnection, type VaultFlags } from './vault.js';
+import { readPassword, recoverKey, vaultConnection } from './vault.js';
 import { changePassword, deleteBackupKey, registerBackupKey, vaultStatus } from '@coffer/core/vault';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;

@@ -8,13 +8,11 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash, hkdfSync, randomBytes, randomFillSync } from 'node:crypto';
-import { readdirSync } from 'node:fs';
-import { chmod, lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hkdfSync, randomBytes } from 'node:crypto';
+import { chmod, mkdir, open, readdir, readFile, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { BIN, MiB, CHUNK, SEGMENT, sealedSize, type Run, quote, sh, type Box, box, coffer, show, exits, jsonOut, progressLines, recoveryKeyFromInit, re, formatKey, type ProfileFile, readProfile, readState, type Entry, sha256File, tree, chunksOf, objectNames, objectFile, manifestsIn, seqName, writeRandomFile, smallTree } from './helpers.js';
+import { BIN, MiB, CHUNK, sealedSize, type Run, quote, sh, type Box, box, coffer, show, exits, jsonOut, progressLines, recoveryKeyFromInit, re, formatKey, readProfile, readState, type Entry, tree, chunksOf, objectNames, objectFile, manifestsIn, seqName, writeRandomFile, smallTree } from './helpers.js';
 
 interface Ready extends Box {
   recoveryKey: string;

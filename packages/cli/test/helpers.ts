@@ -1,9 +1,9 @@
 /** Helpers shared by the CLI end-to-end suites: run the real command in a real shell, compare trees. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash, hkdfSync, randomBytes, randomFillSync } from 'node:crypto';
+import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
