@@ -5,12 +5,13 @@
 //   npm run bench -- [--size 1GiB] [--big 4GiB|0] [--out bench/out]
 import { spawn, spawnSync } from 'node:child_process';
 import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { generateChatData, parseSize } from '../packages/sample/dist/src/index.js';
+import { parseSize } from '../packages/sample/dist/src/index.js';
+import { sampleTree } from './sample-tree.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({ options: { size: { type: 'string', default: '1GiB' }, big: { type: 'string', default: '4GiB' }, out: { type: 'string', default: join(root, 'bench/out') } } });
@@ -76,13 +77,7 @@ async function bigFile(path, bytes) {
 }
 
 await mkdir(out, { recursive: true });
-const src = join(out, `tree-${values.size}`);
-if (!existsSync(join(src, '.complete'))) {
-  log(`generating ${values.size} of chat data in ${src} ...`);
-  await rm(src, { recursive: true, force: true });
-  await generateChatData(src, { seed: 'bench', targetBytes: size });
-  await writeFile(join(src, '.complete'), '');
-}
+const src = await sampleTree(out, values.size, size, log);
 // Warm the page cache so every contender reads the tree from memory.
 spawnSync('sh', ['-c', `cat $(find '${src}' -type f) > /dev/null`]);
 

@@ -9,12 +9,12 @@
 // Needs `npx tsc -b` first (it uses packages/node/dist/test/ for the servers and the proxy).
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { generateChatData, parseSize } from '../packages/sample/dist/src/index.js';
+import { parseSize } from '../packages/sample/dist/src/index.js';
+import { sampleTree } from './sample-tree.mjs';
 import { faultProxy, startServer } from '../packages/node/dist/test/servers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -46,13 +46,7 @@ async function digest(dir, rel = '') {
 }
 
 await mkdir(out, { recursive: true });
-const src = join(out, `tree-${values.size}`);
-if (!existsSync(join(src, '.complete'))) {
-  log(`generating ${values.size} of chat data in ${src} ...`);
-  await rm(src, { recursive: true, force: true });
-  await generateChatData(src, { seed: 'bench', targetBytes: size });
-  await writeFile(join(src, '.complete'), '');
-}
+const src = await sampleTree(out, values.size, size, log);
 async function treeBytes(dir) {
   let n = 0;
   for (const e of await readdir(dir, { withFileTypes: true })) {
