@@ -191,3 +191,15 @@ test('init refuses a store that already holds a backup', async () => {
   const { storage } = await setup(bigTree());
   await assert.rejects(Repository.init(storage as Storage, crypto, generateBackupKey(crypto)), ConflictError);
 });
+
+test('a config from a newer format version is "unsupported"; an unreadable one is "damaged", never "wrong key"', async () => {
+  const { UnsupportedFormatError, utf8 } = await import('@coffer/core');
+  const { storage, key } = await setup(bigTree());
+  const config = JSON.parse(new TextDecoder().decode(storage.objects.get('config')!));
+  storage.objects.set('config', utf8(JSON.stringify({ ...config, version: 2 })));
+  await assert.rejects(Repository.open(storage, crypto, key), UnsupportedFormatError);
+  storage.objects.set('config', utf8('{"format":"coffer-backup","version":1,"backupId":"zz"}'));
+  await assert.rejects(Repository.open(storage, crypto, key), (e: unknown) => e instanceof DamagedBackupError && e.reason === 'config');
+  storage.objects.set('config', utf8('not json'));
+  await assert.rejects(Repository.open(storage, crypto, key), (e: unknown) => e instanceof DamagedBackupError && e.reason === 'config');
+});
