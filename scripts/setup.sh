@@ -11,6 +11,7 @@ check() { command -v "$1" >/dev/null 2>&1 || [ -e "$1" ] || need+=("$2"); }
 check sqlite3 sqlite3
 check softhsm2-util softhsm2
 check /usr/lib/postgresql postgresql
+check /usr/bin/chromium chromium
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

@@ -103,8 +103,9 @@ function check(c: VaultConnection): Checked {
     throw new InvalidVaultConfigError(`invalid realm public key: ${(cause as Error).message}`, { cause });
   }
   if (typeof c.token !== 'string' || c.token.length === 0) throw new InvalidVaultConfigError('a vault token is required');
-  const f = c.fetch ?? globalThis.fetch;
-  if (typeof f !== 'function') throw new InvalidVaultConfigError('no fetch available; pass one');
+  if (typeof (c.fetch ?? globalThis.fetch) !== 'function') throw new InvalidVaultConfigError('no fetch available; pass one');
+  // Browsers refuse `fetch` called as a method of another object ("Illegal invocation").
+  const f: typeof fetch = c.fetch ?? ((input, init) => globalThis.fetch(input, init));
   return {
     url: url.toString(),
     realm,

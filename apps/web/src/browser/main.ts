@@ -1,0 +1,534 @@
+/**
+ * Coffer Messenger: a messenger-style page whose chats back up end-to-end encrypted. Encryption
+ * runs here, through @coffer/core with Web Crypto; the server only stores ciphertext (the HTTP
+ * object store) and wrapped keys (the vault, reached through OPAQUE and its HPKE channel with the
+ * realm key pinned in the app's configuration).
+ */
+import {
+  backup, ConflictError, formatRecoveryKey, fromHex, generateBackupKey, parseRecoveryKey, Repository, restore, SecretKey, toHex,
+  UsageError, webCryptoProvider as crypto, WrongKeyError, type BackupSource, type Progress,
+} from '@coffer/core';
+import {
+  INSECURE_TEST_ONLY_FAST_KEY_STRETCHING, KeyDestroyedError, NotRegisteredError, recoverBackupKey, registerBackupKey, VaultClientError,
+  WrongPasswordError, type VaultConnection,
+} from '@coffer/core/vault';
+import { OpfsSource, OpfsTarget, opfsFile, PhoneSource, phoneFileUrl, removeRestored } from './device.js';
+import { HttpStorage } from './http-storage.js';
+import { workerCodec } from './worker-codec.js';
+
+interface Config {
+  realmPublicKey: string;
+  accounts: string[];
+  keyStretching: 'memory-constrained' | 'insecure-test-only-fast';
+}
+
+interface BackupState {
+  protection: 'password' | 'recovery-key';
+  /** K, hex. Kept in this origin's storage, as the CLI keeps it in its 0600 profile. */
+  key: string;
+  lastSeq: number | null;
+  lastAt?: string;
+  lastBytes?: number;
+  lastFiles?: number;
+}
+
+interface DeviceState {
+  account: string;
+  data: 'phone' | 'restored';
+  restoredDir?: string;
+  restoredFrom?: { seq: number; createdAt: string; files: number; bytes: number };
+  backup?: BackupState;
+}
+
+interface ChatJson {
+  self: number;
+  contacts: { id: number; name: string }[];
+  conversations: { id: number; kind: string; title: string; messages: number; last: number }[];
+  messages: Record<string, { id: number; sender: number; ts: number; body: string; attachments: { kind: string; path: string; size: number; mime: string; durationMs: number | null }[] }[]>;
+}
+
+const STATE_KEY = 'coffer.device';
+const app = document.getElementById('app')!;
+let config: Config;
+let chat: ChatJson | null = null;
+let currentConversation: number | null = null;
+let objectUrls: string[] = [];
+
+// ---- small helpers ------------------------------------------------------------------------
+
+type Attrs = Record<string, string | number | boolean | ((e: Event) => void) | undefined>;
+function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs = {}, ...children: (Node | string | null | undefined | false)[]): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === false) continue;
+    if (typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else if (v === true) el.setAttribute(k, '');
+    else el.setAttribute(k, String(v));
+  }
+  for (const c of children) if (c !== null && c !== undefined && c !== false) el.append(c);
+  return el;
+}
+
+function loadState(): DeviceState | null {
+  try {
+    return JSON.parse(localStorage.getItem(STATE_KEY) ?? 'null') as DeviceState | null;
+  } catch {
+    return null;
+  }
+}
+function saveState(s: DeviceState | null): void {
+  if (s) localStorage.setItem(STATE_KEY, JSON.stringify(s));
+  else localStorage.removeItem(STATE_KEY);
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
+function formatDuration(s: number): string {
+  if (!Number.isFinite(s)) return '…';
+  if (s < 60) return `${Math.ceil(s)} s`;
+  return `${Math.floor(s / 60)} min ${Math.ceil(s % 60)} s`;
+}
+const when = (iso: string) => new Date(iso).toLocaleString();
+
+function storageFor(account: string): HttpStorage {
+  return new HttpStorage(new URL(`/store/${encodeURIComponent(account)}/`, location.href).href);
+}
+
+async function vaultConnection(account: string): Promise<VaultConnection> {
+  const r = await fetch('/api/token', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ account }) });
+  if (!r.ok) throw new Error(`could not sign in as ${account}: ${((await r.json()) as { error: string }).error}`);
+  const { token } = (await r.json()) as { token: string };
+  return {
+    vaultUrl: location.origin,
+    realmPublicKey: config.realmPublicKey,
+    token,
+    // The client's default calls fetch as a method of its config, which browsers refuse.
+    fetch: (input, init) => fetch(input, init),
+    ...(config.keyStretching === 'insecure-test-only-fast' ? { keyStretching: INSECURE_TEST_ONLY_FAST_KEY_STRETCHING } : {}),
+  };
+}
+
+/** Progress as a bar and a line of text: bytes, rate and time left. */
+function progressView(label: string): { el: HTMLElement; update(p: Progress): void; finish(text: string): void; fail(): void } {
+  const bar = h('progress', { max: 1, value: 0, 'aria-label': label });
+  const text = h('p', { class: 'progress-text', 'aria-live': 'polite' }, 'Starting…');
+  const el = h('div', { class: 'progress', hidden: true }, bar, text);
+  let start = 0;
+  let lastPaint = 0;
+  return {
+    el,
+    update(p) {
+      if (!start) {
+        start = performance.now();
+        el.hidden = false;
+      }
+      const now = performance.now();
+      if (now - lastPaint < 100 && p.bytesDone < p.bytesTotal) return;
+      lastPaint = now;
+      const secs = (now - start) / 1000;
+      const rate = secs > 0 ? p.bytesDone / secs : 0;
+      const left = rate > 0 ? (p.bytesTotal - p.bytesDone) / rate : Infinity;
+      bar.max = Math.max(1, p.bytesTotal);
+      bar.value = p.bytesDone;
+      text.textContent = `${formatBytes(p.bytesDone)} of ${formatBytes(p.bytesTotal)} · ${formatBytes(rate)}/s · ${p.bytesDone >= p.bytesTotal ? 'finishing' : `${formatDuration(left)} left`} · ${p.filesDone} of ${p.filesTotal} files`;
+    },
+    finish(t) {
+      bar.value = bar.max;
+      text.textContent = t;
+    },
+    fail() {
+      el.hidden = true;
+    },
+  };
+}
+
+function focusHeading(): void {
+  const heading = app.querySelector<HTMLElement>('main h1, main h2');
+  heading?.setAttribute('tabindex', '-1');
+  heading?.focus();
+}
+
+// ---- layout -------------------------------------------------------------------------------
+
+type Screen = 'welcome' | 'chats' | 'backups' | 'restore';
+
+function render(screen: Screen): void {
+  for (const u of objectUrls) URL.revokeObjectURL(u);
+  objectUrls = [];
+  const state = loadState();
+  const nav = h('nav', { class: 'top', 'aria-label': 'Main' },
+    h('span', { class: 'brand' }, 'Coffer Messenger'),
+    state ? h('button', { type: 'button', 'aria-current': screen === 'chats' ? 'page' : undefined, onclick: () => render('chats') }, 'Chats') : null,
+    state ? h('button', { type: 'button', 'aria-current': screen === 'backups' ? 'page' : undefined, onclick: () => render('backups') }, 'Backups') : null,
+    state ? h('span', { class: 'who' }, `Signed in as ${state.account}`) : null,
+    state ? h('button', { type: 'button', class: 'quiet', onclick: () => void resetDevice() }, 'Sign out and clear this device') : null,
+  );
+  const main = h('main', { id: 'main' });
+  app.replaceChildren(h('a', { href: '#main', class: 'skip' }, 'Skip to content'), h('header', {}, nav), main);
+  if (!state && screen !== 'restore') screen = 'welcome';
+  if (screen === 'welcome') welcome(main);
+  else if (screen === 'restore') restoreScreen(main);
+  else if (screen === 'backups') backupsScreen(main, state!);
+  else void chatsScreen(main, state!);
+  app.dataset['screen'] = screen;
+  focusHeading();
+}
+
+async function resetDevice(): Promise<void> {
+  saveState(null);
+  chat = null;
+  await removeRestored();
+  render('welcome');
+}
+
+function welcome(main: HTMLElement): void {
+  const account = h('input', { id: 'welcome-account', list: 'demo-accounts', value: config.accounts[0] ?? '', autocomplete: 'username', required: true });
+  main.append(
+    h('h1', {}, 'Welcome to Coffer Messenger'),
+    h('p', {}, 'Your chats are backed up end-to-end encrypted: only this device (and you, with your password or recovery key) can read them.'),
+    h('datalist', { id: 'demo-accounts' }, ...config.accounts.map((a) => h('option', { value: a }))),
+    h('div', { class: 'field' }, h('label', { for: 'welcome-account' }, 'Account'), account),
+    h('div', { class: 'actions' },
+      h('button', { type: 'button', class: 'primary', onclick: () => {
+        if (!account.value.trim()) return account.focus();
+        saveState({ account: account.value.trim(), data: 'phone' });
+        render('chats');
+      } }, "Use this phone's chats"),
+      h('button', { type: 'button', onclick: () => {
+        sessionStorage.setItem('coffer.restore-account', account.value.trim());
+        render('restore');
+      } }, 'Restore on a new device'),
+    ),
+  );
+}
+
+// ---- chats --------------------------------------------------------------------------------
+
+async function loadChat(state: DeviceState): Promise<ChatJson> {
+  if (chat) return chat;
+  if (state.data === 'phone') {
+    chat = (await (await fetch('/api/phone/chat', { cache: 'no-store' })).json()) as ChatJson;
+  } else {
+    const db = await opfsFile(state.restoredDir!, 'messages.db');
+    if (!db) throw new Error('the restored message database is missing from this device');
+    const r = await fetch('/api/chat-from-db', { method: 'POST', body: db });
+    if (!r.ok) throw new Error(((await r.json()) as { error: string }).error);
+    chat = (await r.json()) as ChatJson;
+  }
+  return chat;
+}
+
+async function mediaUrl(state: DeviceState, path: string): Promise<string> {
+  if (state.data === 'phone') return phoneFileUrl(path);
+  const f = await opfsFile(state.restoredDir!, path);
+  if (!f) return '';
+  const u = URL.createObjectURL(f);
+  objectUrls.push(u);
+  return u;
+}
+
+function swatch(path: string): string {
+  let x = 2166136261;
+  for (let i = 0; i < path.length; i++) x = Math.imul(x ^ path.charCodeAt(i), 16777619);
+  return `hsl(${(x >>> 0) % 360} 45% 40%)`;
+}
+
+async function chatsScreen(main: HTMLElement, state: DeviceState): Promise<void> {
+  main.append(h('h1', { class: 'visually-hidden' }, 'Chats'));
+  if (state.restoredFrom) {
+    main.append(h('p', { class: 'notice', role: 'status' }, `Restored backup #${state.restoredFrom.seq} from ${when(state.restoredFrom.createdAt)}: ${state.restoredFrom.files} files, ${formatBytes(state.restoredFrom.bytes)}, every byte verified.`));
+  }
+  let data: ChatJson;
+  try {
+    data = await loadChat(state);
+  } catch (e) {
+    main.append(h('p', { role: 'alert', class: 'error' }, `Could not open the chats: ${(e as Error).message}`));
+    return;
+  }
+  const names = new Map(data.contacts.map((c) => [c.id, c.name]));
+  currentConversation ??= data.conversations[0]?.id ?? null;
+  const thread = h('section', { class: 'thread', 'aria-labelledby': 'thread-title' });
+  const list = h('ul', { class: 'conversations' });
+  const showThread = async (id: number) => {
+    currentConversation = id;
+    for (const b of list.querySelectorAll('button')) b.setAttribute('aria-current', String(b.dataset['id'] === String(id)));
+    const conv = data.conversations.find((c) => c.id === id)!;
+    const msgs = data.messages[String(id)] ?? [];
+    const ol = h('ol', { class: 'messages', 'aria-label': `Messages with ${conv.title}` });
+    for (const m of msgs) {
+      const mine = m.sender === data.self;
+      const li = h('li', { class: `msg ${mine ? 'out' : 'in'}`, 'data-id': m.id },
+        h('span', { class: 'sender' }, mine ? 'You' : names.get(m.sender) ?? 'Unknown'),
+        m.body ? h('p', { class: 'body' }, m.body) : null,
+      );
+      for (const a of m.attachments) {
+        const name = a.path.split('/').pop()!;
+        const url = await mediaUrl(state, a.path);
+        if (a.kind === 'photo') {
+          li.append(h('figure', { class: 'photo', 'data-path': a.path, 'data-size': a.size },
+            h('a', { href: url, download: name, style: `background:${swatch(a.path)}`, 'aria-label': `Photo ${name}, ${formatBytes(a.size)}: download` }, 'Photo'),
+            h('figcaption', {}, `${name} · ${formatBytes(a.size)}`)));
+        } else if (a.kind === 'voice') {
+          li.append(h('figure', { class: 'voice', 'data-path': a.path, 'data-size': a.size },
+            h('audio', { controls: true, preload: 'none', src: url, 'aria-label': `Voice note, ${Math.round((a.durationMs ?? 0) / 1000)} seconds` }),
+            h('figcaption', {}, `Voice note · ${Math.round((a.durationMs ?? 0) / 1000)} s · ${formatBytes(a.size)}`)));
+        } else {
+          li.append(h('figure', { class: 'video', 'data-path': a.path, 'data-size': a.size },
+            h('a', { href: url, download: name, 'aria-label': `Video ${name}, ${formatBytes(a.size)}: download` }, `Video · ${Math.round((a.durationMs ?? 0) / 1000)} s`),
+            h('figcaption', {}, `${name} · ${formatBytes(a.size)}`)));
+        }
+      }
+      li.append(h('time', { datetime: new Date(m.ts).toISOString() }, new Date(m.ts).toLocaleString()));
+      ol.append(li);
+    }
+    thread.replaceChildren(h('h2', { id: 'thread-title' }, conv.title), h('p', { class: 'meta' }, `${conv.messages} messages; the latest ${msgs.length} shown`), ol);
+    ol.lastElementChild?.scrollIntoView({ block: 'end' });
+  };
+  for (const c of data.conversations) {
+    list.append(h('li', {}, h('button', { type: 'button', 'data-id': c.id, onclick: () => void showThread(c.id) },
+      h('span', { class: 'title' }, c.title), h('span', { class: 'count' }, `${c.messages} messages`))));
+  }
+  main.append(h('div', { class: 'chat-layout' }, h('nav', { class: 'conversation-list', 'aria-label': 'Conversations' }, list), thread));
+  if (currentConversation !== null) await showThread(currentConversation);
+  main.dataset['ready'] = 'true';
+}
+
+// ---- backups ------------------------------------------------------------------------------
+
+function backupsScreen(main: HTMLElement, state: DeviceState): void {
+  main.append(h('h1', {}, 'Backups'));
+  if (!state.backup) return turnOnView(main, state);
+  const b = state.backup;
+  const status = h('dl', { class: 'status' },
+    h('dt', {}, 'Encrypted backup'), h('dd', {}, `On, protected by ${b.protection === 'password' ? 'your password (Backup Key Vault)' : 'your 64-digit recovery key'}`),
+    h('dt', {}, 'Last backup'), h('dd', { id: 'last-backup' }, b.lastAt ? when(b.lastAt) : 'Never'),
+    h('dt', {}, 'Size'), h('dd', { id: 'last-size' }, b.lastBytes !== undefined ? `${formatBytes(b.lastBytes)} in ${b.lastFiles} files` : '—'),
+  );
+  const progress = progressView('Backup progress');
+  const error = h('p', { role: 'alert', class: 'error' });
+  const button = h('button', { type: 'button', class: 'primary', onclick: () => void run() }, 'Back up now');
+  main.append(status, h('div', { class: 'actions' }, button), progress.el, error);
+
+  async function run(): Promise<void> {
+    button.disabled = true;
+    error.textContent = '';
+    const started = performance.now();
+    try {
+      const storage = storageFor(state.account);
+      const repo = await Repository.open(storage, crypto, new SecretKey(fromHex(b.key)));
+      const source: BackupSource = state.data === 'phone' ? new PhoneSource() : new OpfsSource(state.restoredDir!);
+      const codec = workerCodec(repo.keys, repo.config.segmentSize);
+      let r;
+      try {
+        r = await backup(repo, source, { codec, lastSeenSeq: b.lastSeq, onProgress: (p) => progress.update(p) });
+      } finally {
+        await codec.close();
+      }
+      const secs = (performance.now() - started) / 1000;
+      const next: DeviceState = { ...state, backup: { ...b, lastSeq: r.seq, lastAt: new Date().toISOString(), lastBytes: r.bytes, lastFiles: r.files } };
+      saveState(next);
+      Object.assign(state, next);
+      status.querySelector('#last-backup')!.textContent = when(next.backup!.lastAt!);
+      status.querySelector('#last-size')!.textContent = `${formatBytes(r.bytes)} in ${r.files} files`;
+      progress.finish(`Backup #${r.seq} done: ${formatBytes(r.bytes)} in ${r.files} files, ${formatBytes(r.bytesUploaded)} new (encrypted) uploaded in ${secs.toFixed(1)} s.`);
+      main.dataset['backupSeq'] = String(r.seq);
+    } catch (e) {
+      progress.fail();
+      error.textContent = `The backup failed: ${(e as Error).message}`;
+    } finally {
+      button.disabled = false;
+    }
+  }
+}
+
+function turnOnView(main: HTMLElement, state: DeviceState): void {
+  const error = h('p', { role: 'alert', class: 'error' });
+  const choice = (value: string, label: string, checked: boolean) =>
+    h('div', { class: 'radio' }, h('input', { type: 'radio', name: 'protection', id: `protect-${value}`, value, checked, onchange: () => show() }), h('label', { for: `protect-${value}` }, label));
+  const pw = h('input', { type: 'password', id: 'new-password', autocomplete: 'new-password', minlength: 8 });
+  const pw2 = h('input', { type: 'password', id: 'new-password-again', autocomplete: 'new-password' });
+  const passwordPart = h('div', { class: 'part' },
+    h('p', {}, 'The vault keeps your backup key, unlocked only by this password. It never sees the password, and after 10 wrong guesses it destroys the key for good.'),
+    h('div', { class: 'field' }, h('label', { for: 'new-password' }, 'Password (at least 8 characters)'), pw),
+    h('div', { class: 'field' }, h('label', { for: 'new-password-again' }, 'Password again'), pw2),
+  );
+  let key: SecretKey | null = null;
+  const keyOut = h('output', { id: 'recovery-key', class: 'recovery-key', 'aria-label': 'Your recovery key' });
+  const copied = h('span', { role: 'status', class: 'copied' });
+  const confirm = h('textarea', { id: 'recovery-key-confirm', rows: 2, autocomplete: 'off', spellcheck: 'false' });
+  const shown = h('div', { class: 'part', hidden: true },
+    h('p', {}, 'This is your recovery key. It is shown only this once: write it down or keep it in a password manager. Anyone with it can read your backups; without it (and without a password) nobody can.'),
+    keyOut,
+    h('div', { class: 'actions' }, h('button', { type: 'button', onclick: () => void copy() }, 'Copy recovery key'), copied),
+    h('div', { class: 'field' }, h('label', { for: 'recovery-key-confirm' }, 'To confirm you saved it, type the recovery key again'), confirm),
+  );
+  const create = h('button', { type: 'button', onclick: () => {
+    key = generateBackupKey(crypto);
+    keyOut.textContent = formatRecoveryKey(key);
+    shown.hidden = false;
+    create.hidden = true;
+    keyOut.focus();
+  } }, 'Create recovery key');
+  keyOut.setAttribute('tabindex', '0');
+  const keyPart = h('div', { class: 'part', hidden: true },
+    h('p', {}, 'No vault: a 64-digit recovery key is the only way to restore. Lose it and the backup cannot be opened.'), create, shown);
+  const submit = h('button', { type: 'button', class: 'primary', onclick: () => void turnOn() }, 'Turn on encrypted backup');
+  const progressNote = h('p', { role: 'status' });
+  main.append(
+    h('p', {}, 'Encrypted backup is off. Turn it on to keep an end-to-end encrypted copy of your chats, photos and voice notes in your cloud drive.'),
+    h('fieldset', {}, h('legend', {}, 'Protect the backup with'), choice('password', 'A password', true), choice('recovery-key', 'A 64-digit recovery key', false)),
+    passwordPart, keyPart, h('div', { class: 'actions' }, submit), progressNote, error,
+  );
+  const mode = () => (main.querySelector<HTMLInputElement>('input[name=protection]:checked')!.value as 'password' | 'recovery-key');
+  function show(): void {
+    passwordPart.hidden = mode() !== 'password';
+    keyPart.hidden = mode() !== 'recovery-key';
+  }
+  async function copy(): Promise<void> {
+    try {
+      await navigator.clipboard.writeText(keyOut.textContent ?? '');
+      copied.textContent = 'Copied.';
+    } catch {
+      getSelection()?.selectAllChildren(keyOut);
+      copied.textContent = 'Copying is not allowed here: the key is selected, press Ctrl+C.';
+    }
+  }
+  async function turnOn(): Promise<void> {
+    error.textContent = '';
+    const m = mode();
+    if (m === 'password') {
+      if (pw.value.length < 8) return void ((error.textContent = 'The password needs at least 8 characters.'), pw.focus());
+      if (pw.value !== pw2.value) return void ((error.textContent = 'The two passwords differ.'), pw2.focus());
+    } else {
+      if (!key) return void ((error.textContent = 'Create a recovery key first.'), create.focus());
+      let typed: SecretKey;
+      try {
+        typed = parseRecoveryKey(confirm.value);
+      } catch (e) {
+        return void ((error.textContent = `${(e as Error).message}.`), confirm.focus());
+      }
+      if (toHex(typed.expose()) !== toHex(key.expose())) return void ((error.textContent = 'That is not the recovery key shown above; check each group of four.'), confirm.focus());
+    }
+    submit.disabled = true;
+    try {
+      const k = key ?? generateBackupKey(crypto);
+      progressNote.textContent = 'Creating the encrypted backup store…';
+      await Repository.init(storageFor(state.account), crypto, k);
+      if (m === 'password') {
+        progressNote.textContent = 'Registering the backup key with the vault…';
+        await registerBackupKey({ ...(await vaultConnection(state.account)), password: pw.value, backupKey: k.expose() });
+      }
+      const next: DeviceState = { ...state, backup: { protection: m, key: toHex(k.expose()), lastSeq: null } };
+      saveState(next);
+      render('backups');
+      document.querySelector('main')!.prepend(h('p', { class: 'notice', role: 'status' }, 'Encrypted backup is on.'));
+    } catch (e) {
+      progressNote.textContent = '';
+      error.textContent =
+        e instanceof ConflictError ? `The cloud drive of ${state.account} already holds a backup: restore it on a new device instead.` : `Could not turn on backup: ${(e as Error).message}`;
+      submit.disabled = false;
+    }
+  }
+}
+
+// ---- restore ------------------------------------------------------------------------------
+
+function restoreScreen(main: HTMLElement): void {
+  const account = h('input', { id: 'restore-account', list: 'demo-accounts', value: sessionStorage.getItem('coffer.restore-account') || config.accounts[0] || '', autocomplete: 'username' });
+  const choice = (value: string, label: string, checked: boolean) =>
+    h('div', { class: 'radio' }, h('input', { type: 'radio', name: 'unlock', id: `unlock-${value}`, value, checked, onchange: () => show() }), h('label', { for: `unlock-${value}` }, label));
+  const pw = h('input', { type: 'password', id: 'restore-password', autocomplete: 'current-password' });
+  const rk = h('textarea', { id: 'restore-recovery-key', rows: 2, autocomplete: 'off', spellcheck: 'false' });
+  const pwPart = h('div', { class: 'field' }, h('label', { for: 'restore-password' }, 'Backup password'), pw);
+  const rkPart = h('div', { class: 'field', hidden: true }, h('label', { for: 'restore-recovery-key' }, 'Recovery key (64 digits; spaces and dashes are ignored)'), rk);
+  const error = h('div', { role: 'alert', class: 'error', id: 'restore-error' });
+  const warning = h('p', { class: 'warning', id: 'restore-warning', hidden: true });
+  const progress = progressView('Restore progress');
+  const submit = h('button', { type: 'button', class: 'primary', onclick: () => void run() }, 'Restore');
+  main.append(
+    h('h1', {}, 'Restore on a new device'),
+    h('p', {}, 'Get every message, photo and voice note back from the encrypted backup in your cloud drive.'),
+    h('datalist', { id: 'demo-accounts' }, ...config.accounts.map((a) => h('option', { value: a }))),
+    h('div', { class: 'field' }, h('label', { for: 'restore-account' }, 'Account'), account),
+    h('fieldset', {}, h('legend', {}, 'Unlock the backup with'), choice('password', 'My password', true), choice('recovery-key', 'My 64-digit recovery key', false)),
+    pwPart, rkPart, warning, h('div', { class: 'actions' }, submit, loadState() ? null : h('button', { type: 'button', onclick: () => render('welcome') }, 'Back')),
+    error, progress.el,
+  );
+  const mode = () => main.querySelector<HTMLInputElement>('input[name=unlock]:checked')!.value as 'password' | 'recovery-key';
+  function show(): void {
+    pwPart.hidden = mode() !== 'password';
+    rkPart.hidden = mode() !== 'recovery-key';
+  }
+  async function run(): Promise<void> {
+    error.textContent = '';
+    const acct = account.value.trim();
+    if (!acct) return void ((error.textContent = 'Type the account.'), account.focus());
+    const m = mode();
+    submit.disabled = true;
+    let key: SecretKey;
+    try {
+      if (m === 'password') {
+        if (!pw.value) return void ((error.textContent = 'Type the backup password.'), pw.focus());
+        key = new SecretKey(await recoverBackupKey({ ...(await vaultConnection(acct)), password: pw.value }));
+      } else {
+        key = parseRecoveryKey(rk.value);
+      }
+    } catch (e) {
+      pw.value = '';
+      if (e instanceof WrongPasswordError && e.guessesRemaining > 0) {
+        error.replaceChildren(h('strong', {}, 'Wrong password. '), `${e.guessesRemaining} ${e.guessesRemaining === 1 ? 'guess remains' : 'guesses remain'} before the vault destroys the backup key.`);
+        error.dataset['guessesRemaining'] = String(e.guessesRemaining);
+        warning.hidden = e.guessesRemaining !== 1;
+        warning.textContent = 'Last attempt: one more wrong password and the backup key is destroyed for good. If you are not sure, use the recovery key instead.';
+        pw.focus();
+      } else if (e instanceof KeyDestroyedError || (e instanceof WrongPasswordError && e.guessesRemaining === 0)) {
+        warning.hidden = true;
+        error.replaceChildren(h('strong', {}, 'The backup key is gone for good. '), 'The vault destroyed it after too many wrong passwords. Only the 64-digit recovery key, if you saved one, can still open this backup.');
+        error.dataset['destroyed'] = 'true';
+        pw.disabled = true;
+      } else if (e instanceof NotRegisteredError) {
+        error.textContent = `${acct} has no backup key in the vault. ${e.hint}.`;
+      } else if (e instanceof UsageError) {
+        error.textContent = `${e.message}. ${e.hint ?? ''}`;
+        rk.focus();
+      } else {
+        error.textContent = `Could not unlock the backup: ${(e as Error).message}${e instanceof VaultClientError ? `. ${e.hint}.` : ''}`;
+      }
+      submit.disabled = false;
+      return;
+    }
+    const target = new OpfsTarget();
+    try {
+      const repo = await Repository.open(storageFor(acct), crypto, key);
+      const r = await restore(repo, target, { onProgress: (p) => progress.update(p) });
+      await removeRestored(target.dirName);
+      const state: DeviceState = {
+        account: acct, data: 'restored', restoredDir: target.dirName,
+        restoredFrom: { seq: r.seq, createdAt: r.createdAt, files: r.files, bytes: r.bytes },
+        backup: { protection: m, key: toHex(key.expose()), lastSeq: r.seq, lastAt: r.createdAt, lastBytes: r.bytes, lastFiles: r.files },
+      };
+      saveState(state);
+      chat = null;
+      currentConversation = null;
+      render('chats');
+    } catch (e) {
+      progress.fail();
+      error.textContent = e instanceof WrongKeyError ? 'This recovery key does not open the backup of this account. Check each group of four digits.' : `The restore failed: ${(e as Error).message}`;
+      submit.disabled = false;
+    }
+  }
+}
+
+// ---- start --------------------------------------------------------------------------------
+
+config = (await (await fetch('/config.json', { cache: 'no-store' })).json()) as Config;
+render(loadState() ? 'chats' : 'welcome');

@@ -1,0 +1,23 @@
+/** Bundles browser entry points with esbuild, in memory, when the server starts. */
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** apps/web (this file runs from apps/web/dist/src/server). */
+export const APP_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+export async function bundle(entry: string): Promise<string> {
+  const esbuild = await import('esbuild');
+  const r = await esbuild.build({
+    entryPoints: [entry],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'chrome110',
+    write: false,
+    sourcemap: 'inline',
+    logLevel: 'silent',
+    // Node-only modules never reach the browser bundle; failing here keeps the isomorphic claim honest.
+    absWorkingDir: APP_ROOT,
+  });
+  return r.outputFiles[0]!.text;
+}
