@@ -56,6 +56,7 @@ serve options:
   --host HOST      default 127.0.0.1
   --port PORT      default 8787 (0 picks a free port)
   --log-level LVL  default info
+  --hsm auto|softhsm|software|pkcs11   when serve makes the realm (as init does); an existing realm keeps its HSM
   --database URL   postgres://user:password@host:port/db to share records between several
                    nodes (run \`coffer vault migrate\` first; also $COFFER_VAULT_DATABASE);
                    default: the embedded SQLite file DIR/records.sqlite
@@ -228,12 +229,20 @@ async function cmdServe(io: VaultCommandIo, json: boolean, dataDir: string, v: V
   const shutdownDelayMs = secondsOption(v, 'shutdown-delay', 0) * 1000;
   try {
     readRealmFile(dataDir);
+    if (v['hsm'] !== undefined) warn(`coffer vault: --hsm is ignored: the realm in ${dataDir} exists and keeps the HSM it was made with`);
   } catch (e) {
     // A node of a shared database never makes a realm of its own: its records would belong to another realm.
     if (databaseUrl) throw e;
-    const { file, hsmDescription } = await initRealm({ dataDir, hsm: 'auto', warn });
+    const { file, hsmDescription } = await initRealm({
+      dataDir,
+      hsm: hsmChoice(v['hsm']),
+      ...(typeof v['pkcs11-module'] === 'string' ? { pkcs11Module: v['pkcs11-module'] } : {}),
+      ...(typeof v['pkcs11-token'] === 'string' ? { pkcs11Token: v['pkcs11-token'] } : {}),
+      warn,
+    });
     printRealm(io, false, dataDir, file.realmPublicKey, hsmDescription, file.token.alg, 'created');
   }
+
   const { file, hsm, boundary } = await openRealm(dataDir, { warn });
   let store: RecordStore;
   try {

@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { InvalidVaultConfigError, protocol, registerBackupKey, vaultStatus } from '@coffer/core/vault';
@@ -120,6 +120,30 @@ describe('coffer vault CLI', () => {
     assert.equal(await running, 0);
     assert.match(logs, /SOFTWARE HSM IN USE/);
     assert.equal(process.listenerCount('SIGTERM'), 0, 'signal handlers are removed again');
+  });
+
+  it('serve --hsm makes a new realm in the HSM it names, and says an existing realm keeps its own', async () => {
+    const d = join(dir, 'serve-hsm');
+    const serveOnce = async (args: string[]) => {
+      const ac = new AbortController();
+      let err = '';
+      let url = '';
+      const running = vaultCommand(['serve', '--data-dir', d, '--port', '0', ...args], {
+        stdout: { write: () => true },
+        stderr: { write: (x: string) => (err += x) },
+        signal: ac.signal,
+        onListening: (u) => {
+          url = u;
+        },
+      });
+      while (!url) await new Promise((r) => setTimeout(r, 10));
+      ac.abort();
+      assert.equal(await running, 0);
+      return err;
+    };
+    assert.match(await serveOnce(['--hsm', 'software']), /SOFTWARE HSM/);
+    assert.ok(existsSync(join(d, 'software-hsm-DEVELOPMENT-ONLY.json')), 'the realm was made with the software HSM');
+    assert.match(await serveOnce(['--hsm', 'softhsm']), /--hsm is ignored: the realm .* exists/);
   });
 
   it('init with an Ed25519 app key makes an EdDSA realm that issues no tokens itself', async () => {
