@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
 import { startApp, type AppOptions, type AppServer } from '../src/server/app.js';
+import { BROWSER_BUILD } from '../src/server/bundle.js';
 
 /** apps/web (tests run from apps/web/dist/test). */
 export const WEB_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -47,14 +48,8 @@ export async function bundleCoreSuite(): Promise<string> {
     'node:util': join(browserDir, 'shims', 'util.ts'),
   };
   const r = await esbuild.build({
+    ...BROWSER_BUILD,
     entryPoints: [join(browserDir, 'core-suite.ts')],
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'chrome110',
-    write: false,
-    sourcemap: 'inline',
-    logLevel: 'silent',
     absWorkingDir: WEB_ROOT,
     plugins: [
       {

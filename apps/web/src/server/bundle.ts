@@ -5,17 +5,22 @@ import { fileURLToPath } from 'node:url';
 /** apps/web (this file runs from apps/web/dist/src/server). */
 export const APP_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
+/** The esbuild settings of every browser bundle (the app's, and the test suite's in apps/web/test). */
+export const BROWSER_BUILD = {
+  bundle: true,
+  format: 'esm',
+  platform: 'browser',
+  target: 'chrome110',
+  write: false,
+  sourcemap: 'inline',
+  logLevel: 'silent',
+} as const;
+
 export async function bundle(entry: string): Promise<string> {
   const esbuild = await import('esbuild');
   const r = await esbuild.build({
+    ...BROWSER_BUILD,
     entryPoints: [entry],
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'chrome110',
-    write: false,
-    sourcemap: 'inline',
-    logLevel: 'silent',
     // Node-only modules never reach the browser bundle; failing here keeps the isomorphic claim honest.
     absWorkingDir: APP_ROOT,
   });

@@ -1,8 +1,8 @@
 /**
  * Browser replacement for packages/core/test/helpers.ts (same exports the suites use): only the
- * Web Crypto provider exists here (twice, see `providers`), and hashing is Web Crypto's.
+ * Web Crypto provider exists here (twice, see `providers`); the in-memory trees are core's own.
  */
-import type { BackupSource, CryptoProvider, FileSink, RestoreTarget, TreeEntry } from '@coffer/core';
+import type { CryptoProvider } from '@coffer/core';
 import { webCryptoProvider } from '@coffer/core';
 
 /**
@@ -11,76 +11,4 @@ import { webCryptoProvider } from '@coffer/core';
  */
 export const providers: CryptoProvider[] = [webCryptoProvider, { ...webCryptoProvider, name: 'webcrypto (second instance)' }];
 
-export interface MemFile {
-  kind: 'file' | 'dir' | 'symlink';
-  data?: Uint8Array;
-  target?: string;
-  mode: number;
-  mtimeNs: string;
-}
-
-async function changeTime(d: Uint8Array): Promise<string> {
-  const h = new Uint8Array(await crypto.subtle.digest('SHA-256', d as BufferSource));
-  return BigInt('0x' + Array.from(h.subarray(0, 6), (b) => b.toString(16).padStart(2, '0')).join('')).toString();
-}
-
-export class MemorySource implements BackupSource {
-  constructor(readonly files: Map<string, MemFile>) {}
-  async scan(): Promise<TreeEntry[]> {
-    const out: TreeEntry[] = [];
-    for (const [path, f] of this.files) {
-      out.push({
-        path, kind: f.kind, mode: f.mode, mtimeNs: f.mtimeNs,
-        ...(f.kind === 'file' ? { size: f.data!.length, hint: { ino: '1', ctimeNs: await changeTime(f.data!) } } : {}),
-        ...(f.kind === 'symlink' ? { target: f.target } : {}),
-      } as TreeEntry);
-    }
-    return out;
-  }
-  async *read(path: string, chunkSize: number): AsyncIterable<Uint8Array> {
-    const d = this.files.get(path)!.data!;
-    for (let o = 0; o < d.length; o += chunkSize) yield d.slice(o, o + chunkSize);
-  }
-}
-
-export class MemoryTarget implements RestoreTarget {
-  staging = new Map<string, MemFile>();
-  committed: Map<string, MemFile> | null = null;
-  aborted = false;
-  async begin() {}
-  async dir(e: TreeEntry) {
-    this.staging.set(e.path, { kind: 'dir', mode: e.mode, mtimeNs: e.mtimeNs });
-  }
-  async symlink(e: TreeEntry) {
-    this.staging.set(e.path, { kind: 'symlink', target: e.target!, mode: e.mode, mtimeNs: e.mtimeNs });
-  }
-  async file(e: TreeEntry): Promise<FileSink> {
-    const data = new Uint8Array(e.size!);
-    this.staging.set(e.path, { kind: 'file', data, mode: e.mode, mtimeNs: e.mtimeNs });
-    return {
-      async write(offset, d) {
-        data.set(d, offset);
-      },
-      async close() {},
-    };
-  }
-  async commit() {
-    this.committed = this.staging;
-  }
-  async abort() {
-    this.aborted = true;
-    this.staging = new Map();
-  }
-}
-
-const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((v, i) => v === b[i]);
-
-export function sameTree(a: Map<string, MemFile>, b: Map<string, MemFile>): boolean {
-  if (a.size !== b.size) return false;
-  for (const [p, f] of a) {
-    const g = b.get(p);
-    if (!g || g.kind !== f.kind || g.mode !== f.mode || g.mtimeNs !== f.mtimeNs || g.target !== f.target) return false;
-    if (f.kind === 'file' && !sameBytes(f.data!, g.data!)) return false;
-  }
-  return true;
-}
+export * from '../../../../packages/core/test/tree.js';
