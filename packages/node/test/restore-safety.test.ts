@@ -71,13 +71,14 @@ async function craftRepo() {
 async function writeRawManifest(repo: Repository, storage: MemoryStorage, seq: number, entries: unknown[], header: Record<string, unknown> = {}) {
   const files = entries.filter((e) => (e as TreeEntry)?.kind === 'file') as TreeEntry[];
   const head = {
-    type: 'coffer-manifest', version: 1, backupId: repo.config.backupId, seq, parentSeq: null, createdAt: '2026-11-29T00:00:00.000Z',
+    type: 'coffer-manifest', version: 2, backupId: repo.config.backupId, seq, writer: WRITER, parent: null, createdAt: '2026-11-29T00:00:00.000Z',
     entries: entries.length, files: files.length, bytes: files.reduce((n, f) => n + (typeof f.size === 'number' ? f.size : 0), 0), ...header,
   };
   const text = [head, ...entries].map((l) => JSON.stringify(l)).join('\n') + '\n';
-  storage.objects.delete(manifestName(seq));
-  await storage.put(manifestName(seq), await sealObject(crypto, repo.keys, { type: ObjectType.manifest, backupId: repo.backupId, seq }, utf8(text)));
+  storage.objects.delete(manifestName(seq, WRITER));
+  await storage.put(manifestName(seq, WRITER), await sealObject(crypto, repo.keys, { type: ObjectType.manifest, backupId: repo.backupId, seq, writer: WRITER }, utf8(text)));
 }
+const WRITER = 'c0ffee00c0ffee00';
 
 test('§6.1: a symlink followed by entries below it never writes outside the target, and leaves nothing behind', async (t) => {
   const dir = await tempDir(t);
