@@ -718,6 +718,9 @@ export async function verify(
   try {
     await repo.latest(options.lastSeenSeq);
     const refs = (await repo.manifests()).filter((r) => !options.seqs || options.seqs.includes(r.seq));
+    // Junk under manifests/ that is not even a manifest name of this store's version.
+    const named = new Set((await repo.manifests()).map((r) => r.name));
+    const junk = options.seqs ? [] : (await storageCall(repo.storage, 'listing manifests', () => repo.storage.list('manifests/'))).filter((n) => !named.has(n));
     const damaged: VerifyResult['damaged'] = [];
     const seen = new Set<string>();
     const record = (e: unknown, fallback: string, object = (e as DamagedBackupError).object ?? fallback) => {
@@ -727,6 +730,7 @@ export async function verify(
       seen.add(key);
       damaged.push({ object, reason: e.reason, message: e.message });
     };
+    for (const name of junk) record(new DamagedBackupError('corrupt', name, { detail: 'not a manifest name of this store' }), name);
     const index = await repo.loadIndex(options.indexCache).catch((e) => {
       record(e, 'index/');
       return repo.loadIndex().catch(() => null);

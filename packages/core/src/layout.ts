@@ -32,7 +32,8 @@ export function parseManifestName(name: string): ManifestRef | null {
   const m = /^manifests\/(\d{20})(?:-([0-9a-f]{16}))?$/.exec(name);
   if (!m) return null;
   const seq = Number(m[1]);
-  return Number.isSafeInteger(seq) ? { name, seq, writer: m[2] ?? null } : null;
+  // The next backup's number must stay exact too: a name past that is junk (§4.4), not a backup.
+  return Number.isSafeInteger(seq + 1) && seq > 0 ? { name, seq, writer: m[2] ?? null } : null;
 }
 
 /** Journal records (§9) sort by time: `journal/<16-digit ms>-<16 hex>`. */
