@@ -125,6 +125,8 @@ export async function attackerAttempt(realms: Realm[], tokens: Record<string, st
       method: 'POST',
       headers: { authorization: `Bearer ${tokens[r.id]}`, 'x-juicebox-version': wire.JUICEBOX_WIRE_VERSION },
       body: wire.encodeSecretsRequest(q) as Uint8Array<ArrayBuffer>,
+    }).catch((e: Error) => {
+      throw new Error(`${q.kind} to realm ${r.id} at ${r.address}: ${e.message} (${String((e.cause as Error | undefined)?.message ?? e.cause)})`);
     });
     if (res.status !== 200) throw new Error(`realm ${r.id} answered HTTP ${res.status}: ${await res.text()}`);
     return wire.parseSecretsResponse(new Uint8Array(await res.arrayBuffer()));
