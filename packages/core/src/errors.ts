@@ -65,8 +65,8 @@ export class UnsupportedFormatError extends CofferError {
 /** The store could not be reached or failed transiently; nothing was changed by us. */
 export class StorageUnavailableError extends CofferError {
   override name = 'StorageUnavailableError';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('storage-unavailable', message, { ...options, hint: 'check that the storage location exists and is reachable, then try again' });
+  constructor(message: string, options?: { cause?: unknown; hint?: string }) {
+    super('storage-unavailable', message, { cause: options?.cause, hint: options?.hint ?? 'check that the storage location exists and is reachable, then try again' });
   }
 }
 
@@ -128,12 +128,13 @@ export class SourceChangedError extends CofferError {
  */
 export class LocalDiskError extends CofferError {
   override name = 'LocalDiskError';
-  constructor(readonly reason: 'full' | 'read-only' | 'permission', path: string, options?: { cause?: unknown }) {
-    const what = { full: 'the disk is full', 'read-only': 'the file system is read-only', permission: 'permission denied' }[reason];
+  constructor(readonly reason: 'full' | 'read-only' | 'permission' | 'name-too-long', path: string, options?: { cause?: unknown }) {
+    const what = { full: 'the disk is full', 'read-only': 'the file system is read-only', permission: 'permission denied', 'name-too-long': 'the path is too long for this file system' }[reason];
     const hint = {
       full: 'free some space (or restore to another disk) and run the restore again; nothing was left behind',
       'read-only': 'restore into a folder on a writable disk',
       permission: 'restore into a folder you can write to, or fix its permissions',
+      'name-too-long': 'restore into a folder with a shorter path',
     }[reason];
     super(`local-${reason}`, `cannot write ${path}: ${what}`, { cause: options?.cause, hint });
   }

@@ -57,6 +57,9 @@ export function entryPathProblem(path: string): string | null {
   if (LONE_SURROGATE.test(path)) return 'not valid Unicode';
   for (const part of path.split('/')) {
     if (part === '' || part === '.' || part === '..') return `path component ${JSON.stringify(part)}`;
+    // NAME_MAX: no file system Coffer restores to holds a longer name (a multi-byte name is
+    // measured in UTF-8).
+    if (part.length > 85 && utf8(part).length > 255) return 'a name longer than 255 bytes';
   }
   return null;
 }

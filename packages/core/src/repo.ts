@@ -174,7 +174,7 @@ export class Repository {
         const manifest = await this.readManifest(seq);
         if (!options.allowRollback && options.lastSeenSeq != null && seq < options.lastSeenSeq && skipped.length > 0) {
           throw new DamagedBackupError('rolled-back', undefined, {
-            detail: `backups #${skipped.map((k) => k.seq).join(', #')} do not open (${skipped[0]!.reason}), and #${seq} is older than #${options.lastSeenSeq}, which this device has seen`,
+            detail: `${skipped.length === 1 ? 'backup' : 'backups'} #${skipped.map((k) => k.seq).join(', #')} ${skipped.length === 1 ? 'does' : 'do'} not open (${skipped[0]!.reason}), and #${seq} is older than #${options.lastSeenSeq}, which this device has seen`,
           });
         }
         return { manifest, skipped };

@@ -65,7 +65,10 @@ export class FolderSource implements BackupSource {
   /** Files stored from a SQLite snapshot by the last backup. */
   readonly snapshotted: string[] = [];
   private readonly isSqliteGlob: (path: string) => boolean;
+  /** Live SQLite databases found by the scan. */
   private readonly sqlite = new Set<string>();
+  /** Files that changed during a read of this backup. */
+  private readonly changing = new Set<string>();
   private readonly snapshots: boolean;
   constructor(root: string, options: FolderSourceOptions = {}) {
     this.root = resolve(root);
@@ -131,18 +134,21 @@ export class FolderSource implements BackupSource {
     return this.dropSqliteCompanions(out);
   }
 
-  /** §6.2: a database that will be snapshotted is stored without its -wal, -shm and -journal files. */
+  /**
+   * §6.2: a live database (one with a -wal or -journal file beside it) is stored from a snapshot,
+   * without its -wal, -shm and -journal files.
+   */
   private async dropSqliteCompanions(entries: TreeEntry[]): Promise<TreeEntry[]> {
     if (!this.snapshots) return entries;
-    const files = new Map(entries.filter((e) => e.kind === 'file').map((e) => [e.path, e]));
+    const files = new Set(entries.filter((e) => e.kind === 'file').map((e) => e.path));
     const drop = new Set<string>();
-    for (const path of files.keys()) {
-      const suffix = SQLITE_COMPANIONS.find((s) => path.endsWith(s));
+    for (const path of files) {
+      const suffix = ['-wal', '-journal'].find((s) => path.endsWith(s));
       if (!suffix) continue;
       const db = path.slice(0, -suffix.length);
       if (!files.has(db) || !(this.sqlite.has(db) || this.isSqliteGlob(db) || (await this.startsWithSqliteHeader(db)))) continue;
       this.sqlite.add(db);
-      drop.add(path);
+      for (const c of SQLITE_COMPANIONS) if (files.has(db + c)) drop.add(db + c);
     }
     return drop.size ? entries.filter((e) => !drop.has(e.path)) : entries;
   }
@@ -181,8 +187,10 @@ export class FolderSource implements BackupSource {
       entry.mode = Number(before.mode & 0o7777n);
       entry.mtimeNs = before.mtimeNs.toString();
       entry.hint = { ino: before.ino.toString(), ctimeNs: before.ctimeNs.toString() };
-      // SQLite's smallest database is one 512-byte page.
-      const database = this.sqlite.has(entry.path) || this.isSqliteGlob(entry.path) || (before.size >= 512n && (await headerIs(fh, SQLITE_HEADER)));
+      // A snapshot for live databases, those --sqlite names, and any database that changed while
+      // it was read raw (a quiet one is read raw, byte for byte). SQLite's smallest is 512 bytes.
+      const database =
+        this.sqlite.has(entry.path) || this.isSqliteGlob(entry.path) || (this.changing.has(entry.path) && before.size >= 512n && (await headerIs(fh, SQLITE_HEADER)));
       if (this.snapshots && database) {
         snapshot = await sqliteSnapshot(this.full(entry.path));
         if (snapshot) {
@@ -199,8 +207,10 @@ export class FolderSource implements BackupSource {
       yield* readPieces(fh, chunkSize, alloc);
       const after: FileStat = await fh.stat({ bigint: true });
       const now = await lstat(this.full(entry.path), { bigint: true }).catch(() => null);
+      const changed = !sameStat(before, after) || (now !== null && now.ino !== before.ino);
+      if (changed) this.changing.add(entry.path);
       // A live database read raw (no snapshot could be taken) is never presented as consistent.
-      if ((this.snapshots && database) || !sameStat(before, after) || (now !== null && now.ino !== before.ino)) throw new SourceChangedError(entry.path);
+      if (changed || (this.snapshots && database)) throw new SourceChangedError(entry.path);
     } finally {
       await fh.close();
       if (snapshot) await rm(dirname(snapshot), { recursive: true, force: true });
@@ -269,6 +279,7 @@ export async function isEmptyOrMissing(path: string): Promise<boolean> {
   } catch (e) {
     if (code(e) === 'ENOENT') return true;
     if (code(e) === 'ENOTDIR') return false;
+    if (code(e) === 'EACCES' || code(e) === 'EPERM') throw new LocalDiskError('permission', path, { cause: e });
     throw e;
   }
 }
@@ -282,6 +293,7 @@ async function local<T>(path: string, fn: () => Promise<T>): Promise<T> {
     if (c === 'ENOSPC' || c === 'EDQUOT') throw new LocalDiskError('full', path, { cause: e });
     if (c === 'EROFS') throw new LocalDiskError('read-only', path, { cause: e });
     if (c === 'EACCES' || c === 'EPERM') throw new LocalDiskError('permission', path, { cause: e });
+    if (c === 'ENAMETOOLONG') throw new LocalDiskError('name-too-long', path, { cause: e });
     throw e;
   }
 }
