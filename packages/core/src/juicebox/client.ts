@@ -434,3 +434,19 @@ export async function juiceboxDelete(o: JuiceboxConnection): Promise<void> {
 export function accountInfo(account: string): Uint8Array {
   return utf8(account);
 }
+
+export type RealmRegistration = 'registered' | 'no-guesses' | 'not-registered' | 'unavailable';
+
+/** Each realm's view of the registration (Recover1: it spends no guess). */
+export async function juiceboxRegistrationStatus(o: JuiceboxConnection): Promise<{ realmId: string; state: RealmRegistration; error?: string }[]> {
+  return Promise.all(
+    channelsFor(o).map(async (c) => {
+      try {
+        const r = expect(await c.send({ kind: 'Recover1' }), 'Recover1', c.idHex);
+        return { realmId: c.idHex, state: r.status === 'Ok' ? 'registered' : r.status === 'NoGuesses' ? 'no-guesses' : 'not-registered' } as const;
+      } catch (e) {
+        return { realmId: c.idHex, state: 'unavailable' as const, error: (e as Error).message };
+      }
+    }),
+  );
+}
