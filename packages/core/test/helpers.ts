@@ -29,15 +29,15 @@ export function seededProvider(base: CryptoProvider, seed: string): CryptoProvid
 
 export * from './tree.js';
 
-/** The Juicebox vectors of spec/vectors/juicebox/ (spec/juicebox.md §11), read from the repository. */
+/** The Juicebox vectors of spec/juicebox-vectors/ (spec/juicebox.md §11), read from the repository. */
 export function juiceboxVectors(): { oprf: JuiceboxOprfVectors; pin: JuiceboxPinVectors } {
   let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'spec', 'vectors', 'juicebox'))) {
+  while (!existsSync(join(dir, 'spec', 'juicebox-vectors'))) {
     const up = dirname(dir);
-    if (up === dir) throw new Error('spec/vectors/juicebox not found above the test');
+    if (up === dir) throw new Error('spec/juicebox-vectors not found above the test');
     dir = up;
   }
-  const read = (name: string) => JSON.parse(readFileSync(join(dir, 'spec', 'vectors', 'juicebox', name), 'utf8'));
+  const read = (name: string) => JSON.parse(readFileSync(join(dir, 'spec', 'juicebox-vectors', name), 'utf8'));
   return { oprf: read('oprf.json'), pin: read('pin.json') };
 }
 

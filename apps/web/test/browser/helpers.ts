@@ -5,8 +5,8 @@
 import type { CryptoProvider } from '@coffer/core';
 import { webCryptoProvider } from '@coffer/core';
 import type { JuiceboxOprfVectors, JuiceboxPinVectors } from '../../../../packages/core/test/helpers.js';
-import oprf from '../../../../spec/vectors/juicebox/oprf.json' with { type: 'json' };
-import pin from '../../../../spec/vectors/juicebox/pin.json' with { type: 'json' };
+import oprf from '../../../../spec/juicebox-vectors/oprf.json' with { type: 'json' };
+import pin from '../../../../spec/juicebox-vectors/pin.json' with { type: 'json' };
 
 /**
  * Node's suites pair each provider with the other ("across providers"); here both sides are Web
@@ -16,7 +16,7 @@ export const providers: CryptoProvider[] = [webCryptoProvider, { ...webCryptoPro
 
 export * from '../../../../packages/core/test/tree.js';
 
-/** The Juicebox vectors, bundled from spec/vectors/juicebox/ by esbuild. */
+/** The Juicebox vectors, bundled from spec/juicebox-vectors/ by esbuild. */
 export function juiceboxVectors(): { oprf: JuiceboxOprfVectors; pin: JuiceboxPinVectors } {
   return { oprf, pin };
 }
