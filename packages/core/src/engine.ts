@@ -72,6 +72,11 @@ export interface Progress {
 
 /** Chunks in flight at once, by default: each holds at most a plaintext and a sealed chunk. */
 export const DEFAULT_CONCURRENCY = 16;
+/**
+ * Files read at once: a small file is mostly waiting (open, read, fstat, close), so many at once
+ * keep the disk and the thread pool busy; memory stays bounded by the chunks in flight.
+ */
+export const DEFAULT_FILES_IN_FLIGHT = 32;
 /** Reads of a file that keeps changing before it is stored marked `changed` (§6.2). */
 export const READ_ATTEMPTS = 3;
 
@@ -441,7 +446,7 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
       report();
     };
 
-    const fileLimiter = new Limiter(options.filesInFlight ?? 8);
+    const fileLimiter = new Limiter(options.filesInFlight ?? DEFAULT_FILES_IN_FLIGHT);
     for (const entry of files) await fileLimiter.run(() => backupFile(entry));
     await fileLimiter.drain();
     const packs = await packer.finish();

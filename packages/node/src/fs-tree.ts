@@ -5,6 +5,7 @@ import { constants } from 'node:fs';
 import {
   chmod, lstat, lutimes, mkdir, mkdtemp, open, readdir, readlink, rename, rm, rmdir, stat, symlink, type FileHandle,
 } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -14,6 +15,8 @@ import {
 } from '@coffer/core';
 
 const code = (e: unknown) => (e as NodeJS.ErrnoException)?.code;
+/** Entries of one folder looked at (lstat) at once during a scan. */
+const SCAN_AT_ONCE = 64;
 
 /** The first 16 bytes of every SQLite database file. */
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
@@ -140,11 +143,25 @@ export class FolderSource implements BackupSource {
         skip(rel, e);
         return false;
       }
-      for (const name of names) {
+      // A folder's entries are looked at many at a time (each lstat waits on the disk or the cache).
+      const stats = new Map<string, Promise<BigIntStats>>();
+      const look = (i: number) => {
+        for (let j = i; j < Math.min(names.length, i + SCAN_AT_ONCE); j++) {
+          if (!stats.has(names[j]!)) {
+            const p = lstat(join(dir, names[j]!), { bigint: true });
+            p.catch(() => {}); // handled when awaited below
+            stats.set(names[j]!, p);
+          }
+        }
+      };
+      for (let i = 0; i < names.length; i++) {
+        if (i % SCAN_AT_ONCE === 0) look(i);
+        const name = names[i]!;
         const path = rel ? `${rel}/${name}` : name;
         const full = join(dir, name);
         try {
-          const st = await lstat(full, { bigint: true });
+          const st = await stats.get(name)!;
+          stats.delete(name);
           const base = { path, mode: Number(st.mode & 0o7777n), mtimeNs: st.mtimeNs.toString() };
           if (st.isDirectory()) {
             const entry: TreeEntry = { ...base, kind: 'dir' };
