@@ -10,9 +10,12 @@ import { FolderIndexCache, FolderSource, FolderTarget, isEmptyOrMissing, nodeCry
 import { hostname } from 'node:os';
 import { Exit, formatBytes, onInterrupt, printable, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, type Io } from './output.js';
 import { indexCacheDir, keyHex, loadProfile, loadState, profileDir, profileExists, profileKey, rememberSeq, removeProfile, saveProfile, tempDir, type Profile } from './profile.js';
-import { readPassword, recoverKey, vaultConnection } from './vault.js';
-import { deleteFromRealms, openRealms, realmsStatus, recoverWithRealms, registerWithRealms, type Realms } from './realms.js';
-import { changePassword, deleteBackupKey, registerBackupKey, vaultStatus } from '@coffer/core/vault';
+import type { Realms } from './realms.js';
+
+type Passwords = typeof import('./passwords.js');
+let passwordsModule: Promise<Passwords> | undefined;
+/** The password paths load only when a command needs them (passwords.ts says why). */
+const passwords = (): Promise<Passwords> => (passwordsModule ??= import('./passwords.js'));
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -150,6 +153,7 @@ const vaultOptions = {
 } as const;
 
 async function cmdInit(io: Io, args: string[]): Promise<number> {
+  const { openRealms, vaultConnection, recoverWithRealms, readPassword, recoverKey, registerWithRealms, registerBackupKey } = await passwords();
   const { values } = parse(
     args,
     { storage: { type: 'string' }, 'recovery-key': { type: 'boolean' }, 'recovery-key-stdin': { type: 'boolean' }, 'max-attempts': { type: 'string' }, ...vaultOptions },
@@ -331,6 +335,7 @@ async function cmdBackup(io: Io, args: string[]): Promise<number> {
 
 /** `coffer backup disable`: the vault forgets the key (if it held it), then this device does. */
 async function disableBackups(io: Io, values: { yes?: boolean; token?: string; profile?: string; json?: boolean }): Promise<number> {
+  const { deleteBackupKey, vaultConnection, deleteFromRealms, openRealms } = await passwords();
   const json = !!values.json;
   const home = profileDir(values.profile, io.env);
   const profile = await loadProfile(home);
@@ -351,6 +356,7 @@ async function disableBackups(io: Io, values: { yes?: boolean; token?: string; p
 }
 
 async function cmdPassword(io: Io, args: string[]): Promise<number> {
+  const { readPassword, openRealms, recoverWithRealms, registerWithRealms, vaultConnection, changePassword } = await passwords();
   const { values, positionals } = parse(args, { 'password-stdin': { type: 'boolean' }, token: { type: 'string' } }, 1);
   if (positionals[0] !== 'change') throw new UsageError('the only password command is `coffer password change`');
   const json = !!values.json;
@@ -394,6 +400,7 @@ async function cmdVault(io: Io, args: string[]): Promise<number> {
 }
 
 async function cmdRestore(io: Io, args: string[]): Promise<number> {
+  const { recoverWithRealms, openRealms, readPassword, recoverKey, vaultConnection } = await passwords();
   const { values, positionals } = parse(
     args,
     {
@@ -487,14 +494,16 @@ async function cmdStatus(io: Io, args: string[]): Promise<number> {
   let vault: Record<string, unknown> | undefined;
   if (profile.vault) {
     try {
+      const { vaultStatus, vaultConnection } = await passwords();
       vault = { url: redactUrl(profile.vault.url), ...(await vaultStatus(vaultConnection(io, {}, profile.vault))) };
     } catch (e) {
       vault = { url: redactUrl(profile.vault.url), error: (e as Error).message };
     }
   }
-  let realms: Awaited<ReturnType<typeof realmsStatus>> | { error: string } | undefined;
+  let realms: Awaited<ReturnType<Passwords['realmsStatus']>> | { error: string } | undefined;
   if (profile.realms) {
     try {
+      const { realmsStatus, openRealms } = await passwords();
       realms = await realmsStatus(await openRealms(io, { saved: profile.realms }));
     } catch (e) {
       realms = { error: (e as Error).message };

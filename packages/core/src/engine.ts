@@ -88,8 +88,15 @@ export class Limiter {
   private readonly pending = new Set<Promise<void>>();
   constructor(private readonly limit: number) {}
   async run(task: () => Promise<void>): Promise<void> {
+    await this.slot();
+    this.start(task);
+  }
+  /** Waits until a task may start (then `start` it in the same turn). */
+  async slot(): Promise<void> {
     while (this.active >= this.limit) await new Promise<void>((r) => this.waiters.push(r));
     if (this.failure) throw this.failure;
+  }
+  start(task: () => Promise<void>): void {
     this.active++;
     const p = task()
       .catch((e) => {
@@ -265,11 +272,30 @@ class Packer {
     return new PackBuilder(toHex(this.repo.crypto.randomBytes(32)), this.repo.packSize, maxBlob, this.free.pop());
   }
 
-  private async ship(): Promise<void> {
+  /**
+   * Hands the current pack to a writer once one is free. Until then the full pack stays current, so
+   * every blob that does not fit waits on this same call: one pack fills while `inFlight` are
+   * written, and memory holds no more packs than that.
+   */
+  private ship(): Promise<void> {
+    if (this.shipping) return this.shipping;
+    const p = (async () => {
+      await this.limiter.slot();
+      this.hand();
+    })();
+    this.shipping = p;
+    void p.finally(() => {
+      if (this.shipping === p) this.shipping = null;
+    }).catch(() => {});
+    return p;
+  }
+  private shipping: Promise<void> | null = null;
+
+  private hand(): void {
     const pack = this.current;
     this.current = null;
     if (!pack || pack.blobs.length === 0) return;
-    await this.limiter.run(async () => {
+    this.limiter.start(async () => {
       const bytes = await pack.finish(this.repo.crypto, this.repo.keys, this.repo.config.segmentSize);
       const name = packName(pack.id);
       await storageCall(this.repo.storage, `writing ${name}`, () => this.repo.storage.put(name, bytes));
@@ -278,7 +304,7 @@ class Packer {
       this.unindexed.push(entry);
       this.bytesWritten += bytes.length;
       this.onWritten(bytes.length);
-      this.free.push(new Uint8Array(bytes.buffer, 0, bytes.buffer.byteLength));
+      this.free.push(pack.buffer);
       if (this.unindexed.length >= PACKS_PER_INDEX) await this.index();
     });
   }
@@ -297,6 +323,7 @@ class Packer {
 
   async finish(): Promise<PackEntry[]> {
     await this.ship();
+    if (this.current) await this.ship();
     await this.limiter.drain();
     await this.index();
     return this.written;
@@ -348,7 +375,7 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
     const reusedPacks = new Set<string>();
     const packer = new Packer(
       repo,
-      options.packsInFlight ?? 2,
+      options.packsInFlight ?? 1,
       (n) => {
         result.bytesUploaded += n;
         progress.uploadedBytes += n;
@@ -364,12 +391,29 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
     const readFile = async (entry: TreeEntry, chunks: string[], got: { size: number }): Promise<void> => {
       const stored: Promise<void>[] = [];
       let index_ = 0;
+      const pieces = source.read(entry, config.chunkSize, codec.alloc?.bind(codec))[Symbol.asyncIterator]();
       try {
-        for await (const piece of source.read(entry, config.chunkSize, codec.alloc?.bind(codec))) {
+        for (;;) {
+          // The budget is taken before the read, for the piece the file's size promises, so files
+          // read at once never hold more than the budget in memory.
+          const expected = Math.min(config.chunkSize, Math.max(1, (entry.size ?? 0) - got.size));
+          await budget.take(expected);
+          let next: IteratorResult<Uint8Array>;
+          try {
+            next = await pieces.next();
+          } catch (e) {
+            budget.give(expected);
+            throw e;
+          }
+          if (next.done) {
+            budget.give(expected);
+            break;
+          }
+          const piece = next.value;
           const i = index_++;
           const n = piece.length;
           got.size += n;
-          await budget.take(n);
+          budget.give(expected - n);
           stored.push(
             batcher.seal(piece).then(async ({ id, sealed, done }) => {
               try {
@@ -394,6 +438,7 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
           );
         }
       } finally {
+        await pieces.return?.();
         // Every piece handed out is accounted for before the file's outcome is decided.
         const outcomes = await Promise.allSettled(stored);
         const failed = outcomes.find((o) => o.status === 'rejected');
@@ -758,7 +803,7 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
     // Empty files first: they need no reads.
     for (const entry of ordered) if (entry.chunks!.length === 0) await finished(entry, await target.file(entry));
     try {
-      await readBlobs(repo, codec, reads(), { inFlight: options.readAhead ?? (options.concurrency ?? DEFAULT_CONCURRENCY) * chunkSize * 2, checkId: false });
+      await readBlobs(repo, codec, reads(), { inFlight: options.readAhead ?? (options.concurrency ?? DEFAULT_CONCURRENCY) * chunkSize, checkId: false });
     } finally {
       // A failure leaves files open: close them before the target removes what it made.
       await Promise.allSettled([...sinks.values()].map(async (s) => (await s.sink).close()));

@@ -123,7 +123,7 @@ export function decodeIndex(bytes: Uint8Array, name: string): PackEntry[] {
  */
 export class PackBuilder {
   readonly blobs: PackedBlob[] = [];
-  private readonly buf: Uint8Array;
+  private buf: Uint8Array;
   private used = 0;
   constructor(
     readonly id: string,
@@ -131,13 +131,21 @@ export class PackBuilder {
     private readonly maxBlob: number,
     buffer?: Uint8Array,
   ) {
-    this.buf = buffer ?? new Uint8Array(PackBuilder.capacity(packSize, maxBlob));
+    this.buf = buffer && buffer.length >= PackBuilder.capacity(packSize, maxBlob) ? buffer : new Uint8Array(PackBuilder.capacity(packSize, maxBlob));
   }
 
-  /** Bytes a builder may need: a full pack, one more blob, the header, padding and length. */
+  /**
+   * The buffer a builder starts with: a full pack, one more blob, and room for the header, padding
+   * and length of a pack of typical blobs. A pack of many tiny blobs (a larger header) grows it once.
+   */
   static capacity(packSize: number, maxBlob: number): number {
-    const headerMax = sealedSize(8 + Math.ceil((packSize + maxBlob) / 56) * BLOB_RECORD);
-    return padme(packSize + maxBlob + headerMax + 4);
+    const full = packSize + maxBlob;
+    return padme(full + sealedSize(8 + Math.ceil(full / 4096) * BLOB_RECORD) + 4);
+  }
+
+  /** The whole buffer, to hand to the next builder once the finished pack is written. */
+  get buffer(): Uint8Array {
+    return this.buf;
   }
 
   get size(): number {
@@ -160,6 +168,11 @@ export class PackBuilder {
   async finish(crypto: CryptoProvider, keys: DerivedKeys, segmentSize: number): Promise<Uint8Array> {
     const header = await sealObject(crypto, keys, { type: ObjectType.packHeader, id: this.id }, encodePackHeader(this.blobs), { segmentSize });
     const total = padme(this.used + header.length + 4);
+    if (total > this.buf.length) {
+      const bigger = new Uint8Array(total);
+      bigger.set(this.buf.subarray(0, this.used));
+      this.buf = bigger;
+    }
     const out = this.buf.subarray(0, total);
     out.fill(0, this.used, total - header.length - 4);
     out.set(header, total - header.length - 4);
