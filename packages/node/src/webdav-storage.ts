@@ -52,12 +52,14 @@ interface Entry {
   modified: number;
 }
 
+const collectionTag = /<(?:[A-Za-z0-9_-]+:)?collection\b/;
 const xmlText = (s: string) => s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, '&');
 
 export class WebDavStorage implements Storage {
   readonly label: string;
   private readonly writes = new WriteOnce();
   private readonly made = new Set<string>();
+  private readonly making = new Map<string, Promise<void>>();
   private readonly agent: http.Agent;
 
   private constructor(
@@ -123,11 +125,26 @@ export class WebDavStorage implements Storage {
     if (!(e instanceof HttpStatusError)) return { kind: 'transient', reason: `network error (${net ?? (e as Error)?.message ?? String(e)})` };
     const st = e.status;
     if (transientStatus(st)) return { kind: 'transient', reason: `the server answered ${st} to ${e.method}` };
-    if (st === 401 || st === 403) {
+    // 401 is about who the user is; 403 about what that user may do (RFC 9110 §15.5.2, §15.5.4).
+    if (st === 401) {
       return {
         kind: 'permanent',
-        reason: `the credentials were refused (${st})`,
-        hint: 'check the user and password (COFFER_WEBDAV_USER / COFFER_WEBDAV_PASSWORD) and that they may write to this folder',
+        reason: 'the credentials were refused (401)',
+        hint: 'check the user and password (COFFER_WEBDAV_USER / COFFER_WEBDAV_PASSWORD)',
+      };
+    }
+    if (st === 403) {
+      return {
+        kind: 'permanent',
+        reason: `the server forbade ${e.method} of ${e.path || '/'} (403)`,
+        hint: 'check that this user may read and write this folder on the server',
+      };
+    }
+    if (st === 413) {
+      return {
+        kind: 'permanent',
+        reason: `the server refused an upload as too large (413 to ${e.method} of ${e.path})`,
+        hint: 'raise the upload limit of the server to at least 32 MiB (nginx: client_max_body_size; Apache: LimitRequestBody)',
       };
     }
     if (st === 507) return { kind: 'permanent', reason: 'the server is out of space (507)', hint: 'free space on the server, then run the backup again' };
@@ -189,23 +206,45 @@ export class WebDavStorage implements Storage {
     const parts = decodeURIComponent(this.origin.pathname).split('/').filter(Boolean);
     for (let i = 1; i <= parts.length; i++) {
       const path = '/' + parts.slice(0, i).join('/') + '/';
-      const a = await this.request('MKCOL', path);
-      if (a.status !== 201 && a.status !== 405 && a.status !== 200 && a.status !== 204) this.fail('MKCOL', path, a);
+      if ((await this.mkcol(path)) === 'no-parent') throw new HttpStatusError('MKCOL', 409, path);
     }
     this.made.add('');
   }
 
-  /** Makes a collection and its parents; a collection known to exist is not asked for again. */
-  private async ensureCollection(path: string): Promise<void> {
-    if (this.made.has(path)) return;
-    const a = await this.request('MKCOL', path ? path + '/' : '');
-    if (a.status === 409 && path) {
-      await this.ensureCollection(path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '');
-      return this.ensureCollection(path);
+  /**
+   * Makes a collection and its parents, once per process: concurrent puts into one new shard wait
+   * for one MKCOL. A collection known to exist is not asked for again.
+   */
+  private ensureCollection(path: string): Promise<void> {
+    if (this.made.has(path)) return Promise.resolve();
+    let making = this.making.get(path);
+    if (!making) {
+      making = (async () => {
+        if ((await this.mkcol(path ? path + '/' : '')) === 'no-parent') {
+          await this.ensureCollection(path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '');
+          if ((await this.mkcol(path + '/')) === 'no-parent') throw new HttpStatusError('MKCOL', 409, path);
+        }
+        this.made.add(path);
+      })().finally(() => this.making.delete(path));
+      this.making.set(path, making);
     }
-    // 405: it exists already.
-    if (a.status !== 201 && a.status !== 405 && a.status !== 200 && a.status !== 204) this.fail('MKCOL', path, a);
-    this.made.add(path);
+    return making;
+  }
+
+  /**
+   * One MKCOL (`path` relative to the root, or absolute from '/'). A collection that exists already
+   * is success, whatever the server answered: 405 (RFC 4918 §9.3.1), or 403 (Apache, to the loser
+   * of two MKCOLs of one new folder) or 423 (rclone, the same) when a PROPFIND finds it there.
+   */
+  private async mkcol(path: string): Promise<'made' | 'no-parent'> {
+    const a = await this.request('MKCOL', path);
+    if (a.status === 201 || a.status === 200 || a.status === 204) return 'made';
+    if (a.status === 409 && path !== '') return 'no-parent';
+    if (a.status === 405 || a.status === 403 || a.status === 423) {
+      const found = await this.request('PROPFIND', path, { depth: '0', 'content-type': 'application/xml; charset=utf-8' }, PROPFIND_BODY);
+      if (found.status === 207 && collectionTag.test(Buffer.from(found.body).toString('utf8'))) return 'made';
+    }
+    this.fail('MKCOL', path, a);
   }
 
   /** PROPFIND: the entries (Depth 1: the collection and its members), or null when missing. */
@@ -226,7 +265,7 @@ export class WebDavStorage implements Storage {
       // A 404 propstat of getcontentlength carries no number; a collection has none.
       const size = Number(/<(?:[A-Za-z0-9_-]+:)?getcontentlength[^>]*>\s*(\d+)\s*</.exec(r)?.[1] ?? 0);
       const modified = Date.parse(/<(?:[A-Za-z0-9_-]+:)?getlastmodified[^>]*>([^<]*)</.exec(r)?.[1] ?? '');
-      out.push({ path: p, collection: /<(?:[A-Za-z0-9_-]+:)?collection\b/.test(r), size, modified });
+      out.push({ path: p, collection: collectionTag.test(r), size, modified });
     }
     return out;
   }
