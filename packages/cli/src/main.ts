@@ -6,8 +6,10 @@ import {
   backup, CofferError, DamagedBackupError, formatRecoveryKey, generateBackupKey, parseRecoveryKey, Repository,
   restore, UsageError, verify, type SecretKey, type Storage,
 } from '@coffer/core';
-import { FolderSource, FolderTarget, isEmptyOrMissing, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, workerCodec } from '@coffer/node';
-import { Exit, formatBytes, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, type Io } from './output.js';
+import {
+  DEFAULT_RETRY, FolderSource, FolderTarget, isEmptyOrMissing, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, workerCodec, type RetryPolicy,
+} from '@coffer/node';
+import { Exit, formatBytes, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, storeWaitNotice, type Io } from './output.js';
 import { keyHex, loadProfile, loadState, profileDir, profileExists, profileKey, rememberSeq, removeProfile, saveProfile, type Profile } from './profile.js';
 import { readPassword, recoverKey, vaultConnection } from './vault.js';
 import { changePassword, deleteBackupKey, registerBackupKey, vaultStatus } from '@coffer/core/vault';
@@ -40,6 +42,7 @@ Options for every command:
   --profile DIR   profile folder (default: $COFFER_HOME or ~/.coffer)
   --json          machine-readable output on stdout; progress as JSON lines on stderr
   --quiet         no progress output
+  --retry-for T   keep trying a store that does not answer for T (default 60s; 0 = fail at once)
   --help          help for a command
 
 LOCATION is a folder path, a file:// URL, s3://bucket/prefix or webdav(s)://host/path
@@ -94,6 +97,7 @@ const common = {
   profile: { type: 'string' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean' },
+  'retry-for': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
@@ -105,7 +109,19 @@ function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[]
     throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, ''), 'see `coffer <command> --help`');
   }
   if (parsed.positionals.length > positionals) throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[positionals])}`, 'see `coffer <command> --help`');
-  return parsed as { values: { [K in keyof (O & typeof common)]?: K extends keyof O ? (O[K] extends { type: 'boolean' } ? boolean : string) : K extends 'profile' ? string : boolean }; positionals: string[] };
+  return parsed as { values: { [K in keyof (O & typeof common)]?: K extends keyof O ? (O[K] extends { type: 'boolean' } ? boolean : string) : K extends 'profile' | 'retry-for' ? string : boolean }; positionals: string[] };
+}
+
+/** How a store is opened: --retry-for, and a notice while it does not answer (spec/format.md §7.2). */
+function storeOptions(io: Io, values: { json?: boolean; quiet?: boolean; 'retry-for'?: string }): { retry: RetryPolicy } {
+  let retryForMs = DEFAULT_RETRY.retryForMs;
+  const t = values['retry-for'];
+  if (t !== undefined) {
+    const m = /^(\d{1,6})(s|m|h)?$/.exec(t);
+    if (!m) throw new UsageError(`--retry-for takes a time such as 30s, 5m or 1h, not ${JSON.stringify(t)}`);
+    retryForMs = Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 's' | 'm' | 'h' ?? 's'];
+  }
+  return { retry: { ...DEFAULT_RETRY, retryForMs, onRetry: storeWaitNotice(io, !!values.json, values.quiet) } };
 }
 
 function say(io: Io, json: boolean, human: string, data: Record<string, unknown>, ok = true): void {
@@ -153,7 +169,7 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
     ...(conn ? { protection: 'password', vault: { url: conn.vaultUrl, realmKey: conn.realmPublicKey, token: conn.token } } : { protection: 'recovery-key' }),
   });
   const connect = async (key: SecretKey, how: string) => {
-    const storage = await openStorage(values.storage!);
+    const storage = await openStorage(values.storage!, storeOptions(io, values));
     const repo = await Repository.open(storage, crypto, key);
     await saveProfile(home, profile(key, repo));
     key.wipe();
@@ -162,7 +178,7 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
   };
   if (values['recovery-key-stdin']) return connect(await readKey(io, true), 'recovery key');
 
-  const storage = await openStorage(values.storage, { create: true });
+  const storage = await openStorage(values.storage, { create: true, ...storeOptions(io, values) });
   const existing = await storage.stat('config');
   if (conn && existing) {
     // This account's key is in the vault already: recover it and connect this device.
@@ -207,10 +223,10 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
 }
 
 /** This device's backup: the profile's store, opened and checked with the profile's key. */
-async function openProfileBackup(io: Io, values: { profile?: string | undefined }) {
+async function openProfileBackup(io: Io, values: { profile?: string; json?: boolean; quiet?: boolean; 'retry-for'?: string }) {
   const home = profileDir(values.profile, io.env);
   const profile = await loadProfile(home);
-  const storage = await openStorage(profile.storage);
+  const storage = await openStorage(profile.storage, storeOptions(io, values));
   const key = profileKey(profile);
   try {
     const repo = await Repository.open(storage, crypto, key);
@@ -327,14 +343,14 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
   const password = values.vault !== undefined || values['password-stdin'] !== undefined;
   if (password && values['recovery-key-stdin']) throw new UsageError('--recovery-key-stdin and --vault (password) do not go together');
   if (values.storage) {
-    storage = await openStorage(values.storage);
+    storage = await openStorage(values.storage, storeOptions(io, values));
     // Check that the store holds a backup before a password guess is spent on it.
     await Repository.readConfig(storage);
     key = password ? await recoverKey(vaultConnection(io, values), await readPassword(io, values['password-stdin'], false)) : await readKey(io, values['recovery-key-stdin']);
   } else {
     if (values['recovery-key-stdin'] || password) throw new UsageError('--recovery-key-stdin and --vault need --storage', 'give the store to restore from');
     const profile = await loadProfile(home);
-    storage = await openStorage(profile.storage);
+    storage = await openStorage(profile.storage, storeOptions(io, values));
     key = profileKey(profile);
   }
   const view = ProgressView.for(io, json, 'restore', values.quiet);
