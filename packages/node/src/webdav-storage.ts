@@ -124,6 +124,7 @@ export class WebDavStorage implements Storage {
     const net = networkCode(e);
     if (!(e instanceof HttpStatusError)) return { kind: 'transient', reason: `network error (${net ?? (e as Error)?.message ?? String(e)})` };
     const st = e.status;
+    const where = decodeURIComponent(this.url(e.path).pathname);
     if (transientStatus(st)) return { kind: 'transient', reason: `the server answered ${st} to ${e.method}` };
     // 401 is about who the user is; 403 about what that user may do (RFC 9110 §15.5.2, §15.5.4).
     if (st === 401) {
@@ -136,20 +137,20 @@ export class WebDavStorage implements Storage {
     if (st === 403) {
       return {
         kind: 'permanent',
-        reason: `the server forbade ${e.method} of ${e.path || '/'} (403)`,
+        reason: `the server forbade ${e.method} of ${where} (403)`,
         hint: 'check that this user may read and write this folder on the server',
       };
     }
     if (st === 413) {
       return {
         kind: 'permanent',
-        reason: `the server refused an upload as too large (413 to ${e.method} of ${e.path})`,
+        reason: `the server refused an upload as too large (413 to ${e.method} of ${where})`,
         hint: 'raise the upload limit of the server to at least 32 MiB (nginx: client_max_body_size; Apache: LimitRequestBody)',
       };
     }
     if (st === 507) return { kind: 'permanent', reason: 'the server is out of space (507)', hint: 'free space on the server, then run the backup again' };
     if (st === 404 && opening) return { kind: 'permanent', reason: `the folder ${this.origin.pathname} does not exist`, hint: 'check the path' };
-    return { kind: 'permanent', reason: `the server refused ${e.method} of ${e.path || '/'} (${st})` };
+    return { kind: 'permanent', reason: `the server refused ${e.method} of ${where} (${st})` };
   }
 
   private call<T>(what: string, fn: (attempt: number) => Promise<T>, opening = false): Promise<T> {

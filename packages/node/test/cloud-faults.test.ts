@@ -8,14 +8,14 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { backup, generateBackupKey, ObjectExistsError, Repository, restore, StorageUnavailableError, toHex, type Storage } from '@coffer/core';
 import { FolderSource, FolderTarget, nodeCryptoProvider as crypto, openStorage, S3Storage, StorageRefusedError, WebDavStorage, workerCodec, type RetryPolicy } from '@coffer/node';
 import { faultProxy, seeded, startServer, type FaultProxy, type ServerProcess } from './servers.js';
+import { digest, makeTree } from './trees.js';
 
 const MiB = 1024 * 1024;
 const s3Env = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' };
@@ -67,32 +67,6 @@ const backends: Backend[] = [
 
 /** A fast policy for tests: a few seconds of retries, short waits, seeded jitter. */
 const testRetry = (onRetry?: RetryPolicy['onRetry']): RetryPolicy => ({ retryForMs: 3000, baseDelayMs: 20, maxDelayMs: 500, random: seeded(7), ...(onRetry ? { onRetry } : {}) });
-
-/** A folder of random (incompressible) files: one big file, some chunk-sized ones, many small ones. */
-async function makeTree(root: string, bytes: number, seed: number): Promise<number> {
-  const rnd = seeded(seed);
-  await mkdir(join(root, 'media', 'photos'), { recursive: true });
-  let left = bytes;
-  const big = Math.floor(bytes * 0.5);
-  await writeFile(join(root, 'media', 'video.mp4'), crypto.randomBytes(big));
-  left -= big;
-  for (let i = 0; left > 0; i++) {
-    const n = Math.min(left, i % 5 === 0 ? Math.floor(rnd() * 4000) : Math.floor(MiB * (0.5 + rnd() * 2)));
-    await writeFile(join(root, i % 3 ? 'media/photos' : '.', `file-${i}.bin`), crypto.randomBytes(n));
-    left -= n;
-  }
-  return bytes;
-}
-
-async function digest(root: string, rel = ''): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of (await readdir(join(root, rel), { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-    const p = rel ? `${rel}/${e.name}` : e.name;
-    if (e.isDirectory()) out.push(`${p}/`, ...(await digest(root, p)));
-    else out.push(`${p} ${createHash('sha256').update(await readFile(join(root, p))).digest('hex')}`);
-  }
-  return out;
-}
 
 for (const b of backends) {
   test(`${b.kind}: a 64 MiB backup through dropped connections, lost answers, stalls, 500 and 503 completes and restores byte-identical`, async () => {
