@@ -48,7 +48,8 @@ Options for every command:
 LOCATION is a folder path, a file:// URL, s3://bucket/prefix or webdav(s)://host/path
 (credentials from AWS_* or COFFER_WEBDAV_USER / COFFER_WEBDAV_PASSWORD; see the README).
 Exit codes: 0 ok, 1 failure, 2 bad usage, 3 wrong key or password, 4 damaged backup,
-5 storage unreachable, 6 key destroyed by the vault, 7 vault unreachable or refused.
+5 storage unreachable, 6 key destroyed by the vault, 7 vault unreachable or refused,
+8 backup completed with files skipped or changing while read, 9 local disk full, read-only or not writable.
 `;
 
 const COMMAND_HELP: Record<string, string> = {
@@ -72,22 +73,29 @@ Changes the vault password. With --password-stdin, the current and the new passw
 two lines of standard input. A wrong current password costs one guess.
 `,
   vault: 'Run `coffer vault --help`.\n',
-  backup: `Usage: coffer backup DIR [--profile DIR] [--json] [--quiet]
+  backup: `Usage: coffer backup DIR [--sqlite GLOB]... [--profile DIR] [--json] [--quiet]
        coffer backup disable --yes [--profile DIR]   (turn backups off: delete the key from the vault and this profile)
 
 Backs up the folder DIR. Files unchanged since the last backup are not read again, and chunks the
 store already holds are not uploaded again. An interrupted backup leaves earlier ones intact; run
 it again to finish.
+
+The folder may change while it is backed up. A file that vanishes or cannot be read is skipped
+with a warning; a file that keeps changing while it is read is stored marked "changed while read".
+Either way the backup completes, and exits with code 8. SQLite databases (found by their header,
+or named by --sqlite GLOB, e.g. --sqlite '*.db') are stored from a consistent snapshot.
 `,
   restore: `Usage: coffer restore DIR [--storage LOCATION (--recovery-key-stdin | prompt)] [--backup N]
-                     [--overwrite] [--allow-rollback] [--profile DIR] [--json] [--quiet]
+                     [--overwrite] [--allow-rollback] [--keep-special-modes] [--profile DIR] [--json] [--quiet]
        coffer restore DIR --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
 
 Restores the newest backup (or backup number N) into DIR. Without --storage, uses the profile.
 With --vault, the backup key is recovered from the vault with the password; each wrong password
 costs one of a limited number of guesses, after which the vault destroys the key for good.
 DIR must be new or empty unless --overwrite is given. Nothing appears in DIR until every file has
-been verified.
+been verified, and nothing is ever written outside DIR. setuid, setgid and sticky bits are dropped
+unless --keep-special-modes is given. A newest backup that does not open is skipped, with a
+warning, for the newest one that does.
 `,
   status: `Usage: coffer status [--profile DIR] [--json]\n\nShows the profile, the store and its backups.\n`,
   verify: `Usage: coffer verify [--profile DIR] [--json] [--quiet]\n\nReads back every object of every backup and checks it; exit code 4 if any is damaged.\n`,
@@ -240,30 +248,42 @@ async function openProfileBackup(io: Io, values: { profile?: string; json?: bool
   }
 }
 
+/** At most this many paths in a human-readable list; --json lists them all. */
+const SHOWN = 10;
+const listPaths = (paths: string[]) => paths.slice(0, SHOWN).map((p) => `  ${p}\n`).join('') + (paths.length > SHOWN ? `  ... and ${paths.length - SHOWN} more (--json lists them all)\n` : '');
+
 async function cmdBackup(io: Io, args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { yes: { type: 'boolean' }, token: { type: 'string' } }, 1);
+  const { values, positionals } = parse(args, { yes: { type: 'boolean' }, token: { type: 'string' }, sqlite: { type: 'string', multiple: true } }, 1);
   const json = !!values.json;
   const dir = positionals[0];
   if (dir === 'disable') return disableBackups(io, values);
   if (!dir) throw new UsageError('which folder should be backed up?', 'coffer backup DIR');
+  const sqlite = (values.sqlite as string[] | undefined) ?? [];
+  for (const g of sqlite) if (!g || g.startsWith('/')) throw new UsageError(`--sqlite takes a pattern relative to the folder, not ${JSON.stringify(g)}`, "for example --sqlite '*.db' or --sqlite 'databases/**'");
   const { home, repo, lastSeenSeq } = await openProfileBackup(io, values);
   const view = ProgressView.for(io, json, 'backup', values.quiet);
   const codec = workerCodec(repo.keys, repo.config);
   try {
-    const source = new FolderSource(dir);
+    const source = new FolderSource(dir, { sqlite });
     const r = await backup(repo, source, { codec, lastSeenSeq, onProgress: view.update });
     view.end();
     await rememberSeq(home, repo.config.backupId, r.seq);
     const secs = view.elapsedSeconds();
+    const special = r.skipped.filter((k) => k.reason === 'special');
+    const warned = r.skipped.filter((k) => k.reason !== 'special');
+    const incomplete = warned.length > 0 || r.changed.length > 0;
     say(
       io,
       json,
-      `Backup #${r.seq} done in ${secs.toFixed(1)} s: ${r.files} files, ${formatBytes(r.bytes)}; ` +
+      `Backup #${r.seq} ${incomplete ? 'completed with warnings' : 'done'} in ${secs.toFixed(1)} s: ${r.files} files, ${formatBytes(r.bytes)}; ` +
         `${r.filesRead} files read, ${r.chunksUploaded} new chunks (${formatBytes(r.bytesUploaded)}) uploaded, ${r.chunksReused} reused.\n` +
-        (source.skipped.length ? `Skipped ${source.skipped.length} special files (sockets, pipes, devices).\n` : ''),
-      { ...r, seconds: secs, skipped: source.skipped },
+        (special.length ? `Skipped ${special.length} special files (sockets, pipes, devices).\n` : '') +
+        (warned.length ? `Warning: ${warned.length} files skipped (they vanished or could not be read during the backup):\n${listPaths(warned.map((k) => `${k.path} (${k.reason})`))}` : '') +
+        (r.changed.length ? `Warning: ${r.changed.length} files kept changing while they were read; they are stored marked "changed while read":\n${listPaths(r.changed)}` : '') +
+        (source.snapshotted.length ? `${source.snapshotted.length} SQLite databases stored from a consistent snapshot.\n` : ''),
+      { ...r, seconds: secs, snapshots: source.snapshotted, incomplete },
     );
-    return Exit.ok;
+    return incomplete ? Exit.incomplete : Exit.ok;
   } finally {
     view.end();
     await codec.close();
@@ -324,7 +344,7 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
     args,
     {
       storage: { type: 'string' }, 'recovery-key-stdin': { type: 'boolean' }, overwrite: { type: 'boolean' }, backup: { type: 'string' },
-      'allow-rollback': { type: 'boolean' }, ...vaultOptions,
+      'allow-rollback': { type: 'boolean' }, 'keep-special-modes': { type: 'boolean' }, ...vaultOptions,
     },
     1,
   );
@@ -360,14 +380,21 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
     codec = workerCodec(repo.keys, repo.config);
     const state = await loadState(home);
     const r = await restore(repo, new FolderTarget(dir, { overwrite: !!values.overwrite }), {
-      codec, seq, lastSeenSeq: state.seen[repo.config.backupId] ?? null, allowRollback: !!values['allow-rollback'], onProgress: view.update,
+      codec, seq, lastSeenSeq: state.seen[repo.config.backupId] ?? null, allowRollback: !!values['allow-rollback'],
+      keepSpecialModes: !!values['keep-special-modes'], onProgress: view.update,
     });
     view.end();
     await rememberSeq(home, repo.config.backupId, r.seq);
     const secs = view.elapsedSeconds();
-    say(io, json, `Restored backup #${r.seq} (${r.createdAt}) into ${dir}: ${r.files} files, ${formatBytes(r.bytes)} in ${secs.toFixed(1)} s, every byte verified.\n`, {
-      ...r, target: dir, seconds: secs,
-    });
+    say(
+      io,
+      json,
+      r.skippedManifests.map((k) => `Warning: backup #${k.seq} does not open (${k.message}); restored #${r.seq} instead.\n`).join('') +
+        `Restored backup #${r.seq} (${r.createdAt}) into ${dir}: ${r.files} files, ${formatBytes(r.bytes)} in ${secs.toFixed(1)} s, every byte verified.\n` +
+        (r.changed.length ? `Warning: ${r.changed.length} files were changing while they were backed up and may be inconsistent:\n${listPaths(r.changed)}` : '') +
+        (r.specialModesDropped ? `Dropped the setuid, setgid or sticky bits of ${r.specialModesDropped} files (--keep-special-modes keeps them).\n` : ''),
+      { ...r, target: dir, seconds: secs },
+    );
     return Exit.ok;
   } finally {
     view.end();

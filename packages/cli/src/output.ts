@@ -1,5 +1,5 @@
 /** What the user sees: progress on long work, readable errors with a hint, `--json` for scripts. */
-import { CofferError, DamagedBackupError, StorageUnavailableError, UsageError, WrongKeyError, type Progress } from '@coffer/core';
+import { CofferError, DamagedBackupError, LocalDiskError, StorageUnavailableError, UsageError, WrongKeyError, type Progress } from '@coffer/core';
 import type { RetryEvent } from '@coffer/node';
 
 export interface Io {
@@ -19,6 +19,10 @@ export const Exit = {
   storage: 5,
   keyDestroyed: 6,
   vault: 7,
+  /** The backup completed, but left files out or stored files that kept changing (spec/format.md §6.2). */
+  incomplete: 8,
+  /** The local disk refused a restore's writes: full, read-only or no permission. */
+  localDisk: 9,
 } as const;
 
 export function exitCodeFor(e: unknown): number {
@@ -26,6 +30,7 @@ export function exitCodeFor(e: unknown): number {
   if (e instanceof WrongKeyError) return Exit.wrongKey;
   if (e instanceof DamagedBackupError) return Exit.damaged;
   if (e instanceof StorageUnavailableError) return Exit.storage;
+  if (e instanceof LocalDiskError) return Exit.localDisk;
   if (e instanceof CofferError) {
     const byCode: Record<string, number> = {
       usage: Exit.usage, 'target-not-empty': Exit.usage, 'no-profile': Exit.usage, 'no-backup': Exit.usage,

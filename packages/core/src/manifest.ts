@@ -19,7 +19,14 @@ export interface TreeEntry {
   target?: string;
   /** Change-detection hints of the writing client; ignored by readers. */
   hint?: { ino?: string; ctimeNs?: string };
+  /** Files only: the file kept changing while it was read, so its content may be torn (§6.2). */
+  changed?: true;
 }
+
+/** The largest manifest a reader accepts (§4.4): its plaintext and sealed size are both below this. */
+export const MAX_MANIFEST_BYTES = 256 * 1024 * 1024;
+/** Longest symlink target (PATH_MAX - 1 on Linux). */
+const MAX_LINK_TARGET = 4095;
 
 export interface ManifestHeader {
   type: 'coffer-manifest';
@@ -38,13 +45,21 @@ export interface Manifest {
   entries: TreeEntry[];
 }
 
+// A UTF-16 surrogate without its pair: such a name has no UTF-8 form, and two of them would
+// collide on disk (both become U+FFFD).
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 /** A path is safe to create under a restore target (§5): throws a plain Error describing why not. */
 export function entryPathProblem(path: string): string | null {
   if (typeof path !== 'string' || path.length === 0) return 'empty path';
   if (path.startsWith('/')) return 'absolute path';
   if (path.includes('\u0000')) return 'NUL in path';
+  if (LONE_SURROGATE.test(path)) return 'not valid Unicode';
   for (const part of path.split('/')) {
     if (part === '' || part === '.' || part === '..') return `path component ${JSON.stringify(part)}`;
+    // NAME_MAX: no file system Coffer restores to holds a longer name (a multi-byte name is
+    // measured in UTF-8).
+    if (part.length > 85 && utf8(part).length > 255) return 'a name longer than 255 bytes';
   }
   return null;
 }
@@ -70,9 +85,19 @@ export function encodeManifest(m: Manifest): Uint8Array {
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const ID = /^[0-9a-f]{64}$/;
 
-/** Parses and validates a decrypted manifest; anything off is `DamagedBackupError(corrupt|misplaced)`. */
-export function decodeManifest(bytes: Uint8Array, name: string, expect: { backupId: Uint8Array; seq: number }): Manifest {
+/** Parent path of an entry path, or `null` at the top. */
+export const parentPath = (path: string): string | null => {
+  const i = path.lastIndexOf('/');
+  return i < 0 ? null : path.slice(0, i);
+};
+
+/**
+ * Parses and validates a decrypted manifest (§5, §5.1): anything off is
+ * `DamagedBackupError(corrupt|misplaced)`, thrown before a restore writes anything.
+ */
+export function decodeManifest(bytes: Uint8Array, name: string, expect: { backupId: Uint8Array; seq: number; chunkSize: number }): Manifest {
   const bad = (detail: string) => new DamagedBackupError('corrupt', name, { detail });
+  if (bytes.length > MAX_MANIFEST_BYTES) throw bad('larger than a manifest may be');
   let text: string;
   try {
     text = fromUtf8(bytes);
@@ -91,7 +116,11 @@ export function decodeManifest(bytes: Uint8Array, name: string, expect: { backup
   if (header.backupId !== toHex(expect.backupId) || header.seq !== expect.seq) throw new DamagedBackupError('misplaced', name);
   if (!isInt(header.entries) || header.entries !== lines.length - 1) throw bad('entry count does not match');
   const entries: TreeEntry[] = [];
+  // Kind of every path seen so far: an entry may only lie below a folder (§5.1).
+  const kinds = new Map<string, EntryKind>();
   let prev: string | null = null;
+  let files = 0;
+  let total = 0;
   for (let i = 1; i < lines.length; i++) {
     let e: TreeEntry;
     try {
@@ -99,22 +128,35 @@ export function decodeManifest(bytes: Uint8Array, name: string, expect: { backup
     } catch (err) {
       throw new DamagedBackupError('corrupt', name, { cause: err, detail: `bad entry on line ${i + 1}` });
     }
-    const problem = entryPathProblem(e?.path);
+    if (typeof e !== 'object' || e === null) throw bad(`entry ${i}: not an object`);
+    const problem = entryPathProblem(e.path);
     if (problem) throw bad(`entry ${i}: ${problem}`);
     if (prev !== null && compareEntryPaths(prev, e.path) >= 0) throw bad(`entry ${i}: out of order or duplicate`);
     prev = e.path;
-    if (!isInt(e.mode) || typeof e.mtimeNs !== 'string' || !/^\d{1,25}$/.test(e.mtimeNs)) throw bad(`entry ${i}: bad mode or mtime`);
+    for (let p = parentPath(e.path); p !== null; p = parentPath(p)) {
+      const k = kinds.get(p);
+      if (k !== undefined && k !== 'dir') throw bad(`entry ${i} lies below a ${k}, not a folder`);
+    }
+    if (!isInt(e.mode) || e.mode > 0o7777 || typeof e.mtimeNs !== 'string' || !/^\d{1,25}$/.test(e.mtimeNs)) throw bad(`entry ${i}: bad mode or mtime`);
     if (e.kind === 'file') {
       if (!isInt(e.size) || !Array.isArray(e.chunks) || !e.chunks.every((c) => typeof c === 'string' && ID.test(c))) {
         throw bad(`entry ${i}: bad file entry`);
       }
+      if (e.chunks.length !== Math.ceil(e.size / expect.chunkSize)) throw bad(`entry ${i}: chunk list does not fit the size`);
+      if (e.changed !== undefined && e.changed !== true) throw bad(`entry ${i}: bad changed flag`);
+      files++;
+      total += e.size;
     } else if (e.kind === 'symlink') {
-      if (typeof e.target !== 'string' || e.target.length === 0 || e.target.includes('\u0000')) throw bad(`entry ${i}: bad symlink`);
+      if (typeof e.target !== 'string' || e.target.length === 0 || e.target.includes('\u0000') || LONE_SURROGATE.test(e.target) || utf8(e.target).length > MAX_LINK_TARGET) {
+        throw bad(`entry ${i}: bad symlink`);
+      }
     } else if (e.kind !== 'dir') {
       throw bad(`entry ${i}: unknown kind`);
     }
+    kinds.set(e.path, e.kind);
     entries.push(e);
   }
+  if (header.files !== files || header.bytes !== total) throw bad('file count or size does not match the entries');
   return { header, entries };
 }
 

@@ -1,13 +1,15 @@
 /** A backup repository in a Storage: config, manifests, key check (spec/format.md §1, §2, §6). */
 import { fromHex, fromUtf8, toHex, utf8 } from './bytes.js';
 import type { CryptoProvider } from './crypto.js';
-import { ConflictError, CofferError, DamagedBackupError, ObjectExistsError, ObjectNotFoundError, StorageUnavailableError, UnsupportedFormatError } from './errors.js';
+import { ConflictError, CofferError, DamagedBackupError, type DamageReason, ObjectExistsError, ObjectNotFoundError, StorageUnavailableError, UnsupportedFormatError } from './errors.js';
 import { checkKey, deriveKeys, keyCheckValue, type DerivedKeys, type SecretKey } from './keys.js';
-import { decodeManifest, encodeManifest, manifestName, parseManifestName, type Manifest } from './manifest.js';
-import { DEFAULT_SEGMENT_SIZE, ObjectType, openObject, sealObject } from './object.js';
+import { decodeManifest, encodeManifest, manifestName, MAX_MANIFEST_BYTES, parseManifestName, type Manifest } from './manifest.js';
+import { DEFAULT_SEGMENT_SIZE, ObjectType, openObject, sealedSize, sealObject } from './object.js';
 import type { Storage } from './storage.js';
 
 export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
+/** The config is a short line of JSON; anything longer is not one (§4.4). */
+const MAX_CONFIG_BYTES = 64 * 1024;
 
 export interface RepoConfig {
   format: 'coffer-backup';
@@ -26,6 +28,29 @@ export async function storageCall<T>(storage: Storage, what: string, fn: () => P
     if (e instanceof CofferError || e instanceof TypeError) throw e;
     throw new StorageUnavailableError(`${storage.label}: ${what} failed: ${(e as Error)?.message ?? String(e)}`, { cause: e });
   }
+}
+
+/**
+ * Reads a whole object of at most `max` bytes with one ranged get of `max + 1`, so an object
+ * larger than the format allows is reported as damage before anything is allocated for it (§4.4).
+ */
+export async function readBounded(storage: Storage, name: string, max: number, alloc?: (size: number) => Uint8Array): Promise<Uint8Array> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await storageCall(storage, `reading ${name}`, () => storage.get(name, { offset: 0, length: max + 1 }, alloc));
+  } catch (e) {
+    if (e instanceof ObjectNotFoundError) throw new DamagedBackupError('missing', name, { cause: e });
+    throw e;
+  }
+  if (bytes.length > max) throw new DamagedBackupError('corrupt', name, { detail: 'larger than the format allows' });
+  return bytes;
+}
+
+/** A manifest name that did not open, and why (§4.4: junk under a manifest name). */
+export interface SkippedManifest {
+  seq: number;
+  reason: DamageReason;
+  message: string;
 }
 
 export class Repository {
@@ -71,11 +96,12 @@ export class Repository {
   static async readConfig(storage: Storage): Promise<RepoConfig> {
     let raw: Uint8Array;
     try {
-      raw = await storageCall(storage, 'reading the config', () => storage.get('config'));
+      raw = await readBounded(storage, 'config', MAX_CONFIG_BYTES);
     } catch (e) {
-      if (e instanceof ObjectNotFoundError) {
+      if (e instanceof DamagedBackupError && e.reason === 'missing') {
         throw new CofferError('no-backup', `${storage.label} holds no Coffer backup`, { cause: e, hint: 'check the storage location, or run `coffer init` to start backing up there' });
       }
+      if (e instanceof DamagedBackupError) throw new DamagedBackupError('config', 'config', { cause: e });
       throw e;
     }
     let c: RepoConfig;
@@ -127,24 +153,51 @@ export class Repository {
 
   async readManifest(seq: number): Promise<Manifest> {
     const name = manifestName(seq);
-    let sealed: Uint8Array;
-    try {
-      sealed = await storageCall(this.storage, `reading ${name}`, () => this.storage.get(name));
-    } catch (e) {
-      if (e instanceof ObjectNotFoundError) throw new DamagedBackupError('missing', name, { cause: e });
-      throw e;
-    }
+    const sealed = await readBounded(this.storage, name, sealedSize(MAX_MANIFEST_BYTES, this.config.segmentSize));
     const plain = await openObject(this.crypto, this.keys, { type: ObjectType.manifest, backupId: this.backupId, seq }, sealed, name, {
       segmentSize: this.config.segmentSize,
     });
-    return decodeManifest(plain, name, { backupId: this.backupId, seq });
+    return decodeManifest(plain, name, { backupId: this.backupId, seq, chunkSize: this.config.chunkSize });
+  }
+
+  /**
+   * The newest manifest that opens, at or below `atMost` (§4.4): names that hold junk, damage or
+   * another backup's manifest are skipped and reported. With `lastSeenSeq`, a fallback below
+   * what this device has seen is `rolled-back` unless `allowRollback`. `null` when none opens.
+   */
+  async newestReadable(options: { atMost?: number; lastSeenSeq?: number | null; allowRollback?: boolean } = {}): Promise<{ manifest: Manifest; skipped: SkippedManifest[] } | null> {
+    const seqs = (await this.manifests()).filter((s) => options.atMost === undefined || s <= options.atMost);
+    const skipped: SkippedManifest[] = [];
+    for (let i = seqs.length - 1; i >= 0; i--) {
+      const seq = seqs[i]!;
+      try {
+        const manifest = await this.readManifest(seq);
+        if (!options.allowRollback && options.lastSeenSeq != null && seq < options.lastSeenSeq && skipped.length > 0) {
+          throw new DamagedBackupError('rolled-back', undefined, {
+            detail: `${skipped.length === 1 ? 'backup' : 'backups'} #${skipped.map((k) => k.seq).join(', #')} ${skipped.length === 1 ? 'does' : 'do'} not open (${skipped[0]!.reason}), and #${seq} is older than #${options.lastSeenSeq}, which this device has seen`,
+          });
+        }
+        return { manifest, skipped };
+      } catch (e) {
+        if (!(e instanceof DamagedBackupError) || e.reason === 'rolled-back') throw e;
+        skipped.push({ seq, reason: e.reason, message: e.message });
+      }
+    }
+    if (skipped.length) {
+      throw new DamagedBackupError(skipped[0]!.reason, manifestName(skipped[0]!.seq), { detail: `and none of the ${skipped.length} backups in the store opens` });
+    }
+    return null;
   }
 
   /** Writes a manifest write-once (§6); a concurrent writer of the same seq gets ConflictError. */
   async writeManifest(manifest: Manifest, salt?: Uint8Array): Promise<void> {
     const seq = manifest.header.seq;
     const name = manifestName(seq);
-    const sealed = await sealObject(this.crypto, this.keys, { type: ObjectType.manifest, backupId: this.backupId, seq }, encodeManifest(manifest), {
+    const plain = encodeManifest(manifest);
+    if (plain.length > MAX_MANIFEST_BYTES) {
+      throw new CofferError('too-large', `this backup's list of files is larger than the ${MAX_MANIFEST_BYTES >> 20} MiB a manifest may hold`, { hint: 'back up fewer files at once (several folders, each with its own profile)' });
+    }
+    const sealed = await sealObject(this.crypto, this.keys, { type: ObjectType.manifest, backupId: this.backupId, seq }, plain, {
       segmentSize: this.config.segmentSize,
       ...(salt ? { salt } : {}),
     });

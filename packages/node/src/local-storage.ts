@@ -6,11 +6,25 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { link, mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { access, link, mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { checkObjectName, ObjectExistsError, ObjectNotFoundError, StorageUnavailableError, type ByteRange, type Storage } from '@coffer/core';
 
 const code = (e: unknown) => (e as NodeJS.ErrnoException)?.code;
+
+/** A failed write to the store, named: full, read-only and permission failures get their own hint. */
+function writeFailure(label: string, name: string, e: unknown): StorageUnavailableError {
+  const c = code(e);
+  const why: Record<string, [string, string]> = {
+    ENOSPC: ['the disk is full', 'free some space on the store\'s disk; earlier backups are intact'],
+    EDQUOT: ['the disk quota is used up', 'free some space on the store\'s disk; earlier backups are intact'],
+    EROFS: ['the store is on a read-only file system', 'back up to a writable store; earlier backups are intact'],
+    EACCES: ['permission denied', 'make the store folder writable for this user; earlier backups are intact'],
+    EPERM: ['permission denied', 'make the store folder writable for this user; earlier backups are intact'],
+  };
+  const known = c ? why[c] : undefined;
+  return new StorageUnavailableError(`${label}: writing ${name} failed: ${known ? known[0] : (c ?? String(e))}`, { cause: e, ...(known ? { hint: known[1] } : {}) });
+}
 
 export class LocalStorage implements Storage {
   readonly label: string;
@@ -87,7 +101,9 @@ export class LocalStorage implements Storage {
       this.dirty.add(dir);
     } catch (e) {
       if (e instanceof ObjectExistsError) throw e;
-      throw new StorageUnavailableError(`${this.label}: writing ${name} failed: ${code(e) ?? e}`, { cause: e });
+      // A read-only or unwritable store can fail with a less telling code (mkdir says ENOENT).
+      const probe = await access(this.root, constants.W_OK).then(() => e, (p: unknown) => p);
+      throw writeFailure(this.label, name, code(probe) === 'ENOENT' ? e : probe);
     } finally {
       await unlink(tmp).catch(() => {});
     }

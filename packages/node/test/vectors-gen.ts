@@ -32,8 +32,8 @@ function source(tree: Tree): BackupSource {
         return { ...base, kind: 'file', mode: 0o644, size: data.length };
       });
     },
-    async *read(path, chunkSize) {
-      const v = tree[path]!;
+    async *read(entry, chunkSize) {
+      const v = tree[entry.path]!;
       const data = typeof v === 'string' ? Buffer.from(v) : v;
       for (let o = 0; o < data.length; o += chunkSize) yield data.subarray(o, o + chunkSize);
     },
