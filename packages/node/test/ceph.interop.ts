@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { storageConformance } from '@coffer/core';
 import { S3Storage } from '@coffer/node';
 import { outage, racingDevices, roundTrip } from './interop.js';
@@ -32,7 +32,6 @@ before(async () => {
     endpoint: `http://127.0.0.1:${ceph.port}`, region: 'us-east-1', forcePathStyle: true, maxAttempts: 1,
     credentials: { accessKeyId: ceph.env.AWS_ACCESS_KEY_ID!, secretAccessKey: ceph.env.AWS_SECRET_ACCESS_KEY! },
   });
-  await client.send(new CreateBucketCommand({ Bucket: 'coffer' }));
 });
 after(async () => {
   client?.destroy();

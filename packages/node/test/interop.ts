@@ -184,6 +184,7 @@ export async function outage(server: RealServer, open: Opener, path: string, wor
     await server.start();
     const r = await run.exited;
     assert.equal(r.code, 0, `the backup completes in the same run\n${r.stdout}\n${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /Warning/, 'no warning (such as the AWS SDK\'s NodeVersionSupportWarning) on stderr');
     const result = JSON.parse(r.stdout) as { ok: boolean; chunksUploaded: number; seconds: number };
     const waits = r.stderr.split('\n').filter((l) => l.startsWith('{"waiting"')).map((l) => JSON.parse(l) as { reason: string; giveUpInSeconds: number });
     assert.ok(waits.length >= 3, `progress says it waits for the store (${waits.length} notices)\n${r.stderr}`);

@@ -7,6 +7,7 @@
  * (for Ceph, only the gateway stops: the cluster behind it keeps the objects).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { chownSync, existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -209,8 +210,8 @@ export async function startDav(kind: DavKind): Promise<RealServer> {
 /**
  * Ceph's S3 gateway on a one-node cluster: a monitor, one OSD with the memstore object store
  * (objects in memory: nothing on disk but maps), and radosgw with the beast front end. No cephx
- * (loopback only), so every messenger mode is crc. A user with a random key pair; the bucket is the
- * tests' to create. Takes about 12 s on 2 cores, most of it radosgw creating its pools.
+ * (loopback only), so every messenger mode is crc. A user with a random key pair, and a bucket
+ * "coffer". Takes about 12 s on 2 cores, most of it radosgw creating its pools.
  */
 export async function startCeph(): Promise<RealServer> {
   const dir = await mkdtemp(join(tmpdir(), 'coffer-ceph-'));
@@ -280,6 +281,15 @@ rgw frontends = beast endpoint=127.0.0.1:${port}
     };
     await start();
     run('radosgw-admin', ['user', 'create', '--uid=coffer', '--display-name=coffer', `--access-key=${access}`, `--secret=${secret}`]);
+    // The bucket "coffer". (The SDK's Node version warning is off in this test process only; the
+    // `coffer` commands the tests run must silence it themselves.)
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+    const client = new S3Client({ endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: access, secretAccessKey: secret } });
+    try {
+      await client.send(new CreateBucketCommand({ Bucket: 'coffer' }));
+    } finally {
+      client.destroy();
+    }
     return {
       name: version('ceph'),
       port,
