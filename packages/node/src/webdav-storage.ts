@@ -145,7 +145,7 @@ export class WebDavStorage implements Storage {
       return {
         kind: 'permanent',
         reason: `the server refused an upload as too large (413 to ${e.method} of ${where})`,
-        hint: 'raise the upload limit of the server to at least 32 MiB (nginx: client_max_body_size; Apache: LimitRequestBody)',
+        hint: 'raise the upload limit of the server (nginx: client_max_body_size; Apache: LimitRequestBody): chunks take a little over 1 MiB, a manifest a few hundred bytes per file',
       };
     }
     if (st === 507) return { kind: 'permanent', reason: 'the server is out of space (507)', hint: 'free space on the server, then run the backup again' };

@@ -125,6 +125,25 @@ test(`Apache: a 403 names what was forbidden, and only a 401 blames the credenti
   await assert.rejects(WebDavStorage.open(servers[k].url('x'), { env: { ...servers[k].env, COFFER_WEBDAV_PASSWORD: 'wrong' } }), /the credentials were refused \(401\)/);
 });
 
+test(`nginx with its default upload limit (1 MiB): a chunk is refused with a message that says to raise it`, async () => {
+  const small = await startDav('nginx', { nginxMaxBody: '1m' });
+  try {
+    const s = await WebDavStorage.open(small.url('limit'), { env: small.env, create: true });
+    try {
+      await assert.rejects(s.put(`data/${'cd'.repeat(32)}`, new Uint8Array(1024 * 1024 + 296)), (e: unknown) => {
+        assert.ok(e instanceof StorageRefusedError, String(e));
+        assert.match(e.message, /the server refused an upload as too large \(413 to PUT of \/dav\/limit\/tmp\/[0-9a-f]+\.tmp\)/);
+        assert.match(e.hint, /client_max_body_size/);
+        return true;
+      });
+    } finally {
+      await s.close();
+    }
+  } finally {
+    await small.close();
+  }
+});
+
 test(`each server stopped for 10 s in the middle of a coffer backup: the backup waits, completes in the same run, and restores`, async (t) => {
   await Promise.all(
     kinds.map(async (k) => {

@@ -101,7 +101,7 @@ export function version(kind: DavKind | 'ceph'): string {
 }
 
 /** Starts a WebDAV server of `kind` in a new temporary folder, serving its root/dav at the URL path /dav/. */
-export async function startDav(kind: DavKind): Promise<RealServer> {
+export async function startDav(kind: DavKind, options: { nginxMaxBody?: string } = {}): Promise<RealServer> {
   // A folder of its own under /tmp: Apache drops root for www-data, which must reach it.
   const dir = await mkdtemp(join(tmpdir(), `coffer-${kind}-`));
   const root = join(dir, 'root');
@@ -160,7 +160,7 @@ export async function startDav(kind: DavKind): Promise<RealServer> {
         '  server {',
         `    listen 127.0.0.1:${port};`,
         `    root ${root};`,
-        '    client_max_body_size 64m;',
+        `    client_max_body_size ${options.nginxMaxBody ?? '64m'};`,
         '    location / {',
         '      auth_basic coffer-test;',
         `      auth_basic_user_file ${dir}/htpasswd;`,
