@@ -4,8 +4,10 @@
  * plain node:http rather than a client library: every request's status must reach retry.ts
  * unwrapped to be classified, and the few requests used here fit on a page.
  *
- * Layout as in the local folder: `config`, `manifests/<seq>`, `data/<first two hex digits>/<id>`
- * (a folder of a million entries is slow on most servers), and `tmp/` for uploads in progress.
+ * Layout as in the local folder: `packs/<first two hex digits>/<id>` (and version 1's `data/`
+ * likewise: a folder of a million entries is slow on most servers), every other name as it is, and
+ * `tmp/` for uploads in progress. Each folder is made once per process, before the uploads that
+ * need it; a MKCOL that loses a race with another client counts as done when the folder is there.
  *
  * Write-once and atomic. A put uploads to `tmp/<random>.tmp` and then MOVEs it to its name with
  * `Overwrite: F` (RFC 4918 §9.9): the server answers 412 when the name exists, and a MOVE is a
@@ -52,6 +54,8 @@ interface Entry {
   modified: number;
 }
 
+/** Names kept in 256 folders by their first two hex digits (spec/format.md §1): packs, and version 1's data objects. */
+const sharded = /^(data|packs)\/([0-9a-f]{2})([0-9a-f]+)$/;
 const collectionTag = /<(?:[A-Za-z0-9_-]+:)?collection\b/;
 const xmlText = (s: string) => s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, '&');
 
@@ -145,7 +149,7 @@ export class WebDavStorage implements Storage {
       return {
         kind: 'permanent',
         reason: `the server refused an upload as too large (413 to ${e.method} of ${where})`,
-        hint: 'raise the upload limit of the server (nginx: client_max_body_size; Apache: LimitRequestBody): chunks take a little over 1 MiB, a manifest a few hundred bytes per file',
+        hint: 'raise the upload limit of the server (nginx: client_max_body_size, 0 for none; Apache: LimitRequestBody): packs take about 17 MiB, a manifest a few hundred bytes per file',
       };
     }
     if (st === 507) return { kind: 'permanent', reason: 'the server is out of space (507)', hint: 'free space on the server, then run the backup again' };
@@ -275,8 +279,8 @@ export class WebDavStorage implements Storage {
   private path(name: string): string {
     checkObjectName(name);
     if (name === 'tmp' || name.startsWith('tmp/')) throw new TypeError('object names may not start with tmp/');
-    const m = /^data\/([0-9a-f]{2})([0-9a-f]+)$/.exec(name);
-    return m ? `data/${m[1]}/${m[1]}${m[2]}` : name;
+    const m = sharded.exec(name);
+    return m ? `${m[1]}/${m[2]}/${m[2]}${m[3]}` : name;
   }
 
   async put(name: string, data: Uint8Array): Promise<void> {
@@ -332,7 +336,7 @@ export class WebDavStorage implements Storage {
 
   async list(prefix: string): Promise<string[]> {
     const out: string[] = [];
-    // Breadth first, a few folders at a time: a store has up to 256 data/ shards.
+    // Breadth first, a few folders at a time: a store has up to 256 shards of packs/ (data/ in version 1).
     let level = [''];
     while (level.length) {
       const next: string[] = [];
@@ -344,9 +348,9 @@ export class WebDavStorage implements Storage {
             if (r === dir || r === '' || r === 'tmp') continue;
             if (e.collection) {
               // Only descend where names with this prefix can be.
-              if (/^data\/[0-9a-f]{2}$/.test(r) || prefix.startsWith(r + '/') || r.startsWith(prefix) || (r + '/').startsWith(prefix)) next.push(r);
+              if (/^(data|packs)\/[0-9a-f]{2}$/.test(r) || prefix.startsWith(r + '/') || r.startsWith(prefix) || (r + '/').startsWith(prefix)) next.push(r);
             } else {
-              const name = /^data\/[0-9a-f]{2}\/[0-9a-f]+$/.test(r) ? `data/${r.slice(8)}` : r;
+              const name = /^(data|packs)\/[0-9a-f]{2}\/[0-9a-f]+$/.test(r) ? r.replace(/\/[0-9a-f]{2}\//, '/') : r;
               if (name.startsWith(prefix)) out.push(name);
             }
           }

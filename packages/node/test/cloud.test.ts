@@ -140,13 +140,18 @@ test('storage URLs: s3:// and webdav:// open through openStorage, labels carry n
   await assert.rejects(openStorage('s3:///nobucket'), /names no bucket/);
 });
 
-test('WebDAV: uploads in progress live in tmp/ and are never listed; data objects are sharded by their first two digits', async () => {
+test('WebDAV: uploads in progress live in tmp/ and are never listed; packs (and v1 data objects) are sharded by their first two digits', async () => {
   const s = keep(await WebDavStorage.open(davUrl('layout'), { env: davEnv, create: true }));
   const id = 'ab'.repeat(32);
+  const pack = 'c0'.repeat(32);
   await s.put(`data/${id}`, new Uint8Array([1, 2, 3]));
+  await s.put(`packs/${pack}`, new Uint8Array([5]));
   await s.put('manifests/1', new Uint8Array([4]));
-  assert.deepEqual((await s.list('')).sort(), [`data/${id}`, 'manifests/1']);
+  assert.deepEqual((await s.list('')).sort(), [`data/${id}`, 'manifests/1', `packs/${pack}`]);
+  assert.deepEqual(await s.list('packs/c0'), [`packs/${pack}`]);
   assert.deepEqual(await readdir(join(dir, 'dav', 'layout', 'data', 'ab')), [id]);
+  assert.deepEqual(await readdir(join(dir, 'dav', 'layout', 'packs', 'c0')), [pack]);
+  await s.delete(`packs/${pack}`);
   assert.deepEqual(await readdir(join(dir, 'dav', 'layout', 'tmp')), [], 'no upload is left behind');
   await assert.rejects(s.put('tmp/x', new Uint8Array(1)), TypeError);
   // Uploads of killed puts: a day-old one is removed when the store is opened; a fresh one may be a running put.
