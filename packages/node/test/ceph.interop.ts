@@ -90,5 +90,5 @@ test(`${name}: the gateway stopped for 10 s in the middle of a coffer backup: th
   const src = join(dir, 'outage-src');
   await makeTree(src, 32 * 1024 * 1024, 5);
   const r = await outage(ceph, open, 'outage', await work('outage'), src);
-  t.diagnostic(`${name}: ${r.storedBeforeOutage} of ${r.uploaded} chunks stored before the outage; ${r.waits} waiting notices`);
+  t.diagnostic(`${name}: ${r.storedBeforeOutage} of ${r.stored} objects stored before the outage; ${r.waits} waiting notices`);
 });

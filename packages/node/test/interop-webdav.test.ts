@@ -148,7 +148,7 @@ test(`each server stopped for 10 s in the middle of a coffer backup: the backup 
   await Promise.all(
     kinds.map(async (k) => {
       const r = await outage(servers[k], opener(k), 'outage', await work(`${k}-outage`), outageSrc);
-      t.diagnostic(`${names[k]}: ${r.storedBeforeOutage} of ${r.uploaded} chunks stored before the outage; ${r.waits} waiting notices`);
+      t.diagnostic(`${names[k]}: ${r.storedBeforeOutage} of ${r.stored} objects stored before the outage; ${r.waits} waiting notices`);
     }),
   );
 });
