@@ -7,10 +7,12 @@ import {
   restore, UsageError, verify, type SecretKey, type Storage,
 } from '@coffer/core';
 import {
-  DEFAULT_RETRY, FolderSource, FolderTarget, isEmptyOrMissing, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, workerCodec, type RetryPolicy,
+  DEFAULT_RETRY, FolderIndexCache, FolderSource, FolderTarget, isEmptyOrMissing, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, workerCodec,
+  type RetryPolicy,
 } from '@coffer/node';
-import { Exit, formatBytes, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, storeWaitNotice, type Io } from './output.js';
-import { keyHex, loadProfile, loadState, profileDir, profileExists, profileKey, rememberSeq, removeProfile, saveProfile, type Profile } from './profile.js';
+import { hostname } from 'node:os';
+import { Exit, formatBytes, onInterrupt, printable, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, storeWaitNotice, type Io } from './output.js';
+import { indexCacheDir, keyHex, loadProfile, loadState, profileDir, profileExists, profileKey, rememberSeq, removeProfile, saveProfile, tempDir, type Profile } from './profile.js';
 import { readPassword, recoverKey, vaultConnection } from './vault.js';
 import { changePassword, deleteBackupKey, registerBackupKey, vaultStatus } from '@coffer/core/vault';
 
@@ -174,6 +176,7 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
   const conn = password ? vaultConnection(io, values) : undefined;
   const profile = (key: SecretKey, repo: Repository): Profile => ({
     version: 1, storage: values.storage!, backupId: repo.config.backupId, key: keyHex(key), createdAt: new Date().toISOString(),
+    ...(repo.config.mac ? { configMac: repo.config.mac } : {}),
     ...(conn ? { protection: 'password', vault: { url: conn.vaultUrl, realmKey: conn.realmPublicKey, token: conn.token } } : { protection: 'recovery-key' }),
   });
   const connect = async (key: SecretKey, how: string) => {
@@ -230,19 +233,25 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
   }
 }
 
-/** This device's backup: the profile's store, opened and checked with the profile's key. */
+/** This device's backup: the profile's store, opened and checked with the profile's key and pinned config. */
 async function openProfileBackup(io: Io, values: { profile?: string; json?: boolean; quiet?: boolean; 'retry-for'?: string }) {
   const home = profileDir(values.profile, io.env);
-  const profile = await loadProfile(home);
+  let profile = await loadProfile(home);
   const storage = await openStorage(profile.storage, storeOptions(io, values));
   const key = profileKey(profile);
   try {
-    const repo = await Repository.open(storage, crypto, key);
+    const repo = await Repository.open(storage, crypto, key, { pinnedMac: profile.configMac ?? null });
     if (repo.config.backupId !== profile.backupId) {
       throw new CofferError('usage', 'the store holds another backup than this profile', { hint: 'check the storage location in profile.json' });
     }
+    // A profile made before configs had MACs (or before a migration) pins the config it sees now.
+    if (repo.config.mac && !profile.configMac) {
+      profile = { ...profile, configMac: repo.config.mac };
+      await saveProfile(home, profile);
+    }
     const lastSeenSeq = (await loadState(home)).seen[repo.config.backupId] ?? null;
-    return { home, profile, storage, repo, lastSeenSeq };
+    const indexCache = new FolderIndexCache(indexCacheDir(home, repo.config.backupId));
+    return { home, profile, storage, repo, lastSeenSeq, indexCache };
   } finally {
     key.wipe(); // the repository holds the derived keys it needs
   }
@@ -260,12 +269,15 @@ async function cmdBackup(io: Io, args: string[]): Promise<number> {
   if (!dir) throw new UsageError('which folder should be backed up?', 'coffer backup DIR');
   const sqlite = (values.sqlite as string[] | undefined) ?? [];
   for (const g of sqlite) if (!g || g.startsWith('/')) throw new UsageError(`--sqlite takes a pattern relative to the folder, not ${JSON.stringify(g)}`, "for example --sqlite '*.db' or --sqlite 'databases/**'");
-  const { home, repo, lastSeenSeq } = await openProfileBackup(io, values);
+  const { home, repo, lastSeenSeq, indexCache } = await openProfileBackup(io, values);
+  if (repo.version === 1) throw new UsageError('this store uses backup format version 1, which this coffer reads but no longer writes', 'run `coffer migrate` once to convert it to version 2 (your backups stay restorable throughout)');
   const view = ProgressView.for(io, json, 'backup', values.quiet);
   const codec = workerCodec(repo.keys, repo.config);
+  const source = new FolderSource(dir, { sqlite, tempDir: tempDir(home) });
+  // Ctrl-C: the snapshots (chats in the clear) go with the process.
+  const stopWatching = onInterrupt(() => source.close());
   try {
-    const source = new FolderSource(dir, { sqlite });
-    const r = await backup(repo, source, { codec, lastSeenSeq, onProgress: view.update });
+    const r = await backup(repo, source, { codec, lastSeenSeq, onProgress: view.update, indexCache, host: hostname(), pid: process.pid });
     view.end();
     await rememberSeq(home, repo.config.backupId, r.seq);
     const secs = view.elapsedSeconds();
@@ -278,14 +290,16 @@ async function cmdBackup(io: Io, args: string[]): Promise<number> {
       `Backup #${r.seq} ${incomplete ? 'completed with warnings' : 'done'} in ${secs.toFixed(1)} s: ${r.files} files, ${formatBytes(r.bytes)}; ` +
         `${r.filesRead} files read, ${r.chunksUploaded} new chunks (${formatBytes(r.bytesUploaded)}) uploaded, ${r.chunksReused} reused.\n` +
         (special.length ? `Skipped ${special.length} special files (sockets, pipes, devices).\n` : '') +
-        (warned.length ? `Warning: ${warned.length} files skipped (they vanished or could not be read during the backup):\n${listPaths(warned.map((k) => `${k.path} (${k.reason})`))}` : '') +
-        (r.changed.length ? `Warning: ${r.changed.length} files kept changing while they were read; they are stored marked "changed while read":\n${listPaths(r.changed)}` : '') +
+        (warned.length ? `Warning: ${warned.length} files skipped (they vanished or could not be read during the backup):\n${listPaths(warned.map((k) => `${printable(k.path)} (${k.reason})`))}` : '') +
+        (r.changed.length ? `Warning: ${r.changed.length} files kept changing while they were read; they are stored marked "changed while read":\n${listPaths(r.changed.map(printable))}` : '') +
         (source.snapshotted.length ? `${source.snapshotted.length} SQLite databases stored from a consistent snapshot.\n` : ''),
       { ...r, seconds: secs, snapshots: source.snapshotted, incomplete },
     );
     return incomplete ? Exit.incomplete : Exit.ok;
   } finally {
+    stopWatching();
     view.end();
+    await source.close();
     await codec.close();
   }
 }
@@ -362,6 +376,7 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
   let key: SecretKey;
   const password = values.vault !== undefined || values['password-stdin'] !== undefined;
   if (password && values['recovery-key-stdin']) throw new UsageError('--recovery-key-stdin and --vault (password) do not go together');
+  let pinnedMac: string | null = null;
   if (values.storage) {
     storage = await openStorage(values.storage, storeOptions(io, values));
     // Check that the store holds a backup before a password guess is spent on it.
@@ -372,17 +387,22 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
     const profile = await loadProfile(home);
     storage = await openStorage(profile.storage, storeOptions(io, values));
     key = profileKey(profile);
+    pinnedMac = profile.configMac ?? null;
   }
   const view = ProgressView.for(io, json, 'restore', values.quiet);
   let codec;
   try {
-    const repo = await Repository.open(storage, crypto, key);
+    const repo = await Repository.open(storage, crypto, key, { pinnedMac });
     codec = workerCodec(repo.keys, repo.config);
     const state = await loadState(home);
-    const r = await restore(repo, new FolderTarget(dir, { overwrite: !!values.overwrite }), {
+    const target = new FolderTarget(dir, { overwrite: !!values.overwrite });
+    // Ctrl-C: what was restored so far goes with the process (§6.1 rule 6).
+    const stopWatching = onInterrupt(() => target.abort());
+    const r = await restore(repo, target, {
       codec, seq, lastSeenSeq: state.seen[repo.config.backupId] ?? null, allowRollback: !!values['allow-rollback'],
       keepSpecialModes: !!values['keep-special-modes'], onProgress: view.update,
-    });
+      indexCache: new FolderIndexCache(indexCacheDir(home, repo.config.backupId)),
+    }).finally(stopWatching);
     view.end();
     await rememberSeq(home, repo.config.backupId, r.seq);
     const secs = view.elapsedSeconds();
@@ -390,10 +410,11 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
       io,
       json,
       r.skippedManifests.map((k) => `Warning: backup #${k.seq} does not open (${k.message}); restored #${r.seq} instead.\n`).join('') +
-        `Restored backup #${r.seq} (${r.createdAt}) into ${dir}: ${r.files} files, ${formatBytes(r.bytes)} in ${secs.toFixed(1)} s, every byte verified.\n` +
-        (r.changed.length ? `Warning: ${r.changed.length} files were changing while they were backed up and may be inconsistent:\n${listPaths(r.changed)}` : '') +
+        `Restored backup #${r.seq} (${printable(r.createdAt)}) into ${dir}: ${r.files} files, ${formatBytes(r.bytes)} in ${secs.toFixed(1)} s, every byte verified.\n` +
+        (r.changed.length ? `Warning: ${r.changed.length} files were changing while they were backed up and may be inconsistent:\n${listPaths(r.changed.map(printable))}` : '') +
+        target.warnings.map((w) => `Warning: ${w}\n`).join('') +
         (r.specialModesDropped ? `Dropped the setuid, setgid or sticky bits of ${r.specialModesDropped} files (--keep-special-modes keeps them).\n` : ''),
-      { ...r, target: dir, seconds: secs },
+      { ...r, target: dir, seconds: secs, ...(target.warnings.length ? { warnings: target.warnings } : {}) },
     );
     return Exit.ok;
   } finally {
@@ -407,19 +428,19 @@ async function cmdStatus(io: Io, args: string[]): Promise<number> {
   const { values } = parse(args, {}, 0);
   const json = !!values.json;
   const { home, profile, storage, repo, lastSeenSeq } = await openProfileBackup(io, values);
-  const seqs = await repo.manifests();
-  const shown = seqs.slice(-10);
+  const refs = await repo.manifests();
+  const seqs = refs.map((r) => r.seq);
   const backups = [];
-  for (const s of shown) {
+  for (const ref of refs.slice(-10)) {
     try {
-      const h = (await repo.readManifest(s)).header;
-      backups.push({ seq: s, createdAt: h.createdAt, files: h.files, bytes: h.bytes });
+      const h = (await repo.readManifest(ref)).header;
+      backups.push({ seq: ref.seq, name: ref.name, createdAt: h.createdAt, files: h.files, bytes: h.bytes });
     } catch (e) {
       if (!(e instanceof DamagedBackupError)) throw e;
-      backups.push({ seq: s, damaged: e.message });
+      backups.push({ seq: ref.seq, name: ref.name, damaged: e.message });
     }
   }
-  const objects = (await storage.list('data/')).length;
+  const objects = (await storage.list(repo.version === 1 ? 'data/' : 'packs/')).length;
   let vault: Record<string, unknown> | undefined;
   if (profile.vault) {
     try {
@@ -430,10 +451,10 @@ async function cmdStatus(io: Io, args: string[]): Promise<number> {
   }
   const data = {
     ...(vault ? { vault } : {}),
-    profile: home, storage: redactUrl(profile.storage), backupId: repo.config.backupId, protection: profile.protection,
+    profile: home, storage: redactUrl(profile.storage), backupId: repo.config.backupId, format: repo.version, protection: profile.protection,
     backups: seqs.length, newest: seqs.at(-1) ?? null, lastSeen: lastSeenSeq, objects, recent: backups,
   };
-  const lines = backups.map((b) => ('damaged' in b ? `  #${b.seq}  damaged: ${b.damaged}` : `  #${b.seq}  ${b.createdAt}  ${b.files} files  ${formatBytes(b.bytes!)}`));
+  const lines = backups.map((b) => ('damaged' in b ? `  #${b.seq}  damaged: ${b.damaged}` : `  #${b.seq}  ${printable(b.createdAt!)}  ${b.files} files  ${formatBytes(b.bytes!)}`));
   say(
     io,
     json,
@@ -441,7 +462,7 @@ async function cmdStatus(io: Io, args: string[]): Promise<number> {
       (vault
         ? `Vault:      ${vault['url']}: ${'error' in vault ? `unreachable (${vault['error']})` : vault['registered'] ? `${vault['guessesRemaining']} of ${vault['maxAttempts']} guesses left` : vault['destroyed'] ? 'the key was destroyed after too many wrong passwords' : 'no key registered'}\n`
         : '') +
-      `Backups:    ${seqs.length}${seqs.length ? ` (newest #${data.newest})` : ''}; ${objects} stored chunks\n` +
+      `Backups:    ${seqs.length}${seqs.length ? ` (newest #${data.newest})` : ''}; ${objects} ${repo.version === 1 ? 'stored chunks (format version 1: run `coffer migrate`)' : 'packs'}\n` +
       (lines.length ? `Recent backups:\n${lines.join('\n')}\n` : 'No backup yet: run `coffer backup DIR`.\n'),
     data,
   );
@@ -451,11 +472,11 @@ async function cmdStatus(io: Io, args: string[]): Promise<number> {
 async function cmdVerify(io: Io, args: string[]): Promise<number> {
   const { values } = parse(args, {}, 0);
   const json = !!values.json;
-  const { repo, lastSeenSeq } = await openProfileBackup(io, values);
+  const { repo, lastSeenSeq, indexCache } = await openProfileBackup(io, values);
   const view = ProgressView.for(io, json, 'verify', values.quiet);
   const codec = workerCodec(repo.keys, repo.config);
   try {
-    const r = await verify(repo, { codec, lastSeenSeq, onProgress: view.update });
+    const r = await verify(repo, { codec, lastSeenSeq, onProgress: view.update, indexCache });
     view.end();
     const ok = r.damaged.length === 0;
     say(

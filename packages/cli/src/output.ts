@@ -196,3 +196,30 @@ export async function promptSecret(io: Io, question: string): Promise<string> {
     io.stderr.write('\n');
   }
 }
+
+/**
+ * A name or text from a backup, safe to print on a terminal: control characters and bidirectional
+ * overrides (which a backup's author could use to redraw the screen or disguise a name) are shown
+ * as escapes.
+ */
+export function printable(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * Runs `cleanup` if the process is interrupted (Ctrl-C, SIGTERM), then exits with 128 + the signal's
+ * number. Returns the function that stops watching.
+ */
+export function onInterrupt(cleanup: () => Promise<unknown>): () => void {
+  const handler = (signal: NodeJS.Signals) => {
+    const done = () => process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+    setTimeout(done, 5000).unref();
+    cleanup().then(done, done);
+  };
+  process.once('SIGINT', handler);
+  process.once('SIGTERM', handler);
+  return () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+}

@@ -33,12 +33,13 @@ async function craftManifest(b: Box, seq: number, entries: unknown[]): Promise<v
   const repo = await openRepo(b);
   const files = entries.filter((e) => (e as TreeEntry).kind === 'file') as TreeEntry[];
   const header = {
-    type: 'coffer-manifest', version: 1, backupId: repo.config.backupId, seq, parentSeq: seq - 1, createdAt: new Date().toISOString(),
+    type: 'coffer-manifest', version: 2, backupId: repo.config.backupId, seq, writer: WRITER, parent: null, createdAt: new Date().toISOString(),
     entries: entries.length, files: files.length, bytes: files.reduce((n, f) => n + f.size!, 0),
   };
   const text = [header, ...entries].map((l) => JSON.stringify(l)).join('\n') + '\n';
-  await repo.storage.put(manifestName(seq), await sealObject(nodeCryptoProvider, repo.keys, { type: ObjectType.manifest, backupId: repo.backupId, seq }, utf8(text)));
+  await repo.storage.put(manifestName(seq, WRITER), await sealObject(nodeCryptoProvider, repo.keys, { type: ObjectType.manifest, backupId: repo.backupId, seq, writer: WRITER }, utf8(text)));
 }
+const WRITER = 'c0ffee00c0ffee00';
 
 /** Runs a shell script in a mount namespace of its own (mounts vanish with it); `coffer` is the real command. */
 function inMountNamespace(b: Box, script: string): ReturnType<typeof sh> {

@@ -30,10 +30,16 @@ const MAX_LINK_TARGET = 4095;
 
 export interface ManifestHeader {
   type: 'coffer-manifest';
-  version: 1;
+  /** 2 (version 1 manifests are read, §10.1). */
+  version: 1 | 2;
   backupId: string;
   seq: number;
-  parentSeq: number | null;
+  /** Version 2: this backup's writer id, 16 hex digits (§5). */
+  writer?: string;
+  /** Version 2: the manifest this backup started from, by name and SHA-256 of its sealed bytes. */
+  parent?: { name: string; hash: string } | null;
+  /** Version 1 only. */
+  parentSeq?: number | null;
   createdAt: string;
   entries: number;
   files: number;
@@ -95,7 +101,7 @@ export const parentPath = (path: string): string | null => {
  * Parses and validates a decrypted manifest (§5, §5.1): anything off is
  * `DamagedBackupError(corrupt|misplaced)`, thrown before a restore writes anything.
  */
-export function decodeManifest(bytes: Uint8Array, name: string, expect: { backupId: Uint8Array; seq: number; chunkSize: number }): Manifest {
+export function decodeManifest(bytes: Uint8Array, name: string, expect: { backupId: Uint8Array; seq: number; writer?: string | null; chunkSize: number }): Manifest {
   const bad = (detail: string) => new DamagedBackupError('corrupt', name, { detail });
   if (bytes.length > MAX_MANIFEST_BYTES) throw bad('larger than a manifest may be');
   let text: string;
@@ -112,8 +118,18 @@ export function decodeManifest(bytes: Uint8Array, name: string, expect: { backup
   } catch (e) {
     throw new DamagedBackupError('corrupt', name, { cause: e, detail: 'bad header line' });
   }
-  if (header?.type !== 'coffer-manifest' || header.version !== 1) throw bad('not a version 1 manifest');
-  if (header.backupId !== toHex(expect.backupId) || header.seq !== expect.seq) throw new DamagedBackupError('misplaced', name);
+  const version = expect.writer ? 2 : 1;
+  if (header?.type !== 'coffer-manifest' || header.version !== version) throw bad(`not a version ${version} manifest`);
+  if (header.backupId !== toHex(expect.backupId) || header.seq !== expect.seq || (version === 2 && header.writer !== expect.writer)) {
+    throw new DamagedBackupError('misplaced', name);
+  }
+  if (version === 2) {
+    const p = header.parent;
+    if (p !== null && (typeof p !== 'object' || typeof p.name !== 'string' || !/^manifests\/\d{20}-[0-9a-f]{16}$/.test(p.name) || typeof p.hash !== 'string' || !/^[0-9a-f]{64}$/.test(p.hash))) {
+      throw bad('bad parent');
+    }
+  }
+  if (typeof header.createdAt !== 'string' || header.createdAt.length > 40) throw bad('bad creation time');
   if (!isInt(header.entries) || header.entries !== lines.length - 1) throw bad('entry count does not match');
   const entries: TreeEntry[] = [];
   // Kind of every path seen so far: an entry may only lie below a folder (§5.1).
@@ -160,9 +176,3 @@ export function decodeManifest(bytes: Uint8Array, name: string, expect: { backup
   return { header, entries };
 }
 
-export const manifestName = (seq: number): string => `manifests/${String(seq).padStart(20, '0')}`;
-
-export function parseManifestName(name: string): number | null {
-  const m = /^manifests\/(\d{20})$/.exec(name);
-  return m ? Number(m[1]) : null;
-}

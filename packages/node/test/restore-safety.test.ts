@@ -71,13 +71,14 @@ async function craftRepo() {
 async function writeRawManifest(repo: Repository, storage: MemoryStorage, seq: number, entries: unknown[], header: Record<string, unknown> = {}) {
   const files = entries.filter((e) => (e as TreeEntry)?.kind === 'file') as TreeEntry[];
   const head = {
-    type: 'coffer-manifest', version: 1, backupId: repo.config.backupId, seq, parentSeq: null, createdAt: '2026-11-29T00:00:00.000Z',
+    type: 'coffer-manifest', version: 2, backupId: repo.config.backupId, seq, writer: WRITER, parent: null, createdAt: '2026-11-29T00:00:00.000Z',
     entries: entries.length, files: files.length, bytes: files.reduce((n, f) => n + (typeof f.size === 'number' ? f.size : 0), 0), ...header,
   };
   const text = [head, ...entries].map((l) => JSON.stringify(l)).join('\n') + '\n';
-  storage.objects.delete(manifestName(seq));
-  await storage.put(manifestName(seq), await sealObject(crypto, repo.keys, { type: ObjectType.manifest, backupId: repo.backupId, seq }, utf8(text)));
+  storage.objects.delete(manifestName(seq, WRITER));
+  await storage.put(manifestName(seq, WRITER), await sealObject(crypto, repo.keys, { type: ObjectType.manifest, backupId: repo.backupId, seq, writer: WRITER }, utf8(text)));
 }
+const WRITER = 'c0ffee00c0ffee00';
 
 test('§6.1: a symlink followed by entries below it never writes outside the target, and leaves nothing behind', async (t) => {
   const dir = await tempDir(t);
@@ -135,9 +136,16 @@ test('§6.1: a killed restore leaves a temporary folder that the next restore to
   const dir = await tempDir(t);
   const { repo } = await craftRepo();
   const stale = join(dir, '.target.coffer-restore-999999999-0123456789ab');
-  await mkdir(join(stale, 'half'), { recursive: true });
+  await mkdir(stale, { mode: 0o700 });
+  await mkdir(join(stale, 'half'), { mode: 0o500 });
+  // Look-alikes that are not ours to remove: open to others, or of a process still running.
+  const planted = join(dir, '.target.coffer-restore-999999998-0123456789ab');
+  await mkdir(planted, { mode: 0o777 });
+  await chmod(planted, 0o777);
+  const running = join(dir, `.target.coffer-restore-${process.pid}-0123456789ab`);
+  await mkdir(running, { mode: 0o700 });
   await restore(repo, new FolderTarget(join(dir, 'target')));
-  assert.deepEqual((await readdir(dir)).sort(), ['target']);
+  assert.deepEqual((await readdir(dir)).sort(), [planted, running].map((p) => p.slice(dir.length + 1)).concat('target').sort());
 });
 
 test('§6.1 rule 5: setuid, setgid and sticky bits are dropped and counted unless kept', async (t) => {
@@ -311,4 +319,40 @@ test('§6.2: the special bits of a source file are read as they are; a changed m
   const repo = await Repository.init(new MemoryStorage(), crypto, new SecretKey(new Uint8Array(32).fill(9)));
   const r = await backup(repo, new FolderSource(src));
   assert.equal((await repo.readManifest(r.seq)).entries[0]!.mode, 0o6755);
+});
+
+test('§6.1: a parent folder other users may change is refused (sticky folders like /tmp are fine)', async (t) => {
+  const dir = await tempDir(t);
+  const { repo } = await craftRepo();
+  const open = join(dir, 'open');
+  await mkdir(open);
+  await chmod(open, 0o777);
+  await assert.rejects(restore(repo, new FolderTarget(join(open, 'target'))), (e: unknown) => e instanceof CofferError && e.code === 'unsafe-target');
+  assert.deepEqual(await readdir(open), []);
+  const sticky = join(dir, 'sticky');
+  await mkdir(sticky);
+  await chmod(sticky, 0o1777);
+  await restore(repo, new FolderTarget(join(sticky, 'target')));
+  assert.equal((await stat(join(sticky, 'target'))).mode & 0o777, 0o777 & ~process.umask());
+});
+
+test('§6.2: a live database no snapshot can be taken of (locked exclusively) is read raw with its WAL, and marked changed', async (t) => {
+  const dir = await tempDir(t);
+  const src = join(dir, 'src');
+  await mkdir(src);
+  const { default: Database } = await import('better-sqlite3');
+  const db = new Database(join(src, 'chat.db'));
+  t.after(() => db.close());
+  db.pragma('journal_mode = WAL');
+  db.pragma('locking_mode = EXCLUSIVE');
+  db.exec('CREATE TABLE m (x); INSERT INTO m VALUES (1)');
+  const repo = await Repository.init(new MemoryStorage(), crypto, new SecretKey(new Uint8Array(32).fill(9)));
+  const source = new FolderSource(src, { tempDir: join(dir, 'tmp') });
+  const r = await backup(repo, source);
+  await source.close();
+  assert.deepEqual(source.snapshotted, []);
+  assert.deepEqual(r.changed, ['chat.db'], 'never presented as consistent');
+  const paths = (await repo.readManifest(r.seq)).entries.map((e) => e.path);
+  assert.ok(paths.includes('chat.db-wal'), `the WAL is kept when there is no snapshot: ${paths}`);
+  assert.deepEqual(await readdir(join(dir, 'tmp')), [], 'no snapshot left behind');
 });
