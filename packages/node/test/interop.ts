@@ -104,7 +104,7 @@ export async function racingDevices(open: Opener, path: string, work: string, ro
   try {
     await Repository.init(stores[0]!, crypto, key);
     const repos = await Promise.all(aligned(stores).map((s) => Repository.open(s, crypto, key)));
-    const done: { seq: number; tree: string[]; who: string }[] = [];
+    const done: { name: string; tree: string[]; who: string }[] = [];
     let conflicts = 0;
     for (let round = 0; round < rounds; round++) {
       const rnd = seeded(round + 1);
@@ -121,17 +121,20 @@ export async function racingDevices(open: Opener, path: string, work: string, ro
       );
       const results = await Promise.allSettled(repos.map((repo, i) => backup(repo, new FolderSource(trees[i]!.src))));
       results.forEach((r, i) => {
-        if (r.status === 'fulfilled') done.push({ seq: r.value.seq, tree: trees[i]!.tree, who: trees[i]!.who });
+        if (r.status === 'fulfilled') done.push({ name: r.value.name, tree: trees[i]!.tree, who: trees[i]!.who });
         else if (r.reason instanceof ConflictError) conflicts++;
         else throw new Error(`${trees[i]!.who}: the backup failed with ${String(r.reason)}`, { cause: r.reason });
       });
     }
     assert.ok(done.length >= rounds, `at least one backup per round succeeds (${done.length} of ${2 * rounds})`);
     const repo = await Repository.open(reader, crypto, key);
+    const manifests = await repo.manifests();
     for (const d of done) {
-      const out = join(work, `out-${d.seq}-${d.who.replace(/\W+/g, '-')}`);
-      await restore(repo, new FolderTarget(out), { seq: d.seq });
-      assert.deepEqual(await digest(out), d.tree, `${d.who} reported backup #${d.seq}: it restores to what it backed up`);
+      const out = join(work, `out-${d.who.replace(/\W+/g, '-')}`);
+      const ref = manifests.find((m) => m.name === d.name);
+      assert.ok(ref, `${d.who} reported backup ${d.name}: the store lists it`);
+      await restore(repo, new FolderTarget(out), { seq: ref });
+      assert.deepEqual(await digest(out), d.tree, `${d.who} reported backup ${d.name}: it restores to what it backed up`);
       await rm(out, { recursive: true });
     }
     return { succeeded: done.length, conflicts };
@@ -156,27 +159,28 @@ function coffer(server: RealServer, home: string, args: string[], onStart?: (pid
 }
 
 /**
- * `coffer backup` of `src` (32 MiB) while the server is stopped for `outageMs`: once the first pack
- * (or version 1 data object) is stored, the command is frozen (SIGSTOP) while the server stops, so that the outage
- * falls in the middle of the backup whatever the speed of the machine, then it runs on against the
- * stopped server, which comes back `outageMs` later. The backup must complete in the same run,
- * say it waited for the store, and restore byte for byte.
+ * `coffer backup` of `src` (32 MiB) while the server is stopped for `outageMs`: once the backup's
+ * first object is in the store (its lock), the command is frozen (SIGSTOP) while the server stops,
+ * so that the outage falls in the middle of the backup whatever the speed of the machine, then it
+ * runs on against the stopped server, which comes back `outageMs` later. The backup must complete
+ * in the same run, say it waited for the store, and restore byte for byte.
  */
 export async function outage(server: RealServer, open: Opener, path: string, work: string, src: string, outageMs = 10_000): Promise<{ storedBeforeOutage: number; stored: number; waits: number }> {
   const home = join(work, 'home');
   const init = await coffer(server, home, ['init', '--storage', server.url(path), '--json']).exited;
   assert.equal(init.code, 0, init.stdout + init.stderr);
   const watcher = await open(path);
-  // Chunk-holding objects in the store: packs (format v2) or data objects (v1).
-  const payload = async () => (await Promise.all(['data/', 'packs/'].map((p) => watcher.list(p)))).reduce((n, l) => n + l.length, 0);
+  // Objects in the store: the backup's lock (format v2 writes it first), packs, indexes, manifests (v1: data objects).
+  const count = async (prefixes: string[]) => (await Promise.all(prefixes.map((p) => watcher.list(p)))).reduce((n, l) => n + l.length, 0);
+  const payload = () => count(['data/', 'packs/']);
+  const run = coffer(server, home, ['backup', src, '--json', '--retry-for', '60s']);
   try {
-    const run = coffer(server, home, ['backup', src, '--json', '--retry-for', '60s']);
-    let stored = 0;
-    while ((stored = await payload()) === 0) {
+    while ((await count(['locks/', 'data/', 'packs/'])) === 0) {
       if (run.child.exitCode !== null) assert.fail('the backup ended before an object was seen');
       await new Promise((r) => setTimeout(r, 20));
     }
     run.child.kill('SIGSTOP');
+    const stored = await payload();
     await server.stop();
     const stoppedAt = Date.now();
     run.child.kill('SIGCONT');
@@ -186,7 +190,7 @@ export async function outage(server: RealServer, open: Opener, path: string, wor
     assert.equal(r.code, 0, `the backup completes in the same run\n${r.stdout}\n${r.stderr}`);
     assert.doesNotMatch(r.stderr, /Warning/, 'no warning (such as the AWS SDK\'s NodeVersionSupportWarning) on stderr');
     const waits = r.stderr.split('\n').filter((l) => l.startsWith('{"waiting"')).map((l) => JSON.parse(l) as { reason: string; giveUpInSeconds: number });
-    assert.ok(waits.length >= 3, `progress says it waits for the store (${waits.length} notices)\n${r.stderr}`);
+    assert.ok(waits.length >= 2, `progress says, more than once, that it waits for the store (${waits.length} notices)\n${r.stderr}`);
     assert.match(waits[0]!.reason, /network error|answered 50[234]/);
     const total = await payload();
     assert.ok(total > stored, `the outage fell mid-backup: ${stored} of ${total} objects were stored before it`);
@@ -197,6 +201,7 @@ export async function outage(server: RealServer, open: Opener, path: string, wor
     assert.deepEqual(await digest(out), await digest(src), 'the restore is byte-identical');
     return { storedBeforeOutage: stored, stored: total, waits: waits.length };
   } finally {
+    if (run.child.exitCode === null) run.child.kill('SIGKILL');
     await watcher.close?.();
   }
 }
