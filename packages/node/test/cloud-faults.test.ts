@@ -67,8 +67,11 @@ const backends: Backend[] = [
   },
 ];
 
-/** A fast policy for tests: a few seconds of retries, short waits, seeded jitter. */
-const testRetry = (onRetry?: RetryPolicy['onRetry']): RetryPolicy => ({ retryForMs: 3000, baseDelayMs: 20, maxDelayMs: 500, random: seeded(7), ...(onRetry ? { onRetry } : {}) });
+/**
+ * A fast policy for tests: short waits, seeded jitter, and `retryForMs` of retries (enough for a few
+ * stalls in a row, each abandoned after the idle timeout, on a loaded machine).
+ */
+const testRetry = (onRetry?: RetryPolicy['onRetry'], retryForMs = 15_000): RetryPolicy => ({ retryForMs, baseDelayMs: 20, maxDelayMs: 500, random: seeded(7), ...(onRetry ? { onRetry } : {}) });
 
 for (const b of backends) {
   test(`${b.kind}: a 64 MiB backup through dropped connections, lost answers, stalls, 500 and 503 completes and restores byte-identical`, async () => {
@@ -76,7 +79,7 @@ for (const b of backends) {
     await makeTree(src, 64 * MiB, 1);
     const proxy = await faultProxy(servers[b.kind].port, {}, 42);
     const retries: string[] = [];
-    const storage = await b.open(proxy.port, 'faults', { retry: testRetry((r) => retries.push(r.reason)), idleTimeoutMs: 1000 });
+    const storage = await b.open(proxy.port, 'faults', { retry: testRetry((r) => retries.push(r.reason)), idleTimeoutMs: 3000 });
     try {
       const repo = await Repository.init(storage, crypto, generateBackupKey(crypto));
       proxy.rates = { '500': 0.03, '503': 0.03, 'drop-request': 0.02, 'drop-response': 0.02, 'lose-response': 0.02, stall: 0.01 };
@@ -127,7 +130,7 @@ for (const b of backends) {
 
   test(`${b.kind}: transient errors that do not end give up when the retry time is up, with a clear message`, async () => {
     const proxy = await faultProxy(servers[b.kind].port, {}, 3);
-    const storage = await b.open(proxy.port, 'flaky', { retry: testRetry() });
+    const storage = await b.open(proxy.port, 'flaky', { retry: testRetry(undefined, 3000) });
     try {
       proxy.rates = { '503': 1 };
       const t = performance.now();
