@@ -13,7 +13,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { backup, ConflictError, generateBackupKey, Repository, restore, type Storage } from '@coffer/core';
-import { FolderSource, FolderTarget, nodeCryptoProvider as crypto } from '@coffer/node';
+import { FolderIndexCache, FolderSource, FolderTarget, nodeCryptoProvider as crypto } from '@coffer/node';
 import type { RealServer } from './real-servers.js';
 import { seeded } from './servers.js';
 import { digest, makeTree } from './trees.js';
@@ -104,6 +104,8 @@ export async function racingDevices(open: Opener, path: string, work: string, ro
   try {
     await Repository.init(stores[0]!, crypto, key);
     const repos = await Promise.all(aligned(stores).map((s) => Repository.open(s, crypto, key)));
+    // Each device keeps copies of the index objects it has read, as the CLI does in its profile.
+    const caches = ['a', 'b'].map((d) => new FolderIndexCache(join(work, `index-cache-${d}`)));
     const done: { name: string; tree: string[]; who: string }[] = [];
     let conflicts = 0;
     for (let round = 0; round < rounds; round++) {
@@ -119,7 +121,7 @@ export async function racingDevices(open: Opener, path: string, work: string, ro
           return { src, tree: await digest(src), who: `device ${device}, round ${round}` };
         }),
       );
-      const results = await Promise.allSettled(repos.map((repo, i) => backup(repo, new FolderSource(trees[i]!.src))));
+      const results = await Promise.allSettled(repos.map((repo, i) => backup(repo, new FolderSource(trees[i]!.src), { indexCache: caches[i] })));
       results.forEach((r, i) => {
         if (r.status === 'fulfilled') done.push({ name: r.value.name, tree: trees[i]!.tree, who: trees[i]!.who });
         else if (r.reason instanceof ConflictError) conflicts++;
@@ -129,11 +131,12 @@ export async function racingDevices(open: Opener, path: string, work: string, ro
     assert.ok(done.length >= rounds, `at least one backup per round succeeds (${done.length} of ${2 * rounds})`);
     const repo = await Repository.open(reader, crypto, key);
     const manifests = await repo.manifests();
+    const readerCache = new FolderIndexCache(join(work, 'index-cache-reader'));
     for (const d of done) {
       const out = join(work, `out-${d.who.replace(/\W+/g, '-')}`);
       const ref = manifests.find((m) => m.name === d.name);
       assert.ok(ref, `${d.who} reported backup ${d.name}: the store lists it`);
-      await restore(repo, new FolderTarget(out), { seq: ref });
+      await restore(repo, new FolderTarget(out), { seq: ref, indexCache: readerCache });
       assert.deepEqual(await digest(out), d.tree, `${d.who} reported backup ${d.name}: it restores to what it backed up`);
       await rm(out, { recursive: true });
     }
