@@ -6,9 +6,12 @@ import {
   backup, CofferError, DamagedBackupError, formatRecoveryKey, generateBackupKey, parseRecoveryKey, Repository,
   restore, UsageError, verify, type SecretKey, type Storage,
 } from '@coffer/core';
-import { FolderIndexCache, FolderSource, FolderTarget, isEmptyOrMissing, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, workerCodec } from '@coffer/node';
+import {
+  DEFAULT_RETRY, FolderIndexCache, FolderSource, FolderTarget, isEmptyOrMissing, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, workerCodec,
+  type RetryPolicy,
+} from '@coffer/node';
 import { hostname } from 'node:os';
-import { Exit, formatBytes, onInterrupt, printable, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, type Io } from './output.js';
+import { Exit, formatBytes, onInterrupt, printable, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, storeWaitNotice, type Io } from './output.js';
 import { indexCacheDir, keyHex, loadProfile, loadState, profileDir, profileExists, profileKey, rememberSeq, removeProfile, saveProfile, tempDir, type Profile } from './profile.js';
 import type { Realms } from './realms.js';
 
@@ -48,6 +51,7 @@ Options for every command:
   --profile DIR   profile folder (default: $COFFER_HOME or ~/.coffer)
   --json          machine-readable output on stdout; progress as JSON lines on stderr
   --quiet         no progress output
+  --retry-for T   keep trying a store that does not answer for T (default 60s; 0 = fail at once)
   --help          help for a command
 
 LOCATION is a folder path, a file:// URL, s3://bucket/prefix or webdav(s)://host/path
@@ -120,6 +124,7 @@ const common = {
   profile: { type: 'string' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean' },
+  'retry-for': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
@@ -131,7 +136,19 @@ function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[]
     throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, ''), 'see `coffer <command> --help`');
   }
   if (parsed.positionals.length > positionals) throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[positionals])}`, 'see `coffer <command> --help`');
-  return parsed as { values: { [K in keyof (O & typeof common)]?: K extends keyof O ? (O[K] extends { type: 'boolean' } ? boolean : string) : K extends 'profile' ? string : boolean }; positionals: string[] };
+  return parsed as { values: { [K in keyof (O & typeof common)]?: K extends keyof O ? (O[K] extends { type: 'boolean' } ? boolean : string) : K extends 'profile' | 'retry-for' ? string : boolean }; positionals: string[] };
+}
+
+/** How a store is opened: --retry-for, and a notice while it does not answer (spec/format.md §7.2). */
+function storeOptions(io: Io, values: { json?: boolean; quiet?: boolean; 'retry-for'?: string }): { retry: RetryPolicy } {
+  let retryForMs = DEFAULT_RETRY.retryForMs;
+  const t = values['retry-for'];
+  if (t !== undefined) {
+    const m = /^(\d{1,6})(s|m|h)?$/.exec(t);
+    if (!m) throw new UsageError(`--retry-for takes a time such as 30s, 5m or 1h, not ${JSON.stringify(t)}`);
+    retryForMs = Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 's' | 'm' | 'h' ?? 's'];
+  }
+  return { retry: { ...DEFAULT_RETRY, retryForMs, onRetry: storeWaitNotice(io, !!values.json, values.quiet) } };
 }
 
 function say(io: Io, json: boolean, human: string, data: Record<string, unknown>, ok = true): void {
@@ -190,7 +207,7 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
         : { protection: 'recovery-key' }),
   });
   const connect = async (key: SecretKey, how: string) => {
-    const storage = await openStorage(values.storage!);
+    const storage = await openStorage(values.storage!, storeOptions(io, values));
     const repo = await Repository.open(storage, crypto, key);
     await saveProfile(home, profile(key, repo));
     key.wipe();
@@ -199,7 +216,7 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
   };
   if (values['recovery-key-stdin']) return connect(await readKey(io, true), 'recovery key');
 
-  const storage = await openStorage(values.storage, { create: true });
+  const storage = await openStorage(values.storage, { create: true, ...storeOptions(io, values) });
   const existing = await storage.stat('config');
   if (realms && existing) return connect(await recoverWithRealms(realms, await readPassword(io, values['password-stdin'], false)), 'password, realms');
   if (conn && existing) {
@@ -263,10 +280,10 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
 }
 
 /** This device's backup: the profile's store, opened and checked with the profile's key and pinned config. */
-async function openProfileBackup(io: Io, values: { profile?: string | undefined }) {
+async function openProfileBackup(io: Io, values: { profile?: string; json?: boolean; quiet?: boolean; 'retry-for'?: string }) {
   const home = profileDir(values.profile, io.env);
   let profile = await loadProfile(home);
-  const storage = await openStorage(profile.storage);
+  const storage = await openStorage(profile.storage, storeOptions(io, values));
   const key = profileKey(profile);
   try {
     const repo = await Repository.open(storage, crypto, key, { pinnedMac: profile.configMac ?? null });
@@ -426,7 +443,7 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
   if (values.vault !== undefined && values.realms !== undefined) throw new UsageError('choose --vault (one realm, OPAQUE) or --realms (several, Juicebox), not both');
   let pinnedMac: string | null = null;
   if (values.storage) {
-    storage = await openStorage(values.storage);
+    storage = await openStorage(values.storage, storeOptions(io, values));
     // Check that the store holds a backup before a password guess is spent on it.
     await Repository.readConfig(storage);
     if (values.realms !== undefined) key = await recoverWithRealms(await openRealms(io, { realms: values.realms, tokens: values.tokens }), await readPassword(io, values['password-stdin'], false));
@@ -434,7 +451,7 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
   } else {
     if (values['recovery-key-stdin'] || password) throw new UsageError('--recovery-key-stdin and --vault need --storage (and so does --realms)', 'give the store to restore from');
     const profile = await loadProfile(home);
-    storage = await openStorage(profile.storage);
+    storage = await openStorage(profile.storage, storeOptions(io, values));
     key = profileKey(profile);
     pinnedMac = profile.configMac ?? null;
   }

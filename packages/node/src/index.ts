@@ -5,5 +5,5 @@ export * from './fs-tree.js';
 export * from './storage-url.js';
 export * from './s3-storage.js';
 export * from './webdav-storage.js';
-export { StorageRefusedError, DEFAULT_RETRY, type RetryPolicy } from './retry.js';
+export { StorageRefusedError, DEFAULT_RETRY, type RetryPolicy, type RetryEvent } from './retry.js';
 export * from './index-cache.js';
