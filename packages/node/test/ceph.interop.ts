@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { storageConformance } from '@coffer/core';
-import { S3Storage } from '@coffer/node';
+import { S3Storage } from '@coffer/node/s3';
 import { outage, racingDevices, roundTrip } from './interop.js';
 import { startCeph, version, type RealServer } from './real-servers.js';
 import { makeTree } from './trees.js';

@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { backup, generateBackupKey, ObjectExistsError, Repository, restore, StorageUnavailableError, toHex, type Storage } from '@coffer/core';
-import { FolderSource, FolderTarget, nodeCryptoProvider as crypto, openStorage, S3Storage, StorageRefusedError, WebDavStorage, workerCodec, type RetryPolicy } from '@coffer/node';
+import { FolderSource, FolderTarget, nodeCryptoProvider as crypto, openStorage, StorageRefusedError, WebDavStorage, workerCodec, type RetryPolicy } from '@coffer/node';
+import { S3Storage } from '@coffer/node/s3';
 import { faultProxy, seeded, startServer, type FaultProxy, type ServerProcess } from './servers.js';
 import { digest, makeTree } from './trees.js';
 

@@ -9,7 +9,8 @@ import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ObjectExistsError, ObjectNotFoundError, storageConformance, StorageUnavailableError, type Storage } from '@coffer/core';
-import { openStorage, redactUrl, S3Storage, StorageRefusedError, WebDavStorage } from '@coffer/node';
+import { openStorage, redactUrl, StorageRefusedError, WebDavStorage } from '@coffer/node';
+import { S3Storage } from '@coffer/node/s3';
 import { backoffDelay, withRetry, type RetryEvent, type Verdict } from '../src/retry.js';
 import { faultProxy, seeded, startServer, type ServerProcess } from './servers.js';
 
