@@ -7,7 +7,7 @@ import {
   restore, UsageError, verify, type SecretKey, type Storage,
 } from '@coffer/core';
 import {
-  DEFAULT_RETRY, FolderIndexCache, FolderSource, FolderTarget, isEmptyOrMissing, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, workerCodec,
+  DEFAULT_RETRY, FolderIndexCache, FolderSource, FolderTarget, isEmptyOrMissing, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, transferDefaults, workerCodec,
   type RetryPolicy,
 } from '@coffer/node';
 import { hostname } from 'node:os';
@@ -315,7 +315,7 @@ async function cmdBackup(io: Io, args: string[]): Promise<number> {
   if (!dir) throw new UsageError('which folder should be backed up?', 'coffer backup DIR');
   const sqlite = (values.sqlite as string[] | undefined) ?? [];
   for (const g of sqlite) if (!g || g.startsWith('/')) throw new UsageError(`--sqlite takes a pattern relative to the folder, not ${JSON.stringify(g)}`, "for example --sqlite '*.db' or --sqlite 'databases/**'");
-  const { home, repo, lastSeenSeq, indexCache } = await openProfileBackup(io, values);
+  const { home, profile, repo, lastSeenSeq, indexCache } = await openProfileBackup(io, values);
   if (repo.version === 1) throw new UsageError('this store uses backup format version 1, which this coffer reads but no longer writes', 'run `coffer migrate` once to convert it to version 2 (your backups stay restorable throughout)');
   const view = ProgressView.for(io, json, 'backup', values.quiet);
   const codec = workerCodec(repo.keys, repo.config);
@@ -323,7 +323,8 @@ async function cmdBackup(io: Io, args: string[]): Promise<number> {
   // Ctrl-C: the snapshots (chats in the clear) go with the process.
   const stopWatching = onInterrupt(() => source.close());
   try {
-    const r = await backup(repo, source, { codec, lastSeenSeq, onProgress: view.update, indexCache, host: hostname(), pid: process.pid });
+    const { packsInFlight } = transferDefaults(profile.storage);
+    const r = await backup(repo, source, { codec, lastSeenSeq, onProgress: view.update, indexCache, host: hostname(), pid: process.pid, packsInFlight });
     view.end();
     await rememberSeq(home, repo.config.backupId, r.seq);
     const secs = view.elapsedSeconds();
@@ -442,7 +443,9 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
   if (password && values['recovery-key-stdin']) throw new UsageError('--recovery-key-stdin and --vault or --realms (password) do not go together');
   if (values.vault !== undefined && values.realms !== undefined) throw new UsageError('choose --vault (one realm, OPAQUE) or --realms (several, Juicebox), not both');
   let pinnedMac: string | null = null;
+  let location: string;
   if (values.storage) {
+    location = values.storage;
     storage = await openStorage(values.storage, storeOptions(io, values));
     // Check that the store holds a backup before a password guess is spent on it.
     await Repository.readConfig(storage);
@@ -451,6 +454,7 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
   } else {
     if (values['recovery-key-stdin'] || password) throw new UsageError('--recovery-key-stdin and --vault need --storage (and so does --realms)', 'give the store to restore from');
     const profile = await loadProfile(home);
+    location = profile.storage;
     storage = await openStorage(profile.storage, storeOptions(io, values));
     key = profileKey(profile);
     pinnedMac = profile.configMac ?? null;
@@ -467,6 +471,7 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
     const r = await restore(repo, target, {
       codec, seq, lastSeenSeq: state.seen[repo.config.backupId] ?? null, allowRollback: !!values['allow-rollback'],
       keepSpecialModes: !!values['keep-special-modes'], onProgress: view.update,
+      readAhead: transferDefaults(location).readAhead,
       // A device with a profile keeps index copies; a restore with --storage leaves no cache behind.
       ...(values.storage ? {} : { indexCache: new FolderIndexCache(indexCacheDir(home, repo.config.backupId)) }),
     }).finally(stopWatching);

@@ -200,7 +200,7 @@ export class BufferPool {
  * `answerCodecRequest` (after it got `init`). Buffers move by transfer and are recycled.
  */
 export function workerPoolCodec(spawn: () => WorkerPort, init: CodecWorkerInit, options: { threads: number; chunkSize: number }): ChunkCodec {
-  const pool = new BufferPool(Math.max(16, 4 * Math.ceil(options.chunkSize / 2 ** 20)) * 2 ** 20, [options.chunkSize, sealedSize(options.chunkSize, init.segmentSize)]);
+  const pool = new BufferPool(Math.max(32, 8 * Math.ceil(options.chunkSize / 2 ** 20)) * 2 ** 20, [options.chunkSize, sealedSize(options.chunkSize, init.segmentSize)]);
   const pending = new Map<number, { resolve(r: CodecReply): void; reject(e: unknown): void }>();
   let next = 0;
   let failed: unknown = null;

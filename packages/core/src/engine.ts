@@ -71,7 +71,7 @@ export interface Progress {
 }
 
 /** Chunks in flight at once, by default: each holds at most a plaintext and a sealed chunk. */
-export const DEFAULT_CONCURRENCY = 16;
+export const DEFAULT_CONCURRENCY = 8;
 /**
  * Files read at once: a small file is mostly waiting (open, read, fstat, close), so many at once
  * keep the disk and the thread pool busy; memory stays bounded by the chunks in flight.
@@ -606,7 +606,7 @@ interface BlobRead {
 }
 
 /** Requests of at most this many bytes read adjacent blobs of one pack with one ranged get. */
-const MAX_READ_BYTES = 8 * 1024 * 1024;
+const MAX_READ_BYTES = 4 * 1024 * 1024;
 /** Blobs of one request delivered at once (each may create, write and close a small file). */
 const DELIVER_AT_ONCE = 16;
 

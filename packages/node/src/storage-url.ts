@@ -31,3 +31,14 @@ export async function openStorage(location: string, options: { create?: boolean 
   if (scheme === 'webdav' || scheme === 'webdavs') return WebDavStorage.open(location, options);
   throw new UsageError(`storage type ${scheme}:// is not supported`, 'use a folder path, or a file://, s3://, webdav:// or webdavs:// URL');
 }
+
+/**
+ * How much to keep in flight for a kind of store (issue 14: parallel I/O for cloud stores): a local
+ * folder streams one pack at a time and reads a little ahead; a network store keeps several packs
+ * going up and reads further ahead, to hide each request's round trip.
+ */
+export function transferDefaults(location: string): { packsInFlight: number; readAhead: number } {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(location)?.[1]?.toLowerCase();
+  const remote = scheme === 's3' || scheme === 'webdav' || scheme === 'webdavs';
+  return remote ? { packsInFlight: 3, readAhead: 32 * 1024 * 1024 } : { packsInFlight: 1, readAhead: 8 * 1024 * 1024 };
+}
