@@ -82,7 +82,8 @@ export class MemoryStorage implements Storage {
           all.set(p, n);
           n += p.length;
         }
-        await this.put(name, all);
+        if (this.objects.has(name)) throw new ObjectExistsError(name);
+        this.objects.set(name, all);
       },
       abort: async () => {
         parts.length = 0;
