@@ -1,9 +1,13 @@
-/** Test helpers: the app server on a temporary folder, headless Chromium, the browser core suite bundle. */
+/**
+ * Test helpers: the app server on a temporary folder (development mode, so one-time codes land in
+ * its dev inbox), headless Chromium, devices with a CDP virtual authenticator (passkeys), sign-up
+ * and sign-in through the page, and the browser core suite bundle.
+ */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type CDPSession, type Page } from 'playwright-core';
 import { startApp, type AppOptions, type AppServer } from '../src/server/app.js';
 import { BROWSER_BUILD } from '../src/server/bundle.js';
 
@@ -25,11 +29,14 @@ export function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: process.env['COFFER_CHROMIUM'] ?? '/usr/bin/chromium', headless: true, args: ['--headless', ...CHROMIUM_ARGS], timeout: 30_000 });
 }
 
-export async function startTestApp(o: Partial<AppOptions> = {}): Promise<AppServer & { dispose(): Promise<void> }> {
+export async function startTestApp(o: Partial<AppOptions> = {}): Promise<AppServer & { dataDir: string; logs: string[]; dispose(): Promise<void> }> {
   const dataDir = await mkdtemp(join(tmpdir(), 'coffer-web-test-'));
-  const app = await startApp({ dataDir, sampleBytes: 2 * 2 ** 20, seed: 'web-test', insecureTestOnlyFastKeyStretching: true, ...o });
+  const logs: string[] = [];
+  const app = await startApp({ dataDir, sampleBytes: 2 * 2 ** 20, seed: 'web-test', insecureTestOnlyFastKeyStretching: true, dev: true, log: (l) => logs.push(l), ...o });
   return {
     ...app,
+    dataDir,
+    logs,
     async dispose() {
       await app.close();
       await rm(dataDir, { recursive: true, force: true });
@@ -67,4 +74,68 @@ export async function bundleCoreSuite(): Promise<string> {
     ],
   });
   return r.outputFiles[0]!.text;
+}
+
+/** A browser context as a device, with a virtual platform authenticator that holds its passkeys. */
+export interface Device {
+  context: BrowserContext;
+  page: Page;
+  cdp: CDPSession;
+  authenticatorId: string;
+}
+
+export async function newDevice(browser: Browser, url: string, o: { failOnPageError?: (message: string) => void } = {}): Promise<Device> {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 850 } });
+  const page = await context.newPage();
+  if (o.failOnPageError) page.on('pageerror', (e) => o.failOnPageError!(e.message));
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('WebAuthn.enable');
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+  });
+  await page.goto(url + '/');
+  return { context, page, cdp, authenticatorId };
+}
+
+/** The passkeys a device's authenticator holds (to give another device the same, as a synced passkey). */
+export async function syncPasskeys(from: Device, to: Device): Promise<number> {
+  const { credentials } = await from.cdp.send('WebAuthn.getCredentials', { authenticatorId: from.authenticatorId });
+  for (const credential of credentials) await to.cdp.send('WebAuthn.addCredential', { authenticatorId: to.authenticatorId, credential });
+  return credentials.length;
+}
+
+/** Signs up on the welcome screen; resolves on the signed-in setup screen. */
+export async function signUp(page: Page, account: string): Promise<void> {
+  await page.getByLabel('Account name').fill(account);
+  await page.getByRole('button', { name: 'Create account with a passkey' }).click();
+  await page.getByRole('heading', { name: `Welcome, ${account}` }).waitFor();
+}
+
+export async function signInWithPasskey(page: Page, account: string): Promise<void> {
+  await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
+  await page.getByText(`Signed in as ${account}`).waitFor();
+}
+
+/** The newest code the dev inbox page shows for `account`, read as a person would, in its own tab. */
+export async function codeFromDevInbox(context: BrowserContext, url: string, account: string, shot?: string): Promise<string> {
+  const inbox = await context.newPage();
+  await inbox.goto(url + '/dev/inbox');
+  const code = await inbox.locator('ol.inbox li', { has: inbox.locator('.account', { hasText: account }) }).first().locator('.code').textContent();
+  if (shot) await inbox.screenshot({ path: shot, fullPage: true });
+  await inbox.close();
+  if (!code || !/^\d{6}$/.test(code)) throw new Error(`no code for ${account} in the dev inbox`);
+  return code;
+}
+
+/** Signs in with a one-time code read from the dev inbox; resolves when signed in. */
+export async function signInWithCode(page: Page, url: string, account: string, shots?: { form?: string; inbox?: string }): Promise<void> {
+  await page.getByRole('button', { name: 'Sign in with a one-time code' }).click();
+  await page.getByLabel('Account name').fill(account);
+  await page.getByRole('button', { name: 'Send code' }).click();
+  await page.getByLabel('One-time code (6 digits)').waitFor();
+  const code = await codeFromDevInbox(page.context(), url, account, shots?.inbox);
+  await page.getByLabel('One-time code (6 digits)').fill(code);
+  if (shots?.form) await page.screenshot({ path: shots.form, fullPage: true });
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await page.getByText(`Signed in as ${account}`).waitFor();
 }

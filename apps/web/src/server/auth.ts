@@ -60,7 +60,7 @@ export class Auth {
   private readonly ceremonies = new Map<string, Ceremony>();
   private readonly codes = new Map<string, { mac: Buffer; expires: number; tries: number }>();
   private readonly codeKey = randomBytes(32);
-  private readonly perAddress = new RateLimiter(30, 10);
+  private readonly perAddress = new RateLimiter(60, 30);
   private readonly codeSends = new RateLimiter(0.3, 3);
   private readonly codeTries = new RateLimiter(10 / 60, 10);
   readonly rpID: string;
