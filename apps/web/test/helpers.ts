@@ -139,3 +139,74 @@ export async function signInWithCode(page: Page, url: string, account: string, s
   await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await page.getByText(`Signed in as ${account}`).waitFor();
 }
+
+export interface RawResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+  /** The body as JSON, or null. */
+  json: { error?: string; message?: string; [k: string]: unknown } | null;
+  ms: number;
+}
+
+/**
+ * One HTTP/1.1 request over a fresh TCP connection, written byte for byte as given: the request
+ * target and the headers are not checked or escaped (for fuzzing), and `Host` is whatever
+ * `headers` says (none when absent). Reads to the end of the connection.
+ */
+export async function rawRequest(
+  port: number,
+  method: string,
+  target: string,
+  o: { headers?: Record<string, string>; body?: Uint8Array | string } = {},
+): Promise<RawResponse> {
+  const { connect } = await import('node:net');
+  const body = o.body === undefined ? Buffer.alloc(0) : Buffer.from(o.body);
+  const lines = [`${method} ${target} HTTP/1.1`, ...Object.entries(o.headers ?? {}).map(([k, v]) => `${k}: ${v}`), 'connection: close'];
+  if (body.length > 0 || !['GET', 'HEAD'].includes(method)) lines.push(`content-length: ${body.length}`);
+  const t0 = performance.now();
+  const raw = await new Promise<Buffer>((resolve, reject) => {
+    const parts: Buffer[] = [];
+    const s = connect(port, '127.0.0.1', () => s.write(Buffer.concat([Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1'), body])));
+    s.on('data', (d: Buffer) => parts.push(d));
+    s.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' || e.code === 'EPIPE' ? resolve(Buffer.concat(parts)) : reject(e)));
+    s.on('close', () => resolve(Buffer.concat(parts)));
+    s.setTimeout(30_000, () => s.destroy(new Error(`no answer to ${method} ${target.slice(0, 80)}`)));
+  });
+  const ms = performance.now() - t0;
+  const end = raw.indexOf('\r\n\r\n');
+  if (end < 0) throw new Error(`no HTTP answer to ${method} ${target.slice(0, 80)}: ${JSON.stringify(raw.toString('latin1').slice(0, 200))}`);
+  const [statusLine, ...headerLines] = raw.subarray(0, end).toString('latin1').split('\r\n');
+  const headers: Record<string, string> = {};
+  for (const l of headerLines) {
+    const i = l.indexOf(':');
+    headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+  }
+  let rest = raw.subarray(end + 4);
+  if (headers['transfer-encoding'] === 'chunked') {
+    const out: Buffer[] = [];
+    for (;;) {
+      const nl = rest.indexOf('\r\n');
+      const n = parseInt(rest.subarray(0, nl).toString('latin1'), 16);
+      if (!n) break;
+      out.push(rest.subarray(nl + 2, nl + 2 + n));
+      rest = rest.subarray(nl + 2 + n + 2);
+    }
+    rest = Buffer.concat(out);
+  }
+  let json: RawResponse['json'] = null;
+  try {
+    json = JSON.parse(rest.toString('utf8'));
+  } catch {}
+  return { status: Number(statusLine!.split(' ')[1]), headers, body: rest, json, ms };
+}
+
+/** Signs up `account` in a fresh device and returns its session cookie (`coffer_session=...`). */
+export async function sessionCookie(browser: Browser, url: string, account: string): Promise<string> {
+  const d = await newDevice(browser, url);
+  await signUp(d.page, account);
+  const c = (await d.context.cookies()).find((x) => x.name === 'coffer_session');
+  await d.context.close();
+  if (!c) throw new Error('no session cookie after sign-up');
+  return `${c.name}=${c.value}`;
+}
