@@ -186,8 +186,10 @@ async function tryPassword(page: Page, password: string): Promise<string> {
   // Wait until the page answered this attempt (the alert changes, or the restore finishes).
   await page.waitForFunction((b) => {
     const el = document.querySelector('#restore-error');
-    return (el && el.textContent !== b && el.textContent !== '') || document.querySelector('main[data-ready=true]') !== null;
+    return (el && el.textContent !== b && el.textContent !== '') || document.querySelector('main[data-ready=true]') !== null || document.querySelector('main p.error')?.textContent;
   }, before, { timeout: 30_000 });
+  const failed = await page.evaluate(() => document.querySelector('main p.error')?.textContent ?? null);
+  if (failed) throw new Error(`the restored chats did not open: ${failed}`);
   return (await alert.count()) ? ((await alert.textContent()) ?? '') : '';
 }
 

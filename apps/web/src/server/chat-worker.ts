@@ -1,11 +1,13 @@
 /**
- * Child process of chat-db.ts: reads one untrusted chat database from standard input and writes
- * `{ok, chat}` or `{ok: false, message}` as JSON to standard output. A process, not a thread, so
+ * Child process of chat-db.ts: says `R` when loaded, reads one untrusted chat database from
+ * standard input and writes `{ok, chat}` or `{ok: false, message}` as JSON to standard output. A process, not a thread, so
  * that it can be killed even inside a long SQLite call.
  */
 import Database from 'better-sqlite3';
 import { chatJson, NotAChatDatabaseError, openUntrusted } from './chat-json.js';
 
+// Ready: the parent's clock for this database starts now, not while Node starts.
+process.stdout.write('R');
 const parts: Buffer[] = [];
 for await (const c of process.stdin as AsyncIterable<Buffer>) parts.push(c);
 let out: unknown;
