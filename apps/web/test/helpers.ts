@@ -3,7 +3,7 @@
  * its dev inbox), headless Chromium, devices with a CDP virtual authenticator (passkeys), sign-up
  * and sign-in through the page, and the browser core suite bundle.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -209,4 +209,24 @@ export async function sessionCookie(browser: Browser, url: string, account: stri
   await d.context.close();
   if (!c) throw new Error('no session cookie after sign-up');
   return `${c.name}=${c.value}`;
+}
+
+/**
+ * Resident memory of Chromium's renderer processes, read from /proc: each renderer's current and
+ * peak (VmHWM) RSS in bytes. The pids come from CDP (SystemInfo.getProcessInfo).
+ */
+export async function rendererMemory(browser: Browser): Promise<{ pid: number; rss: number; peak: number }[]> {
+  const cdp = await browser.newBrowserCDPSession();
+  try {
+    const { processInfo } = (await cdp.send('SystemInfo.getProcessInfo')) as { processInfo: { type: string; id: number }[] };
+    const out = [];
+    for (const p of processInfo.filter((x) => x.type === 'renderer')) {
+      const status = await readFile(`/proc/${p.id}/status`, 'utf8').catch(() => '');
+      const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
+      if (status) out.push({ pid: p.id, rss: kb('VmRSS'), peak: kb('VmHWM') });
+    }
+    return out;
+  } finally {
+    await cdp.detach();
+  }
 }
