@@ -7,27 +7,15 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomFillSync } from 'node:crypto';
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
-import { launchChromium, newDevice, rendererMemory, signUp, startTestApp } from './helpers.js';
+import { launchChromium, newDevice, rendererMemory, signUp, startTestApp, writeVideo } from './helpers.js';
 
 const VIDEO = 512 * 2 ** 20;
 const LIMIT = 400e6;
 let app: Awaited<ReturnType<typeof startTestApp>>;
 let browser: Browser;
-
-/** A file of `size` random bytes (incompressible, no two chunks alike). */
-export async function writeVideo(path: string, size: number): Promise<void> {
-  const f = await open(path, 'w');
-  const block = Buffer.alloc(8 * 2 ** 20);
-  try {
-    for (let at = 0; at < size; at += block.length) await f.write(randomFillSync(block), 0, Math.min(block.length, size - at));
-  } finally {
-    await f.close();
-  }
-}
 
 before(async () => {
   [app, browser] = await Promise.all([startTestApp(), launchChromium()]);

@@ -3,7 +3,8 @@
  * its dev inbox), headless Chromium, devices with a CDP virtual authenticator (passkeys), sign-up
  * and sign-in through the page, and the browser core suite bundle.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { randomFillSync } from 'node:crypto';
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -228,5 +229,16 @@ export async function rendererMemory(browser: Browser): Promise<{ pid: number; r
     return out;
   } finally {
     await cdp.detach();
+  }
+}
+
+/** A file of `size` random bytes, standing in for a video (incompressible, no two chunks alike). */
+export async function writeVideo(path: string, size: number): Promise<void> {
+  const f = await open(path, 'w');
+  const block = Buffer.alloc(8 * 2 ** 20);
+  try {
+    for (let at = 0; at < size; at += block.length) await f.write(randomFillSync(block), 0, Math.min(block.length, size - at));
+  } finally {
+    await f.close();
   }
 }
