@@ -18,9 +18,9 @@ export class PhoneSource implements BackupSource {
     const files = (await r.json()) as { path: string; size: number; mode: number; mtimeMs: number }[];
     return files.map((f) => ({ path: f.path, kind: 'file', mode: f.mode, mtimeNs: ns(f.mtimeMs), size: f.size }));
   }
-  async *read(path: string, chunkSize: number, alloc?: (size: number) => Uint8Array): AsyncIterable<Uint8Array> {
-    const r = await fetch(phoneFileUrl(path), { cache: 'no-store' });
-    if (!r.ok || !r.body) throw new Error(`could not read ${path}: HTTP ${r.status}`);
+  async *read(entry: TreeEntry, chunkSize: number, alloc?: (size: number) => Uint8Array): AsyncIterable<Uint8Array> {
+    const r = await fetch(phoneFileUrl(entry.path), { cache: 'no-store' });
+    if (!r.ok || !r.body) throw new Error(`could not read ${entry.path}: HTTP ${r.status}`);
     // Streamed, not `r.blob()`: the body is read only as fast as chunks are taken, so a 2 GiB
     // video never sits whole in the page. Bytes go straight into the codec's recycled buffers
     // (a BYOB reader), so reading makes no garbage however large the file.
@@ -113,8 +113,8 @@ export class OpfsSource implements BackupSource {
     this.files = new Map(out.map((f) => [f.path, f.file]));
     return out.map(({ path, file }) => ({ path, kind: 'file', mode: 0o600, mtimeNs: ns(file.lastModified), size: file.size }));
   }
-  async *read(path: string, chunkSize: number, alloc?: (size: number) => Uint8Array): AsyncIterable<Uint8Array> {
-    yield* readInto(this.files.get(path)!.stream(), chunkSize, alloc ?? ((n) => new Uint8Array(n)));
+  async *read(entry: TreeEntry, chunkSize: number, alloc?: (size: number) => Uint8Array): AsyncIterable<Uint8Array> {
+    yield* readInto(this.files.get(entry.path)!.stream(), chunkSize, alloc ?? ((n) => new Uint8Array(n)));
   }
 }
 
@@ -132,7 +132,9 @@ export class OpfsTarget implements RestoreTarget {
   async dir(e: TreeEntry): Promise<void> {
     await dirAt(this.root!, e.path.split('/'), true);
   }
-  async symlink(): Promise<void> {}
+  async symlink(): Promise<boolean> {
+    return false; // OPFS has no symlinks (spec/format.md §6.1)
+  }
   async file(e: TreeEntry): Promise<FileSink> {
     const parts = e.path.split('/');
     const d = await dirAt(this.root!, parts.slice(0, -1), true);
