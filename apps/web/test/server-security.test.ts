@@ -118,6 +118,8 @@ test('only the origin host is served (421), the vault proxy too; loopback addres
       if (r.status === 421) assert.equal(r.json?.error, 'misdirected-request');
     }
   }
+  const page = await send('GET', '/');
+  assert.deepEqual([page.headers['x-frame-options'], page.headers['x-content-type-options']], ['DENY', 'nosniff']);
   const moved = await rawRequest(port, 'GET', '/config.json?x=1', { headers: { host: `127.0.0.1:${port}` } });
   assert.equal(moved.status, 308);
   assert.equal(moved.headers['location'], `${app.url}/config.json?x=1`);

@@ -232,6 +232,10 @@ export async function startApp(o: AppOptions): Promise<AppServer> {
   };
 
   const server = createServer((req, res) => {
+    // No sniffing, no framing (a framed page could trick a click on a passkey prompt), no referrer.
+    res.setHeader('x-content-type-options', 'nosniff');
+    res.setHeader('x-frame-options', 'DENY');
+    res.setHeader('referrer-policy', 'no-referrer');
     handle(req, res).catch((e: unknown) => {
       if (res.headersSent) return void res.destroy();
       if (e instanceof HttpError) return sendError(res, e);
