@@ -9,7 +9,7 @@
 // .coffer-demo/.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { lstat, readdir, readFile, rm, mkdir, writeFile } from 'node:fs/promises';
+import { lstat, readdir, readFile, rm, mkdir, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addActivity, generateChatData, parseSize } from '../packages/sample/dist/src/index.js';
@@ -99,8 +99,10 @@ try {
   run(['backup', chat], { home: join(work, 'phone/profile') });
 
   step('What the cloud sees');
-  const names = (await readdir(join(cloud, 'data'), { recursive: true })).filter((n) => n.includes('/'));
-  console.log(`${names.length} objects named by keyed MACs, e.g. data/${names[0]?.split('/')[1] ?? ''}`);
+  const packs = (await readdir(join(cloud, 'packs'), { recursive: true })).filter((n) => n.includes('/'));
+  const sizes = await Promise.all(packs.map(async (n) => (await stat(join(cloud, 'packs', n))).size));
+  console.log(`${packs.length} packs of sealed chunks under random names (e.g. packs/${packs[0]?.split('/')[1]?.slice(0, 16) ?? ''}…),`);
+  console.log(`padded to sizes that hide the chunks inside: ${sizes.map((s) => `${(s / 1048576).toFixed(2)} MiB`).join(', ')}`);
   const found = await plaintextIn(cloud);
   console.log(found === 0 ? 'no plaintext: the word "messages" from the database appears in no stored object' : `WARNING: ${found} objects contain plaintext`);
 
