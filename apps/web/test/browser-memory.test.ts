@@ -2,7 +2,7 @@
  * The page's memory while it backs up a large video through the app (Backups screen, Web Workers,
  * HTTP object store): the renderer's peak RSS (VmHWM from /proc) stays under the 500 MB target.
  * bench/browser.mjs does the same with a 2 GiB video; here 512 MiB. Measured: the renderer holds
- * about 180 MB before the backup and peaks at 390-460 MB for 0.5 to 2 GiB (flat: files are
+ * about 180 MB before the backup and peaks at 350-460 MB for 0.5 to 2 GiB (flat: files are
  * streamed into recycled buffers). The first version (each file fetched as one Blob, buffers made
  * on the workers) peaked at 450-475 MB already at 0.5 GiB; buffers made on the workers while the
  * page itself allocated little took it to 1.2 GB.
