@@ -14,7 +14,9 @@ import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Browser, Page } from 'playwright-core';
-import { ARTIFACTS, launchChromium, newDevice as device, signInWithCode, signInWithPasskey, signUp, startTestApp, syncPasskeys, type Device } from './helpers.js';
+import {
+  ARTIFACTS, launchChromium, newDevice as device, recordRequestBodies, signInWithCode, signInWithPasskey, signUp, startTestApp, syncPasskeys, type Device, type SentBody,
+} from './helpers.js';
 
 let app: Awaited<ReturnType<typeof startTestApp>>;
 let browser: Browser;
@@ -97,6 +99,59 @@ async function phoneFiles(): Promise<Record<string, string>> {
     out[relative(app.phoneDir, p).split(sep).join('/')] = createHash('sha256').update(await readFile(p)).digest('hex');
   }
   return out;
+}
+
+/**
+ * Byte strings only a chat holds: SQLite's file header, the ten longest message texts, and 32
+ * bytes from the middle of every file of the phone (the database's pages, the photos, the notes;
+ * files under 64 bytes have nothing to tell).
+ */
+async function plaintextMarkers(): Promise<{ what: string; bytes: Buffer }[]> {
+  const out = [{ what: 'the SQLite header', bytes: Buffer.from('SQLite format 3\0', 'latin1') }];
+  const db = new Database(join(app.phoneDir, 'messages.db'), { readonly: true });
+  try {
+    const bodies = db.prepare('SELECT body FROM messages WHERE length(body) >= 24 ORDER BY length(body) DESC LIMIT 10').pluck().all() as string[];
+    assert.equal(bodies.length, 10);
+    for (const b of bodies) out.push({ what: `the message ${JSON.stringify(b.slice(0, 40))}`, bytes: Buffer.from(b, 'utf8') });
+  } finally {
+    db.close();
+  }
+  for (const e of await readdir(app.phoneDir, { recursive: true, withFileTypes: true })) {
+    if (!e.isFile()) continue;
+    const bytes = await readFile(join(e.parentPath, e.name));
+    if (bytes.length < 64) continue;
+    const mid = Math.floor(bytes.length / 2);
+    out.push({ what: `32 bytes of ${relative(app.phoneDir, join(e.parentPath, e.name))}`, bytes: bytes.subarray(mid, mid + 32) });
+  }
+  return out;
+}
+
+/** No request body (and no URL) a device sent holds any of `markers`. */
+function assertNoPlaintextSent(sent: SentBody[], markers: { what: string; bytes: Buffer }[], device: string): void {
+  assert.ok(sent.length > 0, `${device}: no requests recorded`);
+  for (const r of sent) {
+    for (const m of markers) {
+      assert.equal(r.body.indexOf(m.bytes), -1, `${device} sent ${m.what} in the body of ${r.method} ${r.url}`);
+      assert.ok(!Buffer.from(decodeURIComponent(r.url), 'utf8').includes(m.bytes), `${device} sent ${m.what} in the URL ${r.url}`);
+    }
+  }
+}
+
+/** Every object in `account`'s store arrived as the body of a PUT that `sent` holds: nothing uploaded went unscanned. */
+async function assertStoreWasScanned(sent: SentBody[], account: string): Promise<number> {
+  const dir = join(app.cloudDir, account);
+  const puts = (path: string) => sent.filter((r) => r.method === 'PUT' && decodeURIComponent(new URL(r.url).pathname) === path).map((r) => r.body);
+  let n = 0;
+  for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (!e.isFile() || e.name.startsWith('.tmp-')) continue;
+    const name = relative(dir, join(e.parentPath, e.name)).split(sep).join('/');
+    const bodies = puts(`/store/${account}/${name}`);
+    assert.ok(bodies.length > 0, `the store holds ${name}, which no recorded PUT sent`);
+    const held = await readFile(join(e.parentPath, e.name));
+    assert.ok(bodies.some((b) => b.equals(held)), `${name}: no recorded body is what the store holds (${bodies.map((b) => b.length)} against ${held.length} bytes)`);
+    n++;
+  }
+  return n;
 }
 
 async function openConversation(page: Page, title: string): Promise<void> {
@@ -195,6 +250,7 @@ async function tryPassword(page: Page, password: string): Promise<string> {
 
 test('password: sign up with a passkey, back up; a new device signs in with a one-time code, adds a passkey, and restores the thread exactly, pictures shown and voice notes playing', async () => {
   const { page: phone, context: phoneCtx } = await newDevice();
+  const phoneSent = await recordRequestBodies(phoneCtx);
   await shot(phone, '01-welcome');
   await usePhone(phone, 'maria@example', '01b-signed-up');
   const titles = await conversationTitles(phone);
@@ -220,6 +276,7 @@ test('password: sign up with a passkey, back up; a new device signs in with a on
   await shot(phone, '05-backup-done');
 
   const { page: fresh, context: freshCtx } = await newDevice();
+  const freshSent = await recordRequestBodies(freshCtx);
   await signInWithCode(fresh, app.url, 'maria@example', { form: join(shotsDir, '06a-code-sign-in.png'), inbox: join(shotsDir, '06b-dev-inbox.png') });
   await fresh.getByRole('button', { name: 'Add a passkey on this device' }).click();
   await fresh.getByText('Passkey added').waitFor();
@@ -248,6 +305,21 @@ test('password: sign up with a passkey, back up; a new device signs in with a on
   await shot(fresh, '08-restored-chats');
   // Below the thread view: every restored file in the new device's storage equals the phone's, byte for byte.
   assert.deepEqual(await restoredFiles(fresh), await phoneFiles());
+
+  // End to end means end to end: no request either device sent, during and after the backup and
+  // the restore, carried a message, a picture, a voice note or the database (spec/web-app.md §7).
+  const markers = await plaintextMarkers();
+  assert.ok((await assertStoreWasScanned(phoneSent, 'maria@example')) > 3, 'the backup\'s uploads were recorded');
+  assertNoPlaintextSent(phoneSent, markers, 'the phone');
+  assertNoPlaintextSent(freshSent, markers, 'the new device');
+  // The check can fail: a body that carries the database is caught.
+  const leak = [...freshSent];
+  await fresh.evaluate(async () => {
+    const db = await (await fetch('/api/phone/file/messages.db')).blob();
+    await fetch('/api/no-such-path', { method: 'POST', body: db });
+  });
+  await fresh.waitForTimeout(100);
+  assert.throws(() => assertNoPlaintextSent(freshSent.slice(leak.length), markers, 'the new device'), /sent the SQLite header in the body of POST/);
 
   // The passkey added on the new device signs it in by itself after signing out.
   await fresh.getByRole('button', { name: 'Sign out and clear this device' }).click();

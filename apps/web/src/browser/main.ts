@@ -13,6 +13,7 @@ import {
   WrongPasswordError, type KeyStretching, type VaultConnection,
 } from '@coffer/core/vault';
 import { addPasskey, codeScreen, currentAccount, signOut, welcomeScreen } from './account.js';
+import { CHAT_DATABASE, readChat, type ChatJson } from './chat-db.js';
 import { OpfsSource, OpfsTarget, opfsFile, PhoneSource, phoneFileUrl, removeRestored } from './device.js';
 import { api, h } from './dom.js';
 import { HttpStorage } from './http-storage.js';
@@ -51,13 +52,6 @@ interface DeviceState {
   restoredDir?: string;
   restoredFrom?: { seq: number; createdAt: string; files: number; bytes: number };
   backup?: BackupState;
-}
-
-interface ChatJson {
-  self: number;
-  contacts: { id: number; name: string }[];
-  conversations: { id: number; kind: string; title: string; messages: number; last: number }[];
-  messages: Record<string, { id: number; sender: number; ts: number; body: string; attachments: { kind: string; path: string; size: number; mime: string; durationMs: number | null }[] }[]>;
 }
 
 const app = document.getElementById('app')!;
@@ -265,15 +259,17 @@ function setupScreen(main: HTMLElement): void {
 
 async function loadChat(state: DeviceState): Promise<ChatJson> {
   if (chat) return chat;
+  // The database is read here, in the page: no server sees a chat (spec/web-app.md §7).
+  let db: Blob | null;
   if (state.data === 'phone') {
-    chat = (await (await fetch('/api/phone/chat', { cache: 'no-store' })).json()) as ChatJson;
+    const r = await fetch(phoneFileUrl(CHAT_DATABASE), { cache: 'no-store' });
+    if (!r.ok) throw new Error(`this phone's message database could not be fetched (HTTP ${r.status})`);
+    db = await r.blob();
   } else {
-    const db = await opfsFile(state.restoredDir!, 'messages.db');
+    db = await opfsFile(state.restoredDir!, CHAT_DATABASE);
     if (!db) throw new Error('the restored message database is missing from this device');
-    const r = await fetch('/api/chat-from-db', { method: 'POST', body: db });
-    if (!r.ok) throw new Error(((await r.json()) as { error: string }).error);
-    chat = (await r.json()) as ChatJson;
   }
+  chat = await readChat(db);
   return chat;
 }
 

@@ -3,20 +3,20 @@
  * accounts with passkeys and one-time codes, a Backup Key Vault on embedded defaults (child
  * process, proxied at POST /v1/vault, trusting this server's EdDSA tokens), an HTTP object store
  * standing in for each account's cloud drive (/store/<account>/...), and the demo phone's chat
- * data (/api/phone/...). Every request is checked for its Host, every unsafe one for its Origin.
+ * data (/api/phone/...). No chat ever reaches it from a page: the page reads chat databases itself.
+ * Every request is checked for its Host, every unsafe one for its Origin.
  */
 import { createReadStream } from 'node:fs';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { join, normalize, sep } from 'node:path';
 import { Accounts } from './accounts.js';
 import { Auth, DevInbox, notSignedIn, sessionToken, type CodeSender } from './auth.js';
 import { APP_ROOT, bundle } from './bundle.js';
-import { ensureSample, listTree, phoneChatJson } from './chat.js';
-import { MAX_CHAT_DB_BYTES, readUploadedChat } from './chat-db.js';
-import type { ChatJson } from './chat-json.js';
-import { decodePath, field, HttpError, json, readBody, readJson, sendError } from './http.js';
+import { ensureSample, listTree } from './chat.js';
+import { decodePath, field, HttpError, json, readJson, sendError } from './http.js';
 import { handleStore } from './store.js';
 import { tokenKey, TOKEN_TTL_SECONDS, vaultToken } from './tokens.js';
 import { startVault, type VaultChild } from './vault.js';
@@ -83,6 +83,9 @@ const PAGE = (script: string, title: string) => `<!doctype html>
 
 const LOOPBACK = new Set(['127.0.0.1', '[::1]']);
 
+/** SQLite's WASM build, which the page's chat reader loads (src/browser/chat-reader.ts). */
+const SQLITE_WASM = createRequire(import.meta.url).resolve('@sqlite.org/sqlite-wasm/sqlite3.wasm');
+
 export async function startApp(o: AppOptions): Promise<AppServer> {
   const log = o.log ?? ((line: string) => void process.stdout.write(line + '\n'));
   const phoneDir = join(o.dataDir, 'phone');
@@ -96,11 +99,15 @@ export async function startApp(o: AppOptions): Promise<AppServer> {
   let vault: VaultChild;
   let appJs: string;
   let workerJs: string;
+  let chatReaderJs: string;
+  let sqliteWasm: Buffer;
   try {
-    [vault, appJs, workerJs] = await Promise.all([
+    [vault, appJs, workerJs, chatReaderJs, sqliteWasm] = await Promise.all([
       vaultStarting,
       bundle(join(APP_ROOT, 'src', 'browser', 'main.ts'), { insecureTestOnlyFastKeyStretching: o.insecureTestOnlyFastKeyStretching === true }),
       bundle(join(APP_ROOT, 'src', 'browser', 'chunk-worker.ts')),
+      bundle(join(APP_ROOT, 'src', 'browser', 'chat-reader.ts')),
+      readFile(SQLITE_WASM),
       ensureSample(phoneDir, o.sampleBytes ?? 16 * 2 ** 20, o.seed ?? 'coffer-web'),
     ]);
   } catch (e) {
@@ -108,10 +115,9 @@ export async function startApp(o: AppOptions): Promise<AppServer> {
     accounts.close();
     throw e;
   }
-  const scripts = new Map<string, string>([['/app.js', appJs], ['/chunk-worker.js', workerJs], ...Object.entries(o.extraScripts ?? {})]);
+  const scripts = new Map<string, string>([['/app.js', appJs], ['/chunk-worker.js', workerJs], ['/chat-reader.js', chatReaderJs], ...Object.entries(o.extraScripts ?? {})]);
   const css = await readFile(join(APP_ROOT, 'src', 'browser', 'app.css'), 'utf8');
   const devInbox = o.dev ? new DevInbox(log) : null;
-  let phoneChat: ChatJson | null = null;
   // Known once the server listens (the port may be picked then).
   let origin: URL;
   let auth: Auth;
@@ -174,16 +180,9 @@ export async function startApp(o: AppOptions): Promise<AppServer> {
       if (purpose === 'register') accounts.recordKeyStretching(me, field(body, 'keyStretching', PRESETS, 'a key-stretching preset name'));
       return json(res, 200, { account: me, token: vaultToken(key, vault.realmId, me), expiresInSeconds: TOKEN_TTL_SECONDS, keyStretching: accounts.keyStretching(me) });
     }
-    if (path === '/api/chat-from-db') {
-      if (req.method !== 'POST') throw new HttpError(405, 'method-not-allowed', 'POST only');
-      account(req);
-      // A restored device shows its own (restored) database: the page posts it, a child process reads it.
-      return json(res, 200, await readUploadedChat(await readBody(req, MAX_CHAT_DB_BYTES)));
-    }
     if (path.startsWith('/api/phone/')) {
       account(req);
       if (req.method === 'GET' && path === '/api/phone/tree') return json(res, 200, await listTree(phoneDir));
-      if (req.method === 'GET' && path === '/api/phone/chat') return json(res, 200, (phoneChat ??= phoneChatJson(join(phoneDir, 'messages.db'))));
       if (safe && path.startsWith('/api/phone/file/')) return servePhoneFile(req, res, decodePath(path.slice('/api/phone/file/'.length)));
       throw new HttpError(404, 'not-found', 'not found');
     }
@@ -204,6 +203,10 @@ export async function startApp(o: AppOptions): Promise<AppServer> {
     }
     if (scripts.has(path)) {
       res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-store' }).end(scripts.get(path));
+      return;
+    }
+    if (path === '/sqlite3.wasm') {
+      res.writeHead(200, { 'content-type': 'application/wasm', 'cache-control': 'no-cache' }).end(sqliteWasm);
       return;
     }
     if (path === '/app.css') {
