@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import Database from 'better-sqlite3';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, Page, Route } from 'playwright-core';
 import {
   ARTIFACTS, launchChromium, newDevice as device, recordRequestBodies, signInWithCode, signInWithPasskey, signUp, startTestApp, syncPasskeys, type Device, type SentBody,
 } from './helpers.js';
@@ -47,14 +47,14 @@ interface Thread {
   messages: { sender: string; body: string; time: string; attachments: { kind: string; path: string; size: string; sha256: string }[] }[];
 }
 
-/** The open thread as data; every attachment's bytes hashed from the URL the page shows it with. */
-function readThread(page: Page): Promise<Thread> {
-  return page.evaluate(async () => {
+/** The open thread as data; every attachment's bytes hashed from the URL the page shows it with (unless `media` is false). */
+function readThread(page: Page, media = true): Promise<Thread> {
+  return page.evaluate(async (media) => {
     const hex = (b: ArrayBuffer) => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, '0')).join('');
     const messages = [];
     for (const li of document.querySelectorAll<HTMLElement>('ol.messages > li')) {
       const attachments = [];
-      for (const f of li.querySelectorAll<HTMLElement>('figure')) {
+      for (const f of media ? li.querySelectorAll<HTMLElement>('figure') : []) {
         const src = f.querySelector('a')?.getAttribute('href') ?? f.querySelector('audio')?.getAttribute('src') ?? '';
         const bytes = await (await fetch(src)).arrayBuffer();
         attachments.push({ kind: f.className, path: f.dataset['path']!, size: f.dataset['size']!, sha256: hex(await crypto.subtle.digest('SHA-256', bytes)) });
@@ -67,7 +67,28 @@ function readThread(page: Page): Promise<Thread> {
       });
     }
     return { title: document.querySelector('#thread-title')?.textContent ?? '', messages };
-  });
+  }, media);
+}
+
+/** A restore's end: every byte verified, the chats shown as this device's own. */
+const restored = (page: Page) => page.locator('main[data-ready=true] #restored').waitFor({ timeout: 60_000 });
+
+/**
+ * Holds the page's reads of packs (the store's data) until they are released, one at a time or
+ * all at once: what a slow network does to the media of a restore, made exact.
+ */
+async function holdPackReads(page: Page): Promise<{ held: Route[]; releaseOne(): Promise<void>; releaseAll(): Promise<void> }> {
+  const held: Route[] = [];
+  let open = false;
+  await page.route(/\/store\/[^?]*\/packs\//, (route) => (open || route.request().method() !== 'GET' ? route.fallback() : void held.push(route)));
+  return {
+    held,
+    releaseOne: async () => void (await held.shift()?.fallback()),
+    async releaseAll() {
+      open = true;
+      for (const r of held.splice(0)) await r.fallback();
+    },
+  };
 }
 
 /** path -> SHA-256 of every file of this device's restored tree (OPFS). */
@@ -156,7 +177,11 @@ async function assertStoreWasScanned(sent: SentBody[], account: string): Promise
 
 async function openConversation(page: Page, title: string): Promise<void> {
   await page.getByRole('navigation', { name: 'Conversations' }).getByRole('button', { name: title }).click();
-  await page.locator('#thread-title', { hasText: title }).waitFor();
+  // The thread built for this click (not one shown before it): the page marks a thread busy while it builds one.
+  await page.waitForFunction((t) => {
+    const thread = document.querySelector('section.thread');
+    return thread !== null && !thread.hasAttribute('aria-busy') && thread.querySelector('#thread-title')?.textContent === t;
+  }, title);
 }
 
 const conversationTitles = (page: Page) => page.locator('nav[aria-label=Conversations] .title').allTextContents();
@@ -183,7 +208,7 @@ function shownMedia(page: Page): Promise<{ pictures: [number, number][]; voices:
       a.muted = true;
       await a.play();
       await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error('a voice note did not play')), 5000);
+        const t = setTimeout(() => reject(new Error(`a voice note did not play: ${JSON.stringify({ src: a.src.slice(0, 40), rs: a.readyState, ns: a.networkState, err: a.error?.code, msg: a.error?.message, conn: a.isConnected, t: a.currentTime, paused: a.paused, d: a.duration })}`)), 5000);
         a.addEventListener('timeupdate', () => a.currentTime > 0.2 && (clearTimeout(t), resolve()));
       });
       a.pause();
@@ -287,7 +312,7 @@ test('password: sign up with a passkey, back up; a new device signs in with a on
   await shot(fresh, '07-wrong-password');
   assert.match(await tryPassword(fresh, 'still not it'), /8 guesses remain/);
   await tryPassword(fresh, 'correct horse battery staple');
-  await fresh.locator('main[data-ready=true]').waitFor();
+  await restored(fresh);
   await fresh.getByText(/Restored backup #1 from .*every byte verified/).waitFor();
   assert.deepEqual(await conversationTitles(fresh), titles);
   for (const t of titles) {
@@ -336,7 +361,7 @@ test('recovery key: shown once, copied, confirmed; a wrong key is refused; a syn
   const phone = phoneDevice.page;
   await phone.context().grantPermissions(['clipboard-read', 'clipboard-write']);
   await usePhone(phone, 'sam@example');
-  const title = (await phone.locator('#thread-title').textContent())!;
+  const title = await conversationWith(phone, 'photo');
   const original = await readThread(phone);
   await phone.getByRole('button', { name: 'Backups' }).click();
   await phone.getByLabel('A 64-digit recovery key').check();
@@ -375,9 +400,27 @@ test('recovery key: shown once, copied, confirmed; a wrong key is refused; a syn
   await fresh.getByRole('button', { name: 'Restore' }).click();
   await fresh.getByText('This recovery key does not open the backup of this account').waitFor();
   await keyField.fill(key);
+  // Messages first: the store's packs are read one at a time, as released, until the chats show.
+  const gate = await holdPackReads(fresh);
   await fresh.getByRole('button', { name: 'Restore' }).click();
-  await fresh.locator('main[data-ready=true]').waitFor();
+  // The chats screen opens as soon as the database is verified (then it reads it).
+  for (const deadline = Date.now() + 30_000; !(await fresh.locator('#restoring').count()); await fresh.waitForTimeout(100)) {
+    assert.ok(Date.now() < deadline, 'the chats never showed while the media were held back');
+    if (gate.held.length > 0) await gate.releaseOne();
+  }
+  await fresh.locator('main[data-ready=true] #restoring').waitFor();
+  assert.ok(gate.held.length > 0, 'the chats showed only after every read of the store');
   await openConversation(fresh, title);
+  assert.ok((await fresh.locator('ol.messages figure.pending').count()) > 0, 'no medium was still missing');
+  assert.equal(await fresh.locator('ol.messages figure.photo:not(.pending) img').count(), 0, 'a picture was shown before it was restored');
+  assert.deepEqual(await readThread(fresh, false), { ...original, messages: original.messages.map((m) => ({ ...m, attachments: [] })) }, 'the messages are all there while the media arrive');
+  assert.match((await fresh.locator('#restoring').textContent()) ?? '', /Your chats are back\. Photos and voice notes appear as they are restored and verified\./);
+  await shot(fresh, '10a-chats-first-media-arriving');
+  await gate.releaseAll();
+  await restored(fresh);
+  await openConversation(fresh, title);
+  assert.equal(await fresh.locator('ol.messages figure.pending').count(), 0);
+  assertMediaShown(await shownMedia(fresh), 'restored with the recovery key');
   await shot(fresh, '10-restored-with-recovery-key');
   assert.deepEqual(await readThread(fresh), original);
   // The new device keeps backing up to the same store: nothing new to upload.

@@ -4,6 +4,7 @@ export { buildServer, buildVaultServer, DEFAULT_RATE_LIMITS, INSECURE_TEST_ONLY_
 export { Boundary, DEFAULT_POLICY, OpenedRequest, RequestRejectedError, TICKET_TTL_MS, type AttemptPolicy, type Effect, type ProcessResult } from './boundary.js';
 export { initRealm, openRealm, readRealmFile, REALM_FILE, RECORDS_FILE, type HsmChoice, type RealmFile } from './realm.js';
 export { issueToken, verifyToken, audienceFor, type TokenSigner, type TokenVerifier } from './token.js';
+export { issueJuiceboxToken, type TenantSigner } from './juicebox/token.js';
 export type { Hsm, HsmKind } from './hsm/types.js';
 export { Pkcs11Hsm, type Pkcs11Options } from './hsm/pkcs11.js';
 export { SoftwareHsmDevelopmentOnly, SOFTWARE_HSM_WARNING } from './hsm/software.js';

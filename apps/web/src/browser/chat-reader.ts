@@ -1,18 +1,20 @@
 /**
- * Web Worker: reads one chat database (the demo phone's, or a restored one) into ChatJson with
- * the official SQLite WASM build, in the page, so that no server ever sees a chat
+ * Web Worker: reads one chat database (the demo phone's, or a restored one) with the official
+ * SQLite WASM build, in the page, so that no server ever sees a chat
  * (spec/web-app.md §7). A database is someone else's input (whoever holds the backup key can
  * write a backup), so it is opened read-only from memory, refused unless its schema is a chat
  * database's (no views, triggers, virtual tables or generated columns), and read under an
  * authorizer that allows nothing but reading the chat tables. The page ends this worker when it
  * overruns its time budget (chat-db.ts, which starts it): a hostile query never freezes the page.
  *
- * Messages: the page posts `{file: Blob, budgetMs}`; the worker answers `{ready: true}` once SQLite is
- * loaded (the page's clock for this database starts then), then `{ok: true, chat}`,
- * `{ok: false, message}`, or `{ok: false, slow: true}` past the budget.
+ * Messages (types in chat-db.ts): the worker says `{ready: true}` once SQLite is loaded (the page
+ * may start it before it has a database, and its clock starts then); the page asks `open` (the
+ * file: checks it, keeps it open, answers the overview) and then `messages` of a conversation, one
+ * request at a time, each with its budget; answers are `{ok: true, value}`, `{ok: false, message}`,
+ * or `{ok: false, slow: true}` past the budget.
  */
 import sqlite3InitModule from '@sqlite.org/sqlite-wasm';
-import { CHAT_TABLES, MAX_CHAT_DB_BYTES, type ChatJson } from './chat-db.js';
+import { CHAT_TABLES, MAX_CHAT_DB_BYTES, type Attachment, type ChatOverview, type Message, type ReaderAnswer, type ReaderRequest } from './chat-db.js';
 
 class NotAChatDatabaseError extends Error {
   override name = 'NotAChatDatabaseError';
@@ -50,7 +52,7 @@ const header = (b: Uint8Array) => String.fromCharCode(...b.subarray(0, 16));
  * triggers, a defensive connection that trusts nothing in the schema, and an authorizer that
  * allows selecting from the chat tables and nothing else.
  */
-function openUntrusted(sqlite3: Sqlite3, bytes: Uint8Array, deadline: number) {
+function openUntrusted(sqlite3: Sqlite3, bytes: Uint8Array, deadline: () => number) {
   if (bytes.length < 512 || header(bytes) !== 'SQLite format 3\0') throw new NotAChatDatabaseError('it is not an SQLite database');
   const { capi, wasm, oo1 } = sqlite3;
   const db = new oo1.DB(':memory:', 'r');
@@ -64,10 +66,12 @@ function openUntrusted(sqlite3: Sqlite3, bytes: Uint8Array, deadline: number) {
     ] as const) {
       if (capi.sqlite3_db_config(db.pointer!, op, on, 0) !== 0) throw new Error('SQLite refused a safety setting');
     }
-    db.exec('PRAGMA query_only = ON; PRAGMA cell_size_check = ON');
+    // No index built on the fly either: a database without the chat schema's indexes reads
+    // slowly, and meets the budget, rather than making SQLite build large indexes in memory.
+    db.exec('PRAGMA query_only = ON; PRAGMA cell_size_check = ON; PRAGMA automatic_index = OFF');
     // SQLite stops itself at the deadline (the page also ends this worker then, which takes
     // Chromium a second or two inside a long WASM loop).
-    capi.sqlite3_progress_handler(db.pointer!, 1000, () => (performance.now() > deadline ? 1 : 0), 0);
+    capi.sqlite3_progress_handler(db.pointer!, 1000, () => (performance.now() > deadline() ? 1 : 0), 0);
     capi.sqlite3_set_authorizer(db.pointer!, (_p: unknown, action: number, a1: string | 0, a2: string | 0) => {
       if (action === SQLITE_SELECT) return SQLITE_OK;
       if (action === SQLITE_READ) return typeof a1 === 'string' && READABLE.has(a1.toLowerCase()) ? SQLITE_OK : SQLITE_DENY;
@@ -109,61 +113,57 @@ function checkChatSchema(db: Db): void {
   }
 }
 
-/**
- * The newest `limit` messages of at most 500 conversations, with at most 16 attachments each: two
- * statements per conversation, each prepared once.
- */
-function chatJson(db: Db, limit = 200): ChatJson {
+/** Who is who, and the conversations, newest first (at most 500). */
+function overview(db: Db): ChatOverview {
   const self = (all(db, 'SELECT id FROM contacts WHERE is_self = 1 LIMIT 1')[0]?.['id'] as number | undefined) ?? 0;
-  const contacts = all(db, 'SELECT id, name FROM contacts ORDER BY id LIMIT 10000') as ChatJson['contacts'];
+  const contacts = all(db, 'SELECT id, name FROM contacts ORDER BY id LIMIT 10000') as ChatOverview['contacts'];
   const conversations = all(
     db,
     'SELECT c.id, c.kind, c.title, COUNT(m.id) AS messages, MAX(m.timestamp) AS last FROM conversations c LEFT JOIN messages m ON m.conversation_id = c.id GROUP BY c.id ORDER BY last DESC LIMIT 500',
-  ) as ChatJson['conversations'];
-  const newest = 'SELECT id FROM messages WHERE conversation_id = ?1 ORDER BY timestamp DESC, id DESC LIMIT ?2';
-  const msgs = db.prepare(`SELECT id, sender_id AS sender, timestamp AS ts, body FROM messages WHERE id IN (${newest}) ORDER BY timestamp, id`);
-  const atts = db.prepare(`SELECT message_id AS messageId, kind, path, size, mime, duration_ms AS durationMs FROM attachments WHERE message_id IN (${newest}) ORDER BY message_id, id`);
-  const rows = (stmt: typeof msgs, bind: unknown[]): Row[] => {
-    const out: Row[] = [];
-    stmt.bind(bind as never);
-    while (stmt.step()) out.push(stmt.get({}) as Row);
-    stmt.reset(true);
-    return out;
-  };
-  type Attachment = ChatJson['messages'][string][number]['attachments'][number];
-  try {
-    const messages: ChatJson['messages'] = {};
-    for (const c of conversations) {
-      const byMessage = new Map<number, Attachment[]>();
-      for (const { messageId, ...a } of rows(atts, [c.id, limit]) as (Attachment & { messageId: number })[]) {
-        const list = byMessage.get(messageId) ?? [];
-        if (list.length < 16) list.push(a);
-        byMessage.set(messageId, list);
-      }
-      messages[c.id] = (rows(msgs, [c.id, limit]) as { id: number; sender: number; ts: number; body: string }[]).map((m) => ({ ...m, attachments: byMessage.get(m.id) ?? [] }));
-    }
-    return { self, contacts, conversations, messages };
-  } finally {
-    msgs.finalize();
-    atts.finalize();
-  }
+  ) as ChatOverview['conversations'];
+  return { self, contacts, conversations };
 }
 
-scope.onmessage = async (e: MessageEvent<{ file: Blob; budgetMs: number }>) => {
-  let answer: { ok: true; chat: ChatJson } | { ok: false; message: string } | { ok: false; slow: true };
-  let deadline = Infinity;
+/** The newest `limit` messages of one conversation, oldest first, with at most 16 attachments each. */
+function messages(db: Db, conversationId: number, limit = 200): Message[] {
+  const newest = `SELECT id FROM messages WHERE conversation_id = ?1 ORDER BY timestamp DESC, id DESC LIMIT ${limit}`;
+  const byMessage = new Map<number, Attachment[]>();
+  for (const { messageId, ...a } of all(db, `SELECT message_id AS messageId, kind, path, size, mime, duration_ms AS durationMs FROM attachments WHERE message_id IN (${newest}) ORDER BY message_id, id`, [conversationId]) as (Attachment & { messageId: number })[]) {
+    const list = byMessage.get(messageId) ?? [];
+    if (list.length < 16) list.push(a);
+    byMessage.set(messageId, list);
+  }
+  const rows = all(db, `SELECT id, sender_id AS sender, timestamp AS ts, body FROM messages WHERE id IN (${newest}) ORDER BY timestamp, id`, [conversationId]) as Omit<Message, 'attachments'>[];
+  return rows.map((m) => ({ ...m, attachments: byMessage.get(m.id) ?? [] }));
+}
+
+let db: Db | null = null;
+/** The current request's deadline (SQLite's progress handler reads it). */
+let deadline = Infinity;
+
+// Ready: the page's clock starts once SQLite is loaded, not while it loads.
+void sqliteLoaded.then(() => scope.postMessage({ ready: true }), () => {});
+
+scope.onmessage = async (e: MessageEvent<ReaderRequest>) => {
+  const req = e.data;
+  let answer: ReaderAnswer;
   try {
     const sqlite3 = await sqliteLoaded;
-    scope.postMessage({ ready: true });
-    const { file, budgetMs } = e.data;
-    deadline = performance.now() + budgetMs;
-    if (file.size > MAX_CHAT_DB_BYTES) throw new NotAChatDatabaseError(`it is larger than ${MAX_CHAT_DB_BYTES / 2 ** 20} MiB`);
-    const db = openUntrusted(sqlite3, new Uint8Array(await file.arrayBuffer()), deadline);
-    try {
-      checkChatSchema(db);
-      answer = { ok: true, chat: chatJson(db) };
-    } finally {
-      db.close();
+    deadline = performance.now() + req.budgetMs;
+    if (req.op === 'open') {
+      if (db) throw new Error('this reader has a database open');
+      if (req.file.size > MAX_CHAT_DB_BYTES) throw new NotAChatDatabaseError(`it is larger than ${MAX_CHAT_DB_BYTES / 2 ** 20} MiB`);
+      const opened = openUntrusted(sqlite3, new Uint8Array(await req.file.arrayBuffer()), () => deadline);
+      try {
+        checkChatSchema(opened);
+        answer = { ok: true, value: overview(opened) };
+        db = opened;
+      } finally {
+        if (db !== opened) opened.close();
+      }
+    } else {
+      if (!db) throw new Error('no database is open');
+      answer = { ok: true, value: messages(db, req.conversationId) };
     }
   } catch (err) {
     // SQLite's own messages about a damaged file are safe to show; nothing else is.
@@ -171,5 +171,6 @@ scope.onmessage = async (e: MessageEvent<{ file: Blob; budgetMs: number }>) => {
     if (performance.now() > deadline) answer = { ok: false, slow: true };
     else answer = { ok: false, message: err instanceof NotAChatDatabaseError ? err.message : sqlite ? `SQLite cannot read it (${(err as Error).message.replace(/^SQLITE_\w+: (sqlite3 result code \d+: )?/, '')})` : 'it could not be read' };
   }
+  deadline = Infinity;
   scope.postMessage(answer);
 };

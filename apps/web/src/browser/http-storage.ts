@@ -1,11 +1,28 @@
 /** A Storage (spec/format.md §7) over the app server's HTTP object store (src/server/store.ts). */
 import { checkObjectName, ObjectExistsError, ObjectNotFoundError, StorageUnavailableError, type ByteRange, type Storage } from '@coffer/core';
 
+/** Reads wait while it is closed: a restore yields the network and the CPU to its first chat. */
+export class ReadGate {
+  #opened: Promise<void> = Promise.resolve();
+  #release: (() => void) | null = null;
+  close(): void {
+    if (!this.#release) this.#opened = new Promise((r) => (this.#release = r));
+  }
+  open(): void {
+    this.#release?.();
+    this.#release = null;
+    this.#opened = Promise.resolve();
+  }
+  passed(): Promise<void> {
+    return this.#opened;
+  }
+}
+
 export class HttpStorage implements Storage {
   readonly label: string;
   private readonly base: string;
-  /** `base` ends with `/`, e.g. `https://app.example/store/alice/`. */
-  constructor(base: string, private readonly fetchFn: typeof fetch = (...a) => fetch(...a)) {
+  /** `base` ends with `/`, e.g. `https://app.example/store/alice/`; reads wait at `readGate` while it is closed. */
+  constructor(base: string, private readonly fetchFn: typeof fetch = (...a) => fetch(...a), private readonly readGate?: ReadGate) {
     this.base = base.endsWith('/') ? base : base + '/';
     this.label = `http-store:${new URL(this.base).pathname}`;
   }
@@ -33,6 +50,7 @@ export class HttpStorage implements Storage {
   async get(name: string, range?: ByteRange): Promise<Uint8Array> {
     checkObjectName(name);
     if (range && range.length <= 0) return new Uint8Array(0);
+    await this.readGate?.passed();
     const headers: Record<string, string> = range ? { range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {};
     const r = await this.req(name, { headers });
     if (r.status === 404) throw new ObjectNotFoundError(name);

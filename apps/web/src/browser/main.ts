@@ -13,10 +13,10 @@ import {
   WrongPasswordError, type KeyStretching, type VaultConnection,
 } from '@coffer/core/vault';
 import { addPasskey, codeScreen, currentAccount, signOut, welcomeScreen } from './account.js';
-import { CHAT_DATABASE, readChat, type ChatJson } from './chat-db.js';
+import { CHAT_DATABASE, ChatReader, type Attachment, type ChatOverview, type Message } from './chat-db.js';
 import { OpfsSource, OpfsTarget, opfsFile, PhoneSource, phoneFileUrl, removeRestored } from './device.js';
 import { api, h } from './dom.js';
-import { HttpStorage } from './http-storage.js';
+import { HttpStorage, ReadGate } from './http-storage.js';
 import { workerCodec } from './worker-codec.js';
 
 interface Config {
@@ -60,9 +60,44 @@ let config: Config;
 let account: string | null = null;
 /** How this session was opened: a device signed in with a code is offered a passkey of its own. */
 let signedInWith: 'passkey' | 'code' | null = null;
-let chat: ChatJson | null = null;
+/** The chats shown: a reader with the database open, its overview, and the threads read so far. */
+interface Chat {
+  reader: ChatReader;
+  overview: ChatOverview;
+  threads: Map<number, Promise<Message[]>>;
+}
+let chat: Promise<Chat> | null = null;
+/** A reader started before its database is there (a restore loads SQLite while the database arrives). */
+let preparedReader: ChatReader | null = null;
+
+/** Forgets the chats shown (and ends their reader). */
+function forgetChat(): void {
+  void chat?.then((c) => c.reader.close(), () => {});
+  chat = null;
+  currentConversation = null;
+}
 let currentConversation: number | null = null;
 let objectUrls: string[] = [];
+
+/**
+ * A restore under way whose chats are already shown (spec/format.md §6.3: the message database
+ * comes first): the chats screen shows `state` (not yet this device's, which it becomes only when
+ * every byte verified) and fills in media as they arrive.
+ */
+interface Restoring {
+  state: DeviceState;
+  /** Paths of the files complete and verified so far. */
+  arrived: Set<string>;
+  last: Progress | null;
+  /** The chats screen's hooks while it is shown. */
+  onProgress: ((p: Progress) => void) | null;
+  onArrive: (() => void) | null;
+  /** The restore's reads wait here while the first chat is read and shown. */
+  readGate: ReadGate;
+}
+let restoring: Restoring | null = null;
+/** The longest a restore's media wait for its first chat to show. */
+const YIELD_TO_FIRST_CHAT_MS = 3000;
 
 // ---- small helpers ------------------------------------------------------------------------
 
@@ -100,8 +135,8 @@ function formatDuration(s: number): string {
 }
 const when = (iso: string) => new Date(iso).toLocaleString();
 
-function storageFor(account: string): HttpStorage {
-  return new HttpStorage(new URL(`/store/${encodeURIComponent(account)}/`, location.href).href);
+function storageFor(account: string, readGate?: ReadGate): HttpStorage {
+  return new HttpStorage(new URL(`/store/${encodeURIComponent(account)}/`, location.href).href, undefined, readGate);
 }
 
 /** A key stretching recorded at registration that is not this build's: using it would only burn a guess. */
@@ -178,11 +213,12 @@ type Screen = 'welcome' | 'code' | 'setup' | 'chats' | 'backups' | 'restore';
 function render(screen: Screen): void {
   for (const u of objectUrls) URL.revokeObjectURL(u);
   objectUrls = [];
-  const state = loadState();
+  if (restoring && screen !== 'chats') restoring.onProgress = restoring.onArrive = null;
+  const state = restoring?.state ?? loadState();
   const nav = h('nav', { class: 'top', 'aria-label': 'Main' },
     h('span', { class: 'brand' }, 'Coffer Messenger'),
     state ? h('button', { type: 'button', 'aria-current': screen === 'chats' ? 'page' : undefined, onclick: () => render('chats') }, 'Chats') : null,
-    state ? h('button', { type: 'button', 'aria-current': screen === 'backups' ? 'page' : undefined, onclick: () => render('backups') }, 'Backups') : null,
+    state && !restoring ? h('button', { type: 'button', 'aria-current': screen === 'backups' ? 'page' : undefined, onclick: () => render('backups') }, 'Backups') : null,
     account ? h('span', { class: 'who' }, `Signed in as ${account}`) : null,
     account ? h('button', { type: 'button', class: 'quiet', onclick: () => void signOutAndClear() }, 'Sign out and clear this device') : null,
   );
@@ -208,15 +244,13 @@ function render(screen: Screen): void {
 function signedIn(who: string, how: 'passkey' | 'code'): void {
   account = who;
   signedInWith = how;
-  chat = null;
-  currentConversation = null;
+  forgetChat();
   render(loadState() ? 'chats' : 'setup');
 }
 
 async function signOutAndClear(): Promise<void> {
   saveState(null);
-  chat = null;
-  currentConversation = null;
+  forgetChat();
   await removeRestored();
   await signOut().catch(() => {});
   account = null;
@@ -257,20 +291,39 @@ function setupScreen(main: HTMLElement): void {
 
 // ---- chats --------------------------------------------------------------------------------
 
-async function loadChat(state: DeviceState): Promise<ChatJson> {
-  if (chat) return chat;
-  // The database is read here, in the page: no server sees a chat (spec/web-app.md §7).
-  let db: Blob | null;
-  if (state.data === 'phone') {
-    const r = await fetch(phoneFileUrl(CHAT_DATABASE), { cache: 'no-store' });
-    if (!r.ok) throw new Error(`this phone's message database could not be fetched (HTTP ${r.status})`);
-    db = await r.blob();
-  } else {
-    db = await opfsFile(state.restoredDir!, CHAT_DATABASE);
-    if (!db) throw new Error('the restored message database is missing from this device');
-  }
-  chat = await readChat(db);
+/** The chats of this device's data, read in the page (spec/web-app.md §7): no server sees a chat. */
+function loadChat(state: DeviceState): Promise<Chat> {
+  chat ??= (async () => {
+    const reader = preparedReader ?? ChatReader.start();
+    preparedReader = null;
+    try {
+      let db: Blob | null;
+      if (state.data === 'phone') {
+        const r = await fetch(phoneFileUrl(CHAT_DATABASE), { cache: 'no-store' });
+        if (!r.ok) throw new Error(`this phone's message database could not be fetched (HTTP ${r.status})`);
+        db = await r.blob();
+      } else {
+        db = await opfsFile(state.restoredDir!, CHAT_DATABASE);
+        if (!db) throw new Error('the restored message database is missing from this device');
+      }
+      return { reader, overview: await reader.open(db), threads: new Map() };
+    } catch (e) {
+      reader.close();
+      throw e;
+    }
+  })();
+  // A failure is shown once; the next visit tries again.
+  chat.catch(() => (chat = null));
   return chat;
+}
+
+function threadOf(c: Chat, id: number): Promise<Message[]> {
+  let t = c.threads.get(id);
+  if (!t) {
+    c.threads.set(id, (t = c.reader.messages(id)));
+    t.catch(() => c.threads.delete(id));
+  }
+  return t;
 }
 
 async function mediaUrl(state: DeviceState, path: string): Promise<string> {
@@ -282,64 +335,117 @@ async function mediaUrl(state: DeviceState, path: string): Promise<string> {
   return u;
 }
 
+/** A picture, a playable voice note or a video to download. */
+function mediaFigure(a: Attachment, url: string): HTMLElement {
+  const name = a.path.split('/').pop()!;
+  if (a.kind === 'photo') {
+    return h('figure', { class: 'photo', 'data-path': a.path, 'data-size': a.size },
+      h('a', { href: url, download: name, 'aria-label': `Photo ${name}, ${formatBytes(a.size)}: download` }, h('img', { src: url, alt: '', decoding: 'async' })),
+      h('figcaption', {}, `${name} · ${formatBytes(a.size)}`));
+  }
+  if (a.kind === 'voice') {
+    return h('figure', { class: 'voice', 'data-path': a.path, 'data-size': a.size },
+      h('audio', { controls: true, preload: 'metadata', src: url, 'aria-label': `Voice note, ${Math.round((a.durationMs ?? 0) / 1000)} seconds` }),
+      h('figcaption', {}, `Voice note · ${Math.round((a.durationMs ?? 0) / 1000)} s · ${formatBytes(a.size)}`));
+  }
+  return h('figure', { class: 'video', 'data-path': a.path, 'data-size': a.size },
+    h('a', { href: url, download: name, 'aria-label': `Video ${name}, ${formatBytes(a.size)}: download` }, `Video · ${Math.round((a.durationMs ?? 0) / 1000)} s`),
+    h('figcaption', {}, `${name} · ${formatBytes(a.size)}`));
+}
+
+const KIND_NAME: Record<string, string> = { photo: 'Photo', voice: 'Voice note', video: 'Video' };
+
+/** A medium still on its way during a restore. */
+function pendingFigure(a: Attachment): HTMLElement {
+  return h('figure', { class: `pending ${a.kind}`, 'data-path': a.path, 'data-size': a.size },
+    h('div', { class: 'placeholder', role: 'img', 'aria-label': `${KIND_NAME[a.kind] ?? 'File'} ${a.path.split('/').pop()}, still being restored` }, `${KIND_NAME[a.kind] ?? 'File'} · ${formatBytes(a.size)}`),
+    h('figcaption', {}, 'Arriving…'));
+}
+
 async function chatsScreen(main: HTMLElement, state: DeviceState): Promise<void> {
   main.append(h('h1', { class: 'visually-hidden' }, 'Chats'));
-  if (state.restoredFrom) {
-    main.append(h('p', { class: 'notice', role: 'status' }, `Restored backup #${state.restoredFrom.seq} from ${when(state.restoredFrom.createdAt)}: ${state.restoredFrom.files} files, ${formatBytes(state.restoredFrom.bytes)}, every byte verified.`));
+  const live = restoring?.state === state ? restoring : null;
+  if (live) {
+    // Messages first (spec/format.md §6.3): the chats are here; media fill in as they arrive.
+    const progress = progressView('Restore progress');
+    main.append(h('div', { class: 'notice restoring', id: 'restoring' },
+      h('p', { role: 'status' }, 'Your chats are back. Photos and voice notes appear as they are restored and verified.'), progress.el));
+    live.onProgress = (p) => progress.update(p);
+    if (live.last) progress.update(live.last);
+  } else if (state.restoredFrom) {
+    main.append(h('p', { class: 'notice', role: 'status', id: 'restored' }, `Restored backup #${state.restoredFrom.seq} from ${when(state.restoredFrom.createdAt)}: ${state.restoredFrom.files} files, ${formatBytes(state.restoredFrom.bytes)}, every byte verified.`));
   }
-  let data: ChatJson;
+  let c: Chat;
   try {
-    data = await loadChat(state);
+    c = await loadChat(state);
   } catch (e) {
+    live?.readGate.open();
     main.append(h('p', { role: 'alert', class: 'error' }, `Could not open the chats: ${(e as Error).message}`));
     return;
   }
+  const data = c.overview;
   const names = new Map(data.contacts.map((c) => [c.id, c.name]));
   currentConversation ??= data.conversations[0]?.id ?? null;
   const thread = h('section', { class: 'thread', 'aria-labelledby': 'thread-title' });
   const list = h('ul', { class: 'conversations' });
+  const shownAttachments = new Map<string, Attachment>();
+  /** Replaces the placeholders of media that have arrived (called after each render and arrival). */
+  const fillIn = async () => {
+    for (const f of thread.querySelectorAll<HTMLElement>('figure.pending')) {
+      const path = f.dataset['path']!;
+      if (!live?.arrived.has(path)) continue;
+      f.classList.remove('pending');
+      f.replaceWith(mediaFigure(shownAttachments.get(path)!, await mediaUrl(state, path)));
+    }
+  };
+  if (live) live.onArrive = () => void fillIn();
+  // Only the latest request to show a thread shows one: an older one still building is dropped.
+  let latest = 0;
   const showThread = async (id: number) => {
+    const mine = ++latest;
     currentConversation = id;
+    thread.setAttribute('aria-busy', 'true');
     for (const b of list.querySelectorAll('button')) b.setAttribute('aria-current', String(b.dataset['id'] === String(id)));
-    const conv = data.conversations.find((c) => c.id === id)!;
-    const msgs = data.messages[String(id)] ?? [];
+    const conv = data.conversations.find((x) => x.id === id)!;
+    let msgs: Message[];
+    try {
+      msgs = await threadOf(c, id);
+    } catch (e) {
+      if (mine !== latest) return;
+      thread.replaceChildren(h('h2', { id: 'thread-title' }, conv.title), h('p', { role: 'alert', class: 'error' }, `Could not read this conversation: ${(e as Error).message}`));
+      thread.removeAttribute('aria-busy');
+      return;
+    }
     const ol = h('ol', { class: 'messages', 'aria-label': `Messages with ${conv.title}` });
     for (const m of msgs) {
-      const mine = m.sender === data.self;
-      const li = h('li', { class: `msg ${mine ? 'out' : 'in'}`, 'data-id': m.id },
-        h('span', { class: 'sender' }, mine ? 'You' : names.get(m.sender) ?? 'Unknown'),
+      const out = m.sender === data.self;
+      const li = h('li', { class: `msg ${out ? 'out' : 'in'}`, 'data-id': m.id },
+        h('span', { class: 'sender' }, out ? 'You' : names.get(m.sender) ?? 'Unknown'),
         m.body ? h('p', { class: 'body' }, m.body) : null,
       );
       for (const a of m.attachments) {
-        const name = a.path.split('/').pop()!;
-        const url = await mediaUrl(state, a.path);
-        if (a.kind === 'photo') {
-          li.append(h('figure', { class: 'photo', 'data-path': a.path, 'data-size': a.size },
-            h('a', { href: url, download: name, 'aria-label': `Photo ${name}, ${formatBytes(a.size)}: download` }, h('img', { src: url, alt: '', decoding: 'async' })),
-            h('figcaption', {}, `${name} · ${formatBytes(a.size)}`)));
-        } else if (a.kind === 'voice') {
-          li.append(h('figure', { class: 'voice', 'data-path': a.path, 'data-size': a.size },
-            h('audio', { controls: true, preload: 'metadata', src: url, 'aria-label': `Voice note, ${Math.round((a.durationMs ?? 0) / 1000)} seconds` }),
-            h('figcaption', {}, `Voice note · ${Math.round((a.durationMs ?? 0) / 1000)} s · ${formatBytes(a.size)}`)));
-        } else {
-          li.append(h('figure', { class: 'video', 'data-path': a.path, 'data-size': a.size },
-            h('a', { href: url, download: name, 'aria-label': `Video ${name}, ${formatBytes(a.size)}: download` }, `Video · ${Math.round((a.durationMs ?? 0) / 1000)} s`),
-            h('figcaption', {}, `${name} · ${formatBytes(a.size)}`)));
-        }
+        shownAttachments.set(a.path, a);
+        li.append(live && !live.arrived.has(a.path) ? pendingFigure(a) : mediaFigure(a, await mediaUrl(state, a.path)));
       }
       li.append(h('time', { datetime: new Date(m.ts).toISOString() }, new Date(m.ts).toLocaleString()));
       ol.append(li);
     }
+    if (mine !== latest) return;
     thread.replaceChildren(h('h2', { id: 'thread-title' }, conv.title), h('p', { class: 'meta' }, `${conv.messages} messages; the latest ${msgs.length} shown`), ol);
+    thread.removeAttribute('aria-busy');
     ol.lastElementChild?.scrollIntoView({ block: 'end' });
+    await fillIn();
   };
-  for (const c of data.conversations) {
-    list.append(h('li', {}, h('button', { type: 'button', 'data-id': c.id, onclick: () => void showThread(c.id) },
-      h('span', { class: 'title' }, c.title), h('span', { class: 'count' }, `${c.messages} messages`))));
+  for (const conv of data.conversations) {
+    list.append(h('li', {}, h('button', { type: 'button', 'data-id': conv.id, onclick: () => void showThread(conv.id) },
+      h('span', { class: 'title' }, conv.title), h('span', { class: 'count' }, `${conv.messages} messages`))));
   }
   main.append(h('div', { class: 'chat-layout' }, h('nav', { class: 'conversation-list', 'aria-label': 'Conversations' }, list), thread));
   if (currentConversation !== null) await showThread(currentConversation);
   main.dataset['ready'] = 'true';
+  // For bench/browser.mjs: when chats first show after a restore starts (time to first chat).
+  performance.mark('coffer:chats-shown');
+  live?.readGate.open();
 }
 
 // ---- backups ------------------------------------------------------------------------------
@@ -545,24 +651,62 @@ function restoreScreen(main: HTMLElement): void {
       submit.disabled = false;
       return;
     }
+    performance.mark('coffer:restore-start');
+    // SQLite loads while the database is on its way.
+    preparedReader?.close();
+    preparedReader = ChatReader.start();
     const target = new OpfsTarget();
+    const live: Restoring = { state: { account: acct, data: 'restored', restoredDir: target.dirName }, arrived: new Set(), last: null, onProgress: null, onArrive: null, readGate: new ReadGate() };
     try {
-      const repo = await Repository.open(storageFor(acct), crypto, key);
-      const r = await restore(repo, target, { onProgress: (p) => progress.update(p) });
+      const repo = await Repository.open(storageFor(acct, live.readGate), crypto, key);
+      restoring = live;
+      const codec = workerCodec(repo.keys, repo.config.segmentSize);
+      const r = await restore(repo, target, {
+        codec,
+        onProgress: (p) => {
+          live.last = p;
+          progress.update(p);
+          live.onProgress?.(p);
+        },
+        // Messages first (spec/format.md §6.3): the chats open as soon as the database is verified.
+        onFile: (e) => {
+          live.arrived.add(e.path);
+          if (e.path === CHAT_DATABASE) {
+            performance.mark('coffer:database-verified');
+            // The media wait (at most a few seconds) while the chats are read and shown.
+            live.readGate.close();
+            setTimeout(() => live.readGate.open(), YIELD_TO_FIRST_CHAT_MS);
+            forgetChat();
+            render('chats');
+          } else live.onArrive?.();
+        },
+      }).finally(() => codec.close());
+      performance.mark('coffer:restored');
       await removeRestored(target.dirName);
       const state: DeviceState = {
-        account: acct, data: 'restored', restoredDir: target.dirName,
+        ...live.state,
         restoredFrom: { seq: r.seq, createdAt: r.createdAt, files: r.files, bytes: r.bytes },
         backup: { protection: m, key: toHex(key.expose()), lastSeq: r.seq, lastAt: r.createdAt, lastBytes: r.bytes, lastFiles: r.files },
       };
       saveState(state);
-      chat = null;
-      currentConversation = null;
+      restoring = null;
+      // The chats stay as they are (the database read once); the screen now says it is all here.
       render('chats');
     } catch (e) {
+      const shown = app.dataset['screen'] === 'chats';
+      restoring = null;
+      forgetChat();
+      preparedReader?.close();
+      preparedReader = null;
       progress.fail();
-      error.textContent = e instanceof WrongKeyError ? 'This recovery key does not open the backup of this account. Check each group of four digits.' : `The restore failed: ${(e as Error).message}`;
-      submit.disabled = false;
+      const message = e instanceof WrongKeyError ? 'This recovery key does not open the backup of this account. Check each group of four digits.' : `The restore failed: ${(e as Error).message}`;
+      if (shown) {
+        render('restore');
+        document.getElementById('restore-error')!.textContent = `${message} Nothing of it was kept on this device.`;
+      } else {
+        error.textContent = message;
+        submit.disabled = false;
+      }
     }
   }
 }
