@@ -21,6 +21,7 @@
  * content) and keeps the HEAD check.
  */
 import { Readable } from 'node:stream';
+import { readWindow } from './window.js';
 import {
   DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client,
   type S3ClientConfig,
@@ -222,17 +223,17 @@ export class S3Storage implements Storage {
       }
       const body = out.Body as Readable | undefined;
       const len = out.ContentLength ?? 0;
-      const buf = alloc ? alloc(len) : new Uint8Array(len);
-      let o = 0;
-      if (body) {
-        for await (const piece of body as AsyncIterable<Uint8Array>) {
-          if (o + piece.length > len) throw Object.assign(new Error('the response is longer than its Content-Length'), { code: 'ECONNRESET' });
-          buf.set(piece, o);
-          o += piece.length;
-        }
+      // A store that ignored the Range sends the whole object: keep only the window (§4.4).
+      const ignored = range !== undefined && !out.ContentRange;
+      const skip = ignored ? range.offset : 0;
+      const max = range ? range.length : len;
+      if (!body) return new Uint8Array(0);
+      const { bytes, complete } = await readWindow(body as AsyncIterable<Uint8Array>, { skip, max, declared: len, ...(alloc ? { alloc } : {}) });
+      if (!complete) body.destroy();
+      else if (bytes.length !== Math.max(0, Math.min(max, len - skip))) {
+        throw Object.assign(new Error(`the response ended after ${bytes.length} of ${len} bytes`), { code: 'ECONNRESET' });
       }
-      if (o !== len) throw Object.assign(new Error(`the response ended after ${o} of ${len} bytes`), { code: 'ECONNRESET' });
-      return buf.subarray(0, o);
+      return bytes;
     });
   }
 
