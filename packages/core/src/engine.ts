@@ -218,14 +218,14 @@ class SealBatcher {
 }
 
 /** An index object is written after this many packs (or at the end), so a killed backup's packs count. */
-const PACKS_PER_INDEX = 4;
+export const PACKS_PER_INDEX = 4;
 
 /**
  * Fills packs with sealed blobs and writes each when full (§3.2), a few at once; every few packs it
  * makes them durable and lists them in an index object (§3.3), so that a backup killed midway
- * leaves packs the next run finds and reuses.
+ * leaves packs the next run finds and reuses. Backups and migration (migrate.ts) fill packs with it.
  */
-class Packer {
+export class Packer {
   readonly written: PackEntry[] = [];
   private unindexed: PackEntry[] = [];
   private indexing: Promise<void> = Promise.resolve();

@@ -11,3 +11,4 @@ export * from './storage.js';
 export * from './storage-conformance.js';
 export * from './repo.js';
 export * from './engine.js';
+export * from './migrate.js';
