@@ -163,12 +163,24 @@ export async function migrate(repo: Repository, options: MigrateOptions = {}): P
     }, options.indexCache);
     const maxSealed = sealedSize(chunkSize, segmentSize);
     const reads = new Limiter(options.readsInFlight ?? 8);
+    // Objects are read into a few buffers used over and over (memory stays flat whatever the store holds).
+    const ours = new WeakSet<ArrayBufferLike>();
+    const free: Uint8Array[] = [];
+    const alloc = (size: number): Uint8Array => {
+      const b = free.pop() ?? new Uint8Array(maxSealed + 1);
+      ours.add(b.buffer);
+      return size <= b.length ? b.subarray(0, size) : new Uint8Array(size);
+    };
+    const recycle = (b: Uint8Array) => {
+      if (ours.has(b.buffer)) free.push(new Uint8Array(b.buffer, 0, maxSealed + 1));
+    };
+    let adding: Promise<void> = Promise.resolve();
     for (const id of todo) {
       await reads.run(async () => {
         const name = dataObjectName(id);
         let sealed: Uint8Array;
         try {
-          sealed = await readBounded(storage, name, maxSealed);
+          sealed = await readBounded(storage, name, maxSealed, alloc);
         } catch (e) {
           if (!(e instanceof DamagedBackupError)) throw e;
           // Longer than a chunk may be: damage, or a config whose chunkSize was lowered.
@@ -176,12 +188,21 @@ export async function migrate(repo: Repository, options: MigrateOptions = {}): P
           damage(name, e.reason, e.message);
           return;
         }
-        const problem = await blobProblem(repo, id, sealed);
-        if (problem) {
-          damage(name, problem.reason, problem.message);
-          return;
+        try {
+          const problem = await blobProblem(repo, id, sealed);
+          if (problem) {
+            damage(name, problem.reason, problem.message);
+            return;
+          }
+          // One blob joins a pack at a time: while a full pack waits for its turn to be written, the
+          // readers wait too, instead of filling more packs (memory: a few packs and a few objects).
+          // The pack copies the bytes, so the buffer is free again once add returns.
+          const turn = adding.then(() => packer.add(id, sealed, plainLengthOf(sealed.length, segmentSize)!));
+          adding = turn.catch(() => {});
+          await turn;
+        } finally {
+          recycle(sealed);
         }
-        await packer.add(id, sealed, plainLengthOf(sealed.length, segmentSize)!);
         result.objectsPacked++;
         result.bytesPacked += sealed.length;
         progress.objectsDone++;

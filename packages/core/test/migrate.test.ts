@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import {
-  backup, ConflictError, DamagedBackupError, generateBackupKey, manifestName, MemoryStorage, migrate, PACKS_PER_INDEX, migratedWriter, parseManifestName, parseRecoveryKey,
+  backup, ConflictError, DamagedBackupError, generateBackupKey, manifestName, MemoryStorage, migrate, PackBuilder, PACKS_PER_INDEX, migratedWriter, parseManifestName, parseRecoveryKey,
   Repository, restore, SecretKey, verify, type CryptoProvider, type MigrateOptions, type Storage,
 } from '@coffer/core';
 import { FolderTarget, LocalStorage, nodeCryptoProvider } from '@coffer/node';
@@ -426,5 +426,34 @@ test('a version 1 backup that an older coffer writes during the migration is kep
   assert.equal(again.manifestsWritten, 1);
   assert.ok(again.objectsPacked > 0, 'its new objects are packed');
   store.trees.set(3, late);
+  await assertMigrated(storage, crypto, store);
+});
+
+test('memory stays bounded: a slow store makes the readers wait, not more packs fill up', async () => {
+  const crypto = nodeCryptoProvider;
+  const store = await v1Store(crypto, 2, 40);
+  /** Pack puts take a while, as on a cloud store: full packs queue up behind them. */
+  class SlowPacks extends MemoryStorage {
+    override async put(name: string, data: Uint8Array): Promise<void> {
+      if (name.startsWith('packs/')) await new Promise((r) => setTimeout(r, 5));
+      return super.put(name, data);
+    }
+  }
+  const storage = new SlowPacks();
+  for (const [k, v] of store.storage.objects) storage.objects.set(k, v);
+  // Every pack buffer a migration allocates goes through PackBuilder.capacity.
+  const capacity = PackBuilder.capacity;
+  let buffers = 0;
+  PackBuilder.capacity = (packSize: number, maxBlob: number) => {
+    buffers++;
+    return capacity(packSize, maxBlob);
+  };
+  try {
+    const r = await migrate(await Repository.open(storage, crypto, store.key), { packSize: PACK, readsInFlight: 8, packsInFlight: 2 });
+    assert.ok(r.packsWritten > 20, `${r.packsWritten} packs`);
+    assert.ok(buffers <= 4, `${buffers} pack buffers for ${r.packsWritten} packs: the two being written, the one filling, and one spare`);
+  } finally {
+    PackBuilder.capacity = capacity;
+  }
   await assertMigrated(storage, crypto, store);
 });
