@@ -5,6 +5,7 @@ import { constants } from 'node:fs';
 import {
   chmod, lstat, lutimes, mkdir, mkdtemp, open, readdir, readlink, rename, rm, rmdir, stat, symlink, type FileHandle,
 } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -14,6 +15,8 @@ import {
 } from '@coffer/core';
 
 const code = (e: unknown) => (e as NodeJS.ErrnoException)?.code;
+/** Entries of one folder looked at (lstat) at once during a scan. */
+const SCAN_AT_ONCE = 64;
 
 /** The first 16 bytes of every SQLite database file. */
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
@@ -140,11 +143,25 @@ export class FolderSource implements BackupSource {
         skip(rel, e);
         return false;
       }
-      for (const name of names) {
+      // A folder's entries are looked at many at a time (each lstat waits on the disk or the cache).
+      const stats = new Map<string, Promise<BigIntStats>>();
+      const look = (i: number) => {
+        for (let j = i; j < Math.min(names.length, i + SCAN_AT_ONCE); j++) {
+          if (!stats.has(names[j]!)) {
+            const p = lstat(join(dir, names[j]!), { bigint: true });
+            p.catch(() => {}); // handled when awaited below
+            stats.set(names[j]!, p);
+          }
+        }
+      };
+      for (let i = 0; i < names.length; i++) {
+        if (i % SCAN_AT_ONCE === 0) look(i);
+        const name = names[i]!;
         const path = rel ? `${rel}/${name}` : name;
         const full = join(dir, name);
         try {
-          const st = await lstat(full, { bigint: true });
+          const st = await stats.get(name)!;
+          stats.delete(name);
           const base = { path, mode: Number(st.mode & 0o7777n), mtimeNs: st.mtimeNs.toString() };
           if (st.isDirectory()) {
             const entry: TreeEntry = { ...base, kind: 'dir' };
@@ -410,6 +427,9 @@ async function local<T>(path: string, fn: () => Promise<T>): Promise<T> {
  */
 const toSeconds = (ns: string) => Number(BigInt(ns) / 1000n) / 1e6 + 5e-7;
 
+/** The process's umask, read once (reading it means setting it; no other thread creates files meanwhile). */
+const UMASK = process.umask();
+
 /** A process with this id runs on this machine (ours or another user's). */
 export const processAlive = (pid: number): boolean => {
   try {
@@ -506,8 +526,12 @@ export class FolderTarget implements RestoreTarget {
 
   async file(entry: TreeEntry): Promise<FileSink> {
     this.checkPlace(entry);
+    // Created with its final mode where the umask allows (inside the 0700 temporary folder nobody
+    // else can reach it), which saves a chmod per file.
+    const mode = entry.mode & 0o7777;
+    const created = mode & 0o777 & ~UMASK;
     const fh: FileHandle = await local(this.final, () =>
-      open(this.at(entry.path), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600),
+      open(this.at(entry.path), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, created),
     );
     const handles = this.open;
     const final = this.final;
@@ -524,7 +548,7 @@ export class FolderTarget implements RestoreTarget {
           // Mode and times through the handle; durability comes once for the whole tree, in commit.
           const t = toSeconds(entry.mtimeNs);
           await local(final, async () => {
-            await fh.chmod(entry.mode & 0o7777);
+            if (mode !== created) await fh.chmod(mode);
             await fh.utimes(t, t);
           });
         } finally {
@@ -573,7 +597,7 @@ export class FolderTarget implements RestoreTarget {
       // Only now, in place, does the top folder open up to its final mode.
       const top = await open(this.final, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
       try {
-        await top.chmod(0o777 & ~process.umask());
+        await top.chmod(0o777 & ~UMASK);
       } finally {
         await top.close();
       }
