@@ -175,6 +175,12 @@ export async function migrate(repo: Repository, options: MigrateOptions = {}): P
       if (ours.has(b.buffer)) free.push(new Uint8Array(b.buffer, 0, maxSealed + 1));
     };
     let adding: Promise<void> = Promise.resolve();
+    let oversized: Promise<void> = Promise.resolve();
+    const skipped = (name: string, reason: string, message: string) => {
+      damage(name, reason, message);
+      progress.objectsDone++;
+      report();
+    };
     for (const id of todo) {
       await reads.run(async () => {
         const name = dataObjectName(id);
@@ -183,15 +189,20 @@ export async function migrate(repo: Repository, options: MigrateOptions = {}): P
           sealed = await readBounded(storage, name, maxSealed, alloc);
         } catch (e) {
           if (!(e instanceof DamagedBackupError)) throw e;
-          // Longer than a chunk may be: damage, or a config whose chunkSize was lowered.
-          if (e.reason === 'corrupt') await checkOversized(repo, id);
-          damage(name, e.reason, e.message);
+          // Longer than a chunk may be: damage, or a config whose chunkSize was lowered. One such
+          // object is read at a time (each may be up to 64 MiB).
+          if (e.reason === 'corrupt') {
+            const check = oversized.then(() => checkOversized(repo, id));
+            oversized = check.catch(() => {});
+            await check;
+          }
+          skipped(name, e.reason, e.message);
           return;
         }
         try {
           const problem = await blobProblem(repo, id, sealed);
           if (problem) {
-            damage(name, problem.reason, problem.message);
+            skipped(name, problem.reason, problem.message);
             return;
           }
           // One blob joins a pack at a time: while a full pack waits for its turn to be written, the
