@@ -2,23 +2,30 @@
 // Backup and restore throughput to an S3 server (s3rver) and a WebDAV server (webdav-server v2), each
 // on loopback in a process of its own, beside the local-folder figure from the same run. Every
 // figure is the whole `coffer backup` / `coffer restore` command on generated chat data.
-//   node bench/cloud.mjs [--size 256MiB] [--faults] [--out bench/out]
+//   node bench/cloud.mjs [--size 256MiB] [--faults] [--servers] [--out bench/out]
+// --servers also runs the servers people run, from Debian's packages (scripts/setup.sh; Ceph with
+// `scripts/setup.sh interop`): Apache mod_dav, nginx dav-ext, rclone serve webdav, Ceph radosgw.
+// `--size 8MiB` is the quick check that the benchmark still runs.
 // --faults also runs S3 and WebDAV through the fault-injecting proxy of the tests (dropped
 // connections, lost answers, stalls, 500 and 503 at random, seeded) and checks that the restore is
 // byte-identical: the issue's 500 MiB run is `node bench/cloud.mjs --size 500MiB --faults`.
 // Needs `npx tsc -b` first (it uses packages/node/dist/test/ for the servers and the proxy).
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { parseSize } from '../packages/sample/dist/src/index.js';
 import { sampleTree } from './sample-tree.mjs';
 import { faultProxy, startServer } from '../packages/node/dist/test/servers.js';
+import { startCeph, startDav } from '../packages/node/dist/test/real-servers.js';
+import { digest } from '../packages/node/dist/test/trees.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const { values } = parseArgs({ options: { size: { type: 'string', default: '256MiB' }, faults: { type: 'boolean', default: false }, out: { type: 'string', default: join(root, 'bench/out') } } });
+const { values } = parseArgs({
+  options: { size: { type: 'string', default: '256MiB' }, faults: { type: 'boolean', default: false }, servers: { type: 'boolean', default: false }, out: { type: 'string', default: join(root, 'bench/out') } },
+});
 const size = parseSize(values.size);
 const out = resolve(values.out);
 const MiB = 2 ** 20;
@@ -33,16 +40,6 @@ function measured(args, env) {
     p.stdio[3].on('data', (d) => (text += d));
     p.on('close', (code) => (code === 0 ? res(JSON.parse(text)) : rej(new Error(`coffer ${args.join(' ')} exited ${code}`))));
   });
-}
-
-async function digest(dir, rel = '') {
-  const lines = [];
-  for (const e of (await readdir(join(dir, rel), { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-    const p = rel ? `${rel}/${e.name}` : e.name;
-    if (e.isDirectory()) lines.push(`${p}/`, ...(await digest(dir, p)));
-    else if (e.isFile()) lines.push(`${p} ${createHash('sha256').update(await readFile(join(dir, p))).digest('hex')}`);
-  }
-  return lines;
 }
 
 await mkdir(out, { recursive: true });
@@ -62,16 +59,15 @@ await rm(work, { recursive: true, force: true });
 const [s3, dav] = await Promise.all([startServer('s3', join(work, 's3')), startServer('webdav', join(work, 'dav'))]);
 const creds = {
   AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', COFFER_WEBDAV_USER: 'alice', COFFER_WEBDAV_PASSWORD: 'wonderland',
-  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
 };
 const s3Url = (port, p) => `s3://coffer/${p}?endpoint=http://127.0.0.1:${port}&region=us-east-1&path-style=1`;
 const davUrl = (port, p) => `webdav://127.0.0.1:${port}/${p}`;
-const srcDigest = values.faults ? await digest(src) : null;
+const srcDigest = values.faults || values.servers ? await digest(src) : null;
 const rows = [];
 let local;
 
-async function run(name, storage, check = false) {
-  const env = { ...creds, COFFER_HOME: join(work, `home-${name}`) };
+async function run(name, storage, check = false, serverEnv = {}) {
+  const env = { ...creds, ...serverEnv, COFFER_HOME: join(work, `home-${name}`) };
   const restored = join(work, `restored-${name}`);
   await measured(['init', '--storage', storage, '--quiet', '--json'], env);
   log(`coffer backup -> ${name} ...`);
@@ -92,6 +88,24 @@ try {
   await run('local folder', join(work, 'store'));
   await run('S3 (s3rver)', s3Url(s3.port, 'bench'));
   await run('WebDAV (webdav-server)', davUrl(dav.port, 'bench'));
+  if (values.servers) {
+    for (const kind of ['apache', 'nginx', 'rclone']) {
+      const server = await startDav(kind);
+      try {
+        await run(`WebDAV (${server.name})`, server.url('bench'), true, server.env);
+      } finally {
+        await server.close();
+      }
+    }
+    if (existsSync('/usr/bin/radosgw')) {
+      const server = await startCeph();
+      try {
+        await run(`S3 (${server.name})`, server.url('bench'), true, server.env);
+      } finally {
+        await server.close();
+      }
+    } else log('Ceph is not installed (scripts/setup.sh interop): no radosgw row');
+  }
   if (values.faults) {
     const rates = { '500': 0.02, '503': 0.02, 'drop-request': 0.01, 'drop-response': 0.01, 'lose-response': 0.01, stall: 0.002 };
     for (const [name, server, url] of [['S3 through faults', s3, s3Url], ['WebDAV through faults', dav, davUrl]]) {

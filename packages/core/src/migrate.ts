@@ -174,7 +174,6 @@ export async function migrate(repo: Repository, options: MigrateOptions = {}): P
     const recycle = (b: Uint8Array) => {
       if (ours.has(b.buffer)) free.push(new Uint8Array(b.buffer, 0, maxSealed + 1));
     };
-    let adding: Promise<void> = Promise.resolve();
     let oversized: Promise<void> = Promise.resolve();
     const skipped = (name: string, reason: string, message: string) => {
       damage(name, reason, message);
@@ -205,12 +204,10 @@ export async function migrate(repo: Repository, options: MigrateOptions = {}): P
             skipped(name, problem.reason, problem.message);
             return;
           }
-          // One blob joins a pack at a time: while a full pack waits for its turn to be written, the
+          // Blobs join packs one at a time: while a full pack waits for its turn to be written, the
           // readers wait too, instead of filling more packs (memory: a few packs and a few objects).
           // The pack copies the bytes, so the buffer is free again once add returns.
-          const turn = adding.then(() => packer.add(id, sealed, plainLengthOf(sealed.length, segmentSize)!));
-          adding = turn.catch(() => {});
-          await turn;
+          await packer.add(id, sealed, plainLengthOf(sealed.length, segmentSize)!);
         } finally {
           recycle(sealed);
         }

@@ -10,7 +10,8 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { migrate, Repository, restore, SecretKey, verify, type BackupSource, type CryptoProvider, type Storage } from '@coffer/core';
-import { FolderSource, FolderTarget, nodeCryptoProvider, S3Storage, WebDavStorage } from '@coffer/node';
+import { FolderSource, FolderTarget, nodeCryptoProvider, WebDavStorage } from '@coffer/node';
+import { S3Storage } from '@coffer/node/s3';
 import { startServer, type ServerProcess } from './servers.js';
 
 /** The test-only version 1 writer (packages/core/test/v1-store.ts), as built by `tsc -b`. */
