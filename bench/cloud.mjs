@@ -66,14 +66,20 @@ const srcDigest = values.faults || values.servers ? await digest(src) : null;
 const rows = [];
 let local;
 
-async function run(name, storage, check = false, serverEnv = {}) {
+/** Requests per GiB of chat data, counted by a proxy in front of the server (no faults). */
+const perGiB = (n) => Math.round(n / (bytes / 2 ** 30));
+
+async function run(name, storage, check = false, serverEnv = {}, proxy = null) {
   const env = { ...creds, ...serverEnv, COFFER_HOME: join(work, `home-${name}`) };
   const restored = join(work, `restored-${name}`);
   await measured(['init', '--storage', storage, '--quiet', '--json'], env);
   log(`coffer backup -> ${name} ...`);
+  const before = proxy?.log.length ?? 0;
   const b = await measured(['backup', src, '--quiet'], env);
+  const backupRequests = (proxy?.log.length ?? 0) - before;
   log(`coffer restore <- ${name} ...`);
   const r = await measured(['restore', restored, '--quiet'], env);
+  const restoreRequests = (proxy?.log.length ?? 0) - before - backupRequests;
   if (check) {
     const same = JSON.stringify(await digest(restored)) === JSON.stringify(srcDigest);
     if (!same) throw new Error(`${name}: the restored tree differs from the source`);
@@ -81,13 +87,26 @@ async function run(name, storage, check = false, serverEnv = {}) {
   await rm(restored, { recursive: true, force: true });
   if (name === 'local folder') local = { b, r };
   const vs = (x, base) => (base ? `${(base.seconds / x.seconds).toFixed(2)}x` : '');
-  rows.push([name, rate(bytes, b.seconds), vs(b, local?.b), rate(bytes, r.seconds), vs(r, local?.r), `${Math.round(b.maxRssMiB)} / ${Math.round(r.maxRssMiB)} MiB`, check ? 'byte-identical' : '']);
+  rows.push([
+    name, rate(bytes, b.seconds), vs(b, local?.b), rate(bytes, r.seconds), vs(r, local?.r), `${Math.round(b.maxRssMiB)} / ${Math.round(r.maxRssMiB)} MiB`,
+    proxy ? `${perGiB(backupRequests)} / ${perGiB(restoreRequests)}` : '', check ? 'byte-identical' : '',
+  ]);
+}
+
+/** The same server behind a proxy that only counts requests. */
+async function counted(name, server, url) {
+  const proxy = await faultProxy(server.port, {}, 1);
+  try {
+    await run(name, url(proxy.port, 'bench'), false, {}, proxy);
+  } finally {
+    await proxy.close();
+  }
 }
 
 try {
   await run('local folder', join(work, 'store'));
-  await run('S3 (s3rver)', s3Url(s3.port, 'bench'));
-  await run('WebDAV (webdav-server)', davUrl(dav.port, 'bench'));
+  await counted('S3 (s3rver)', s3, s3Url);
+  await counted('WebDAV (webdav-server)', dav, davUrl);
   if (values.servers) {
     for (const kind of ['apache', 'nginx', 'rclone']) {
       const server = await startDav(kind);
@@ -113,7 +132,7 @@ try {
       try {
         await run(name, url(proxy.port, 'faults'), true);
         const injected = proxy.log.filter((l) => l.fault !== 'ok').length;
-        rows[rows.length - 1][6] += `, ${injected} faults in ${proxy.log.length} requests`;
+        rows[rows.length - 1][7] += `, ${injected} faults in ${proxy.log.length} requests`;
       } finally {
         await proxy.close();
       }
@@ -123,7 +142,7 @@ try {
   await Promise.all([s3.stop(), dav.stop()]);
 }
 
-const head = ['store', 'backup', 'vs local', 'restore', 'vs local', 'peak RSS b/r', 'check'];
+const head = ['store', 'backup', 'vs local', 'restore', 'vs local', 'peak RSS b/r', 'requests/GiB b/r', 'check'];
 const all = [head, ...rows];
 const w = head.map((_, i) => Math.max(...all.map((r) => String(r[i]).length)));
 console.log(`\ncoffer to cloud stores on loopback: ${values.size} of chat data (${(bytes / MiB).toFixed(0)} MiB), ${new Date().toISOString().slice(0, 10)}, node ${process.version}\n`);

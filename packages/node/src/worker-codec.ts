@@ -26,6 +26,6 @@ export function workerCodec(keys: DerivedKeys, config: { segmentSize: number; ch
   return {
     ...codec,
     seal: (chunks) => (collect(), codec.seal(chunks)),
-    open: (blobs, checkId) => (collect(), codec.open(blobs, checkId)),
+    open: (blobs, checkId) => codec.open(blobs, checkId),
   };
 }
