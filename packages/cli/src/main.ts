@@ -13,6 +13,7 @@ import {
 import { hostname } from 'node:os';
 import { Exit, formatBytes, onInterrupt, printable, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, storeWaitNotice, type Io } from './output.js';
 import { indexCacheDir, keyHex, loadProfile, loadState, profileDir, profileExists, profileKey, rememberSeq, removeProfile, saveProfile, tempDir, type Profile } from './profile.js';
+import { cmdMigrate } from './migrate.js';
 import type { Realms } from './realms.js';
 
 type Passwords = typeof import('./passwords.js');
@@ -35,6 +36,7 @@ Commands:
                                              restore the newest backup into DIR (a new or empty folder)
   status                                     show the profile, the store and its backups
   verify                                     read back every stored object and check it
+  migrate [--dry-run]                        convert a store of backup format version 1 to version 2 (once)
 
 Password instead of a recovery key (the key is kept by a Backup Key Vault, see \`coffer vault --help\`):
   init --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
@@ -62,6 +64,19 @@ Exit codes: 0 ok, 1 failure, 2 bad usage, 3 wrong key or password, 4 damaged bac
 `;
 
 const COMMAND_HELP: Record<string, string> = {
+  migrate: `Usage: coffer migrate [--dry-run] [--profile DIR] [--json] [--quiet]
+
+Rewrites this profile's store from backup format version 1 (one object per chunk) to version 2
+(packs), in place. Chunks are copied into packs as they are (nothing is decrypted), every backup
+keeps its number, and the version 1 objects are removed at the end. Every backup stays restorable
+throughout: an interrupted migration (Ctrl-C, a crash, a lost connection) leaves the store as it
+was or already converted, and running the command again finishes the job. Backups into the store
+can start again once it is done.
+
+Run it once, from one device, after updating coffer on every device that backs up into the store.
+With --dry-run, it says what it would do and changes nothing. Exit code 4 when objects that were
+already damaged could not be migrated (they are listed, and stay in the store as they were).
+`,
   init: `Usage: coffer init --storage LOCATION [--recovery-key | --recovery-key-stdin] [--profile DIR] [--json]
        coffer init --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
                    [--max-attempts N]
@@ -128,7 +143,7 @@ const common = {
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
-function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O, positionals: number) {
+export function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O, positionals: number) {
   let parsed;
   try {
     parsed = parseArgs({ args, options: { ...common, ...options }, allowPositionals: true, strict: true });
@@ -151,7 +166,7 @@ function storeOptions(io: Io, values: { json?: boolean; quiet?: boolean; 'retry-
   return { retry: { ...DEFAULT_RETRY, retryForMs, onRetry: storeWaitNotice(io, !!values.json, values.quiet) } };
 }
 
-function say(io: Io, json: boolean, human: string, data: Record<string, unknown>, ok = true): void {
+export function say(io: Io, json: boolean, human: string, data: Record<string, unknown>, ok = true): void {
   io.stdout.write(json ? JSON.stringify({ ok, ...data }) + '\n' : human);
 }
 
@@ -280,7 +295,7 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
 }
 
 /** This device's backup: the profile's store, opened and checked with the profile's key and pinned config. */
-async function openProfileBackup(io: Io, values: { profile?: string; json?: boolean; quiet?: boolean; 'retry-for'?: string }) {
+export async function openProfileBackup(io: Io, values: { profile?: string; json?: boolean; quiet?: boolean; 'retry-for'?: string }) {
   const home = profileDir(values.profile, io.env);
   let profile = await loadProfile(home);
   const storage = await openStorage(profile.storage, storeOptions(io, values));
@@ -591,6 +606,7 @@ const COMMANDS: Record<string, (io: Io, args: string[]) => Promise<number>> = {
   restore: cmdRestore,
   status: cmdStatus,
   verify: cmdVerify,
+  migrate: cmdMigrate,
   password: cmdPassword,
   vault: cmdVault,
 };

@@ -85,21 +85,24 @@ function formatDuration(s: number): string {
  * Renders Progress: a redrawn bar on a terminal, a plain line every few seconds otherwise, and
  * JSON lines on stderr with --json. Rate is a moving average over the last few seconds.
  */
+/** What a progress line shows: a backup's, restore's or verify's Progress, or a migration's (with objects for files). */
+export type Shown = Pick<Progress, 'bytesDone' | 'bytesTotal' | 'filesDone' | 'filesTotal'> & { phase: string };
+
 export class ProgressView {
   private readonly started = Date.now();
   // Plain output starts after the first interval, so quick commands print no progress at all.
   private last = 0;
   private samples: [number, number][] = [];
   private drawn = false;
-  constructor(private readonly io: Io, private readonly mode: 'tty' | 'plain' | 'json' | 'quiet', private readonly verb: string) {
+  constructor(private readonly io: Io, private readonly mode: 'tty' | 'plain' | 'json' | 'quiet', private readonly verb: string, private readonly unit = 'files') {
     if (mode === 'plain') this.last = this.started;
   }
 
-  static for(io: Io, json: boolean, verb: string, quiet = false): ProgressView {
-    return new ProgressView(io, quiet ? 'quiet' : json ? 'json' : io.stderr.isTTY ? 'tty' : 'plain', verb);
+  static for(io: Io, json: boolean, verb: string, quiet = false, unit = 'files'): ProgressView {
+    return new ProgressView(io, quiet ? 'quiet' : json ? 'json' : io.stderr.isTTY ? 'tty' : 'plain', verb, unit);
   }
 
-  update = (p: Progress): void => {
+  update = (p: Shown): void => {
     if (this.mode === 'quiet') return;
     const now = Date.now();
     const final = p.phase === 'done';
@@ -116,7 +119,7 @@ export class ProgressView {
       return;
     }
     const pct = p.bytesTotal > 0 ? Math.floor((100 * p.bytesDone) / p.bytesTotal) : 100;
-    const text = `${this.verb} ${String(pct).padStart(3)}%  ${formatBytes(p.bytesDone)} / ${formatBytes(p.bytesTotal)}  ${formatBytes(rate)}/s  ETA ${formatDuration(eta)}  files ${p.filesDone}/${p.filesTotal}`;
+    const text = `${this.verb} ${String(pct).padStart(3)}%  ${formatBytes(p.bytesDone)} / ${formatBytes(p.bytesTotal)}  ${formatBytes(rate)}/s  ETA ${formatDuration(eta)}  ${this.unit} ${p.filesDone}/${p.filesTotal}`;
     if (this.mode === 'tty') {
       const width = Math.max(10, Math.min(30, (this.io.stderr.columns ?? 80) - text.length - 4));
       const fill = Math.round((width * pct) / 100);

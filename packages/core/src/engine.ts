@@ -230,7 +230,7 @@ class SealBatcher {
 }
 
 /** An index object is written after this many packs (or at the end), so a killed backup's packs count. */
-const PACKS_PER_INDEX = 4;
+export const PACKS_PER_INDEX = 4;
 
 /** A pack being filled: in memory (then put whole) or streamed to the store (Storage.writer). */
 interface OpenPack {
@@ -253,7 +253,7 @@ const STAGING_BYTES = 1024 * 1024;
  * object in pieces, packs stream to it as they fill; otherwise one pack fills in memory while at most
  * `inFlight` are put.
  */
-class Packer {
+export class Packer {
   readonly written: PackEntry[] = [];
   private unindexed: PackEntry[] = [];
   private indexing: Promise<void> = Promise.resolve();

@@ -12,3 +12,4 @@ export * from './storage-conformance.js';
 export * from './repo.js';
 export * from './engine.js';
 export * from './journal.js';
+export * from './migrate.js';

@@ -15,7 +15,7 @@ export const LOCK_STALE_MS = 30 * 60 * 1000;
 export const LOCK_REFRESH_MS = 5 * 60 * 1000;
 
 export interface LockRecord {
-  kind: 'backup' | 'prune';
+  kind: 'backup' | 'prune' | 'migrate';
   host: string;
   pid: number;
   started: string;

@@ -160,6 +160,11 @@ export class Repository {
     return new Repository(storage, crypto, keys, config);
   }
 
+  /** The same store and keys under another config: a migration's version 2 config (§10.2). */
+  withConfig(config: RepoConfig): Repository {
+    return new Repository(this.storage, this.crypto, this.keys, config);
+  }
+
   /** A version 2 config with its MAC (§2). */
   static async makeConfig(crypto: CryptoProvider, keys: DerivedKeys, backupId: Uint8Array, chunkSize: number, segmentSize: number, packSize: number): Promise<RepoConfig> {
     const body: RepoConfig = {
@@ -291,7 +296,8 @@ export class Repository {
     return this.decodeManifest(ref, sealed);
   }
 
-  private async decodeManifest(ref: ManifestRef, sealed: Uint8Array): Promise<Manifest> {
+  /** Opens and checks a manifest's sealed bytes, read by the caller (§4.4, §5.1). */
+  async decodeManifest(ref: ManifestRef, sealed: Uint8Array): Promise<Manifest> {
     const plain = await openObject(this.crypto, this.keys, this.manifestBinding(ref), sealed, ref.name, { segmentSize: this.config.segmentSize });
     return decodeManifest(plain, ref.name, { backupId: this.backupId, seq: ref.seq, writer: ref.writer, chunkSize: this.config.chunkSize });
   }
