@@ -11,3 +11,5 @@ export * from './storage.js';
 export * from './storage-conformance.js';
 export * from './repo.js';
 export * from './engine.js';
+export * from './journal.js';
+export * from './maintenance.js';

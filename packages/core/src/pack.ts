@@ -168,6 +168,15 @@ export class PackBuilder {
   }
 }
 
+/**
+ * The length of the pack that holds `blobs` (§3.2), computed from the index: the blobs, the sealed
+ * header, its length and the Padmé padding. Prune measures a pack's unused share against this (§9.2).
+ */
+export function packLength(blobs: PackedBlob[], segmentSize: number): number {
+  const used = blobs.reduce((n, b) => Math.max(n, b.offset + b.sealedLength), 0);
+  return padme(used + sealedSize(8 + blobs.length * BLOB_RECORD, segmentSize) + 4);
+}
+
 /** Reads the sealed header of a whole pack's bytes (for `repair index` and the vectors). */
 export async function readPackHeader(crypto: CryptoProvider, keys: DerivedKeys, pack: Uint8Array, id: string, segmentSize: number): Promise<PackedBlob[]> {
   const name = `packs/${id}`;
