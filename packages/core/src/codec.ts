@@ -103,81 +103,90 @@ export interface CodecWorkerInit {
   segmentSize: number;
 }
 
+/**
+ * One request to a codec worker. Batches travel as one buffer each way with a table of lengths (and
+ * ids as one string of hex), so a batch of a thousand small chunks is one cheap message, not a
+ * thousand cloned objects.
+ */
 export type CodecRequest =
-  | { op: 'seal'; n: number; chunks: Uint8Array[]; out: Uint8Array }
-  | { op: 'open'; n: number; blobs: BlobToOpen[]; checkId: boolean; out: Uint8Array };
+  | { op: 'seal'; n: number; data: Uint8Array; lengths: Uint32Array; out: Uint8Array }
+  | { op: 'open'; n: number; data: Uint8Array; lengths: Uint32Array; plainLengths: Uint32Array; ids: string; checkId: boolean; out: Uint8Array };
 
 interface CodecReply {
   n: number;
-  ids?: string[];
-  lengths?: number[];
+  ids?: string;
+  lengths?: Uint32Array;
   out?: Uint8Array;
-  /** Input buffers, handed back for reuse. */
-  inputs?: ArrayBuffer[];
+  /** The input buffer, handed back for reuse. */
+  input?: ArrayBuffer;
   error?: { name: string; message: string; reason?: DamageReason; object?: string; detail?: string };
 }
 
-const ownBuffers = (views: Uint8Array[]): ArrayBuffer[] => [...new Set(views.map((v) => v.buffer as ArrayBuffer))];
+/** Views of consecutive regions of `data` with the given lengths. */
+function split(data: Uint8Array, lengths: ArrayLike<number>): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let o = 0;
+  for (let i = 0; i < lengths.length; i++) out.push(data.subarray(o, (o += lengths[i]!)));
+  return out;
+}
 
 /**
  * The body of a codec worker: answers one request with the same functions `inlineCodec` uses.
  * Worker scripts (Node's and the browser's) call this for every message after the init message.
  */
 export async function answerCodecRequest(crypto: CryptoProvider, init: CodecWorkerInit, m: CodecRequest): Promise<{ reply: CodecReply; transfer: ArrayBuffer[] }> {
+  const input = m.data.buffer as ArrayBuffer;
+  const transfer = [m.out.buffer as ArrayBuffer, input];
   try {
     if (m.op === 'seal') {
-      const r = await sealChunks(crypto, init.keys, init.segmentSize, m.chunks, m.out);
-      const inputs = ownBuffers(m.chunks);
-      return { reply: { n: m.n, ids: r.ids, lengths: r.sealed.map((s) => s.length), out: r.buffer, inputs }, transfer: [m.out.buffer as ArrayBuffer, ...inputs] };
+      const r = await sealChunks(crypto, init.keys, init.segmentSize, split(m.data, m.lengths), m.out);
+      return { reply: { n: m.n, ids: r.ids.join(''), lengths: Uint32Array.from(r.sealed, (x) => x.length), out: r.buffer, input }, transfer };
     }
-    const r = await openBlobs(crypto, init.keys, init.segmentSize, m.blobs, m.checkId, m.out);
-    const inputs = ownBuffers(m.blobs.map((b) => b.sealed));
-    return { reply: { n: m.n, lengths: r.plain.map((p) => p.length), out: r.buffer, inputs }, transfer: [m.out.buffer as ArrayBuffer, ...inputs] };
+    const sealed = split(m.data, m.lengths);
+    const blobs = sealed.map((s, i) => ({ id: m.ids.slice(64 * i, 64 * (i + 1)), sealed: s, plainLength: m.plainLengths[i]! }));
+    const r = await openBlobs(crypto, init.keys, init.segmentSize, blobs, m.checkId, m.out);
+    return { reply: { n: m.n, lengths: Uint32Array.from(r.plain, (x) => x.length), out: r.buffer, input }, transfer };
   } catch (e) {
     const err = e as Error;
     const damaged = e instanceof DamagedBackupError;
-    return { reply: { n: m.n, error: { name: err?.name, message: err?.message, ...(damaged ? { reason: e.reason, object: e.object, detail: e.detail } : {}) } }, transfer: [] };
-  }
-}
-
-/** Free ArrayBuffers of a few fixed sizes; at most `limit` of each are kept. */
-export class BufferPool {
-  private readonly free = new Map<number, ArrayBuffer[]>();
-  private readonly sizes: number[];
-  constructor(sizes: number[], private readonly limit: number) {
-    this.sizes = [...new Set(sizes)].sort((a, b) => a - b);
-    for (const s of this.sizes) this.free.set(s, []);
-  }
-  /** Buffers this pool made: only these, and views that cover a whole buffer, are ever transferred. */
-  private readonly issued = new WeakSet<ArrayBuffer>();
-  /** A buffer of the smallest pooled size that holds `size` bytes, or of exactly `size` if none does. */
-  take(size: number): ArrayBuffer {
-    const cls = this.sizes.find((s) => s >= size) ?? size;
-    const buf = this.free.get(cls)?.pop() ?? new ArrayBuffer(cls);
-    this.issued.add(buf);
-    return buf;
-  }
-  owns(buf: ArrayBufferLike): boolean {
-    return buf instanceof ArrayBuffer && this.issued.has(buf);
-  }
-  give(buf: ArrayBuffer): void {
-    const list = this.free.get(buf.byteLength); // a detached buffer has length 0 and is not kept
-    if (list && list.length < this.limit) list.push(buf);
+    return { reply: { n: m.n, input, error: { name: err?.name, message: err?.message, ...(damaged ? { reason: e.reason, object: e.object, detail: e.detail } : {}) } }, transfer: [input] };
   }
 }
 
 /**
- * Views whose buffers can move to a worker as they are: a view of a whole buffer, or of a buffer
- * this pool made (several views of one such buffer move together). Anything else (a slice of
- * Node's shared Buffer pool, say) is copied once into a pooled buffer.
+ * Free ArrayBuffers in power-of-two sizes (4 KiB and up), keeping at most `maxBytes` of them, so
+ * that buffers for chunks, batches and ranged reads are reused instead of allocated (and zeroed)
+ * again and again.
  */
-function transferable(views: Uint8Array[], pool: BufferPool): Uint8Array[] {
-  return views.map((v) => {
-    if (v.buffer instanceof ArrayBuffer && ((v.byteOffset === 0 && v.byteLength === v.buffer.byteLength) || pool.owns(v.buffer))) return v;
-    const copy = new Uint8Array(pool.take(v.length), 0, v.length);
-    copy.set(v);
-    return copy;
-  });
+export class BufferPool {
+  private readonly free = new Map<number, ArrayBuffer[]>();
+  private kept = 0;
+  /** Buffers this pool made: only these, and views that cover a whole buffer, are ever transferred. */
+  private readonly issued = new WeakSet<ArrayBuffer>();
+  constructor(private readonly maxBytes: number) {}
+  private static sizeFor(size: number): number {
+    return Math.max(4096, 2 ** Math.ceil(Math.log2(Math.max(1, size))));
+  }
+  /** A buffer that holds `size` bytes (its length is the next power of two). */
+  take(size: number): ArrayBuffer {
+    const cls = BufferPool.sizeFor(size);
+    let buf = this.free.get(cls)?.pop();
+    if (buf) this.kept -= cls;
+    else buf = new ArrayBuffer(cls);
+    this.issued.add(buf);
+    return buf;
+  }
+  give(buf: ArrayBuffer): void {
+    const cls = buf.byteLength; // a detached buffer has length 0 and is not kept
+    if (cls === 0 || cls !== BufferPool.sizeFor(cls) || this.kept + cls > this.maxBytes) return;
+    let list = this.free.get(cls);
+    if (!list) this.free.set(cls, (list = []));
+    list.push(buf);
+    this.kept += cls;
+  }
+  owns(buf: ArrayBufferLike): boolean {
+    return buf instanceof ArrayBuffer && this.issued.has(buf);
+  }
 }
 
 /**
@@ -185,8 +194,7 @@ function transferable(views: Uint8Array[], pool: BufferPool): Uint8Array[] {
  * `answerCodecRequest` (after it got `init`). Buffers move by transfer and are recycled.
  */
 export function workerPoolCodec(spawn: () => WorkerPort, init: CodecWorkerInit, options: { threads: number; chunkSize: number }): ChunkCodec {
-  const sealedChunk = sealedSize(options.chunkSize, init.segmentSize);
-  const pool = new BufferPool([options.chunkSize, sealedChunk], 16);
+  const pool = new BufferPool(Math.max(32, 8 * Math.ceil(options.chunkSize / 2 ** 20)) * 2 ** 20);
   const pending = new Map<number, { resolve(r: CodecReply): void; reject(e: unknown): void }>();
   let next = 0;
   let failed: unknown = null;
@@ -197,7 +205,7 @@ export function workerPoolCodec(spawn: () => WorkerPort, init: CodecWorkerInit, 
     port.onMessage((message) => {
       const m = message as CodecReply;
       slot.busy--;
-      for (const b of m.inputs ?? []) pool.give(b);
+      if (m.input) pool.give(m.input);
       const p = pending.get(m.n);
       pending.delete(m.n);
       if (!p) return;
@@ -212,37 +220,60 @@ export function workerPoolCodec(spawn: () => WorkerPort, init: CodecWorkerInit, 
     });
     return slot;
   });
-  type Request = { op: 'seal'; chunks: Uint8Array[]; out: Uint8Array } | { op: 'open'; blobs: BlobToOpen[]; checkId: boolean; out: Uint8Array };
-  function call(request: Request, inputs: Uint8Array[]): Promise<CodecReply> {
+  type Request = { op: 'seal'; data: Uint8Array; lengths: Uint32Array; out: Uint8Array } | { op: 'open'; data: Uint8Array; lengths: Uint32Array; plainLengths: Uint32Array; ids: string; checkId: boolean; out: Uint8Array };
+  function call(request: Request): Promise<CodecReply> {
     if (failed) return Promise.reject(failed);
     const slot = slots.reduce((a, b) => (b.busy < a.busy ? b : a));
     const n = next++;
-    const out = request.out;
     return new Promise((resolve, reject) => {
       pending.set(n, { resolve, reject });
       slot.busy++;
-      slot.port.post({ ...request, n }, [out.buffer as ArrayBuffer, ...ownBuffers(inputs)]);
+      slot.port.post({ ...request, n }, [request.out.buffer as ArrayBuffer, request.data.buffer as ArrayBuffer]);
     });
   }
-  const views = (out: Uint8Array, lengths: number[]) => {
+  /**
+   * The views as one transferable buffer: a single view that is the whole of a buffer, or of one this
+   * pool made, goes as it is; otherwise they are copied, one after the other, into a pooled buffer.
+   */
+  function gather(views: Uint8Array[]): Uint8Array {
+    const v = views[0];
+    if (views.length === 1 && v && v.buffer instanceof ArrayBuffer && ((v.byteOffset === 0 && v.byteLength === v.buffer.byteLength) || pool.owns(v.buffer))) return v;
+    // Views that already lie back to back in one buffer of this pool (a ranged read) move as one.
+    if (v && pool.owns(v.buffer) && views.every((w, i) => w.buffer === v.buffer && (i === 0 || w.byteOffset === views[i - 1]!.byteOffset + views[i - 1]!.byteLength))) {
+      return new Uint8Array(v.buffer, v.byteOffset, views.reduce((n, w) => n + w.length, 0));
+    }
+    const total = views.reduce((n, w) => n + w.length, 0);
+    const out = new Uint8Array(pool.take(total), 0, total);
     let o = 0;
-    return lengths.map((l) => out.subarray(o, (o += l)));
-  };
+    for (const w of views) {
+      out.set(w, o);
+      o += w.length;
+    }
+    return out;
+  }
+  /** After `gather` copied them, the pool's own buffers among the originals can be reused. */
+  function recycle(views: Uint8Array[], data: Uint8Array) {
+    if (views.length === 1 && views[0] === data) return;
+    for (const buf of new Set(views.map((v) => v.buffer))) if (buf !== data.buffer && pool.owns(buf)) pool.give(buf as ArrayBuffer);
+  }
   return {
     async seal(chunks) {
-      const moved = transferable(chunks, pool);
-      const size = moved.reduce((n, c) => n + sealedSize(c.length, init.segmentSize), 0);
-      const r = await call({ op: 'seal', chunks: moved, out: new Uint8Array(pool.take(size), 0, size) }, moved);
-      return { ids: r.ids!, sealed: views(r.out!, r.lengths!), buffer: r.out! };
+      const data = gather(chunks);
+      recycle(chunks, data);
+      const size = chunks.reduce((n, c) => n + sealedSize(c.length, init.segmentSize), 0);
+      const r = await call({ op: 'seal', data, lengths: Uint32Array.from(chunks, (c) => c.length), out: new Uint8Array(pool.take(size), 0, size) });
+      return { ids: Array.from({ length: chunks.length }, (_, i) => r.ids!.slice(64 * i, 64 * (i + 1))), sealed: split(r.out!, r.lengths!), buffer: r.out! };
     },
     async open(blobs, checkId) {
-      const moved = transferable(blobs.map((b) => b.sealed), pool);
+      const views = blobs.map((b) => b.sealed);
+      const data = gather(views);
+      recycle(views, data);
       const size = blobs.reduce((n, b) => n + b.plainLength, 0);
-      const r = await call(
-        { op: 'open', blobs: blobs.map((b, i) => ({ ...b, sealed: moved[i]! })), checkId, out: new Uint8Array(pool.take(size), 0, size) },
-        moved,
-      );
-      return { plain: views(r.out!, r.lengths!), buffer: r.out! };
+      const r = await call({
+        op: 'open', data, lengths: Uint32Array.from(blobs, (b) => b.sealed.length), plainLengths: Uint32Array.from(blobs, (b) => b.plainLength),
+        ids: blobs.map((b) => b.id).join(''), checkId, out: new Uint8Array(pool.take(size), 0, size),
+      });
+      return { plain: split(r.out!, r.lengths!), buffer: r.out! };
     },
     alloc(size) {
       return new Uint8Array(pool.take(size), 0, size);

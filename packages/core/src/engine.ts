@@ -73,6 +73,11 @@ export interface Progress {
 
 /** Chunks in flight at once, by default: each holds at most a plaintext and a sealed chunk. */
 export const DEFAULT_CONCURRENCY = 16;
+/**
+ * Files read at once: a small file is mostly waiting (open, read, fstat, close), so many at once
+ * keep the disk and the thread pool busy; memory stays bounded by the chunks in flight.
+ */
+export const DEFAULT_FILES_IN_FLIGHT = 32;
 /** Reads of a file that keeps changing before it is stored marked `changed` (§6.2). */
 export const READ_ATTEMPTS = 3;
 
@@ -460,7 +465,7 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
       report();
     };
 
-    const fileLimiter = new Limiter(options.filesInFlight ?? 8);
+    const fileLimiter = new Limiter(options.filesInFlight ?? DEFAULT_FILES_IN_FLIGHT);
     for (const entry of files) await fileLimiter.run(() => backupFile(entry));
     await fileLimiter.drain();
     const packs = await packer.finish();
@@ -714,9 +719,24 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
     const files = entries.filter((e) => e.kind === 'file');
     const index: BlobIndex = await repo.loadIndex(options.indexCache);
     const chunkSize = repo.config.chunkSize;
-    const ordered = (options.priority ?? restoreOrder)(files);
     // Every blob is located before anything is written: a missing one fails the restore at once.
-    const located = ordered.map((e) => e.chunks!.map((id, i) => ({ id, ...repo.locate(index, id, chunkLength(e.size!, i, chunkSize)) })));
+    const where = new Map(files.map((e) => [e, e.chunks!.map((id, i) => ({ id, ...repo.locate(index, id, chunkLength(e.size!, i, chunkSize)) }))]));
+    let ordered = (options.priority ?? restoreOrder)(files);
+    if (!options.priority) {
+      // §6.3: small files (not databases) in the order they are stored, so that neighbours in a
+      // pack are read with one ranged get.
+      const small = (e: TreeEntry) => !/\.(db|sqlite|sqlite3)$/i.test(e.path) && (e.size ?? 0) < 1024 * 1024;
+      const first = (e: TreeEntry) => where.get(e)![0];
+      const smalls = ordered.filter(small).sort((a, b) => {
+        const x = first(a);
+        const y = first(b);
+        if (!x || !y) return (x ? 1 : 0) - (y ? 1 : 0);
+        return x.name < y.name ? -1 : x.name > y.name ? 1 : x.offset - y.offset;
+      });
+      let k = 0;
+      ordered = ordered.map((e) => (small(e) ? smalls[k++]! : e));
+    }
+    const located = ordered.map((e) => where.get(e)!);
     const progress: Progress = {
       phase: 'restore', bytesDone: 0, filesDone: 0, uploadedBytes: 0,
       bytesTotal: manifest.header.bytes, filesTotal: files.length,

@@ -5,6 +5,7 @@ import { constants } from 'node:fs';
 import {
   chmod, lstat, lutimes, mkdir, mkdtemp, open, readdir, readlink, rename, rm, rmdir, stat, symlink, type FileHandle,
 } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -14,6 +15,8 @@ import {
 } from '@coffer/core';
 
 const code = (e: unknown) => (e as NodeJS.ErrnoException)?.code;
+/** Entries of one folder looked at (lstat) at once during a scan. */
+const SCAN_AT_ONCE = 64;
 
 /** The first 16 bytes of every SQLite database file. */
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
@@ -60,7 +63,6 @@ interface FileStat {
   mode: bigint;
 }
 
-const sameStat = (a: FileStat, b: FileStat) => a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.ino === b.ino;
 
 /**
  * Reads a folder. Entries other than files, folders and symlinks (sockets, FIFOs) are skipped, and
@@ -141,11 +143,25 @@ export class FolderSource implements BackupSource {
         skip(rel, e);
         return false;
       }
-      for (const name of names) {
+      // A folder's entries are looked at many at a time (each lstat waits on the disk or the cache).
+      const stats = new Map<string, Promise<BigIntStats>>();
+      const look = (i: number) => {
+        for (let j = i; j < Math.min(names.length, i + SCAN_AT_ONCE); j++) {
+          if (!stats.has(names[j]!)) {
+            const p = lstat(join(dir, names[j]!), { bigint: true });
+            p.catch(() => {}); // handled when awaited below
+            stats.set(names[j]!, p);
+          }
+        }
+      };
+      for (let i = 0; i < names.length; i++) {
+        if (i % SCAN_AT_ONCE === 0) look(i);
+        const name = names[i]!;
         const path = rel ? `${rel}/${name}` : name;
         const full = join(dir, name);
         try {
-          const st = await lstat(full, { bigint: true });
+          const st = await stats.get(name)!;
+          stats.delete(name);
           const base = { path, mode: Number(st.mode & 0o7777n), mtimeNs: st.mtimeNs.toString() };
           if (st.isDirectory()) {
             const entry: TreeEntry = { ...base, kind: 'dir' };
@@ -217,53 +233,84 @@ export class FolderSource implements BackupSource {
     }
   }
 
+  /**
+   * §6.2: the file as the scan saw it is read between the scan's lstat and an fstat after the read:
+   * when size, mtime, ctime and inode all still match, no byte changed while it was read. (Four
+   * system calls for a small file: open, read, fstat, close.)
+   */
   async *read(entry: TreeEntry, chunkSize: number, alloc?: (size: number) => Uint8Array): AsyncIterable<Uint8Array> {
     const fh = await this.openFile(entry.path);
     try {
-      const before: FileStat = await fh.stat({ bigint: true });
-      if ((before.mode & 0o170000n) !== 0o100000n) throw new SourceSkipError(entry.path, 'vanished', { detail: 'no longer a file' });
-      // What is stored is the file as it was when opened.
-      entry.mode = Number(before.mode & 0o7777n);
-      entry.mtimeNs = before.mtimeNs.toString();
-      entry.hint = { ino: before.ino.toString(), ctimeNs: before.ctimeNs.toString() };
       // A database that changed while it was read raw is snapshotted for its next read (a quiet one
       // is read raw, byte for byte). SQLite's smallest database is one 512-byte page.
       let snapshot = this.snapshotOf.get(entry.path);
-      if (!snapshot && this.snapshots && this.changing.has(entry.path) && before.size >= 512n && (await headerIs(fh, SQLITE_HEADER))) {
+      if (!snapshot && this.snapshots && this.changing.has(entry.path) && (entry.size ?? 0) >= 512 && (await headerIs(fh, SQLITE_HEADER))) {
         snapshot = (await this.snapshot(entry.path)) ?? undefined;
       }
       if (snapshot) {
         const copy = await open(snapshot, 'r');
         try {
-          yield* readPieces(copy, chunkSize, alloc);
+          yield* readPieces(copy, chunkSize, alloc, Number((await copy.stat()).size));
         } finally {
           await copy.close();
         }
         return;
       }
-      yield* readPieces(fh, chunkSize, alloc);
+      try {
+        yield* readPieces(fh, chunkSize, alloc, entry.size ?? 0);
+      } catch (e) {
+        // Replaced by a folder since the scan.
+        if (code(e) === 'EISDIR') throw new SourceSkipError(entry.path, 'vanished', { cause: e, detail: 'no longer a file' });
+        throw e;
+      }
       const after: FileStat = await fh.stat({ bigint: true });
-      const now = await lstat(this.full(entry.path), { bigint: true }).catch(() => null);
-      const changed = !sameStat(before, after) || (now !== null && now.ino !== before.ino);
-      if (changed) this.changing.add(entry.path);
+      if ((after.mode & 0o170000n) !== 0o100000n) throw new SourceSkipError(entry.path, 'vanished', { detail: 'no longer a file' });
+      const same =
+        after.size === BigInt(entry.size ?? -1) && after.mtimeNs.toString() === entry.mtimeNs &&
+        after.ctimeNs.toString() === entry.hint?.ctimeNs && after.ino.toString() === entry.hint?.ino;
+      if (!same) {
+        // The next read is judged against the file as it is now.
+        entry.size = Number(after.size);
+        entry.mode = Number(after.mode & 0o7777n);
+        entry.mtimeNs = after.mtimeNs.toString();
+        entry.hint = { ino: after.ino.toString(), ctimeNs: after.ctimeNs.toString() };
+        this.changing.add(entry.path);
+      }
       // A live database read raw (no snapshot could be taken) is never presented as consistent.
-      if (changed || this.rawLive.has(entry.path)) throw new SourceChangedError(entry.path);
+      if (!same || this.rawLive.has(entry.path)) throw new SourceChangedError(entry.path);
     } finally {
       await fh.close();
     }
   }
 }
 
-async function* readPieces(fh: FileHandle, chunkSize: number, alloc?: (size: number) => Uint8Array): AsyncIterable<Uint8Array> {
+/**
+ * The file's content in pieces of `chunkSize` bytes (the last one shorter). Each piece is read into
+ * a buffer of about its own size (a 4 KiB file takes a 4 KiB buffer, not a chunk-sized one), guessed
+ * from `size`; a file that grew past the guess is read on into a chunk-sized buffer.
+ */
+async function* readPieces(fh: FileHandle, chunkSize: number, alloc: ((size: number) => Uint8Array) | undefined, size: number): AsyncIterable<Uint8Array> {
+  // A buffer of its own (not a slice of Node's pool), so it can be transferred to a worker.
+  const take = (n: number) => (alloc ? alloc(n) : new Uint8Array(n));
   let position = 0;
   for (;;) {
-    // A buffer of its own (not a slice of Node's pool), so it can be transferred to a worker.
-    const buf = alloc ? alloc(chunkSize) : new Uint8Array(chunkSize);
+    const rest = Math.max(0, size - position);
+    // The last piece stops at the expected end without a read that finds EOF; a file that grew
+    // meanwhile shows in the fstat after the read, and is read again.
+    let buf = take(Math.min(chunkSize, rest || 1));
     let o = 0;
-    while (o < chunkSize) {
-      const { bytesRead } = await fh.read(buf, o, chunkSize - o, position + o);
+    for (;;) {
+      if (o === rest && rest < chunkSize && o > 0) break;
+      const { bytesRead } = await fh.read(buf, o, buf.length - o, position + o);
       if (bytesRead === 0) break;
       o += bytesRead;
+      if (o < buf.length) continue;
+      if (buf.length === chunkSize) break;
+      if (o === rest) break;
+      // Longer than it was: go on in a chunk-sized buffer.
+      const bigger = take(chunkSize);
+      bigger.set(buf.subarray(0, o));
+      buf = bigger;
     }
     position += o;
     if (o === 0) return;
@@ -380,6 +427,9 @@ async function local<T>(path: string, fn: () => Promise<T>): Promise<T> {
  */
 const toSeconds = (ns: string) => Number(BigInt(ns) / 1000n) / 1e6 + 5e-7;
 
+/** The process's umask, read once (reading it means setting it; no other thread creates files meanwhile). */
+const UMASK = process.umask();
+
 const alive = (pid: number) => {
   try {
     process.kill(pid, 0);
@@ -475,8 +525,12 @@ export class FolderTarget implements RestoreTarget {
 
   async file(entry: TreeEntry): Promise<FileSink> {
     this.checkPlace(entry);
+    // Created with its final mode where the umask allows (inside the 0700 temporary folder nobody
+    // else can reach it), which saves a chmod per file.
+    const mode = entry.mode & 0o7777;
+    const created = mode & 0o777 & ~UMASK;
     const fh: FileHandle = await local(this.final, () =>
-      open(this.at(entry.path), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600),
+      open(this.at(entry.path), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, created),
     );
     const handles = this.open;
     const final = this.final;
@@ -493,7 +547,7 @@ export class FolderTarget implements RestoreTarget {
           // Mode and times through the handle; durability comes once for the whole tree, in commit.
           const t = toSeconds(entry.mtimeNs);
           await local(final, async () => {
-            await fh.chmod(entry.mode & 0o7777);
+            if (mode !== created) await fh.chmod(mode);
             await fh.utimes(t, t);
           });
         } finally {
@@ -542,7 +596,7 @@ export class FolderTarget implements RestoreTarget {
       // Only now, in place, does the top folder open up to its final mode.
       const top = await open(this.final, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
       try {
-        await top.chmod(0o777 & ~process.umask());
+        await top.chmod(0o777 & ~UMASK);
       } finally {
         await top.close();
       }

@@ -17,6 +17,7 @@ import { findSoftHsmModule, initSoftHsmToken, openSoftHsm, softHsmInstalled } fr
 import { SoftwareHsmDevelopmentOnly } from './hsm/software.js';
 import type { Hsm } from './hsm/types.js';
 import { ed25519PublicKeyFromPem, type TokenVerifier } from './token.js';
+import { noisePublicKeyFor } from './juicebox/realm.js';
 
 export type HsmChoice = 'auto' | 'softhsm' | 'software' | 'pkcs11';
 
@@ -36,6 +37,8 @@ export interface RealmFile {
   token: { alg: 'HS256' } | { alg: 'EdDSA'; publicKeyPem: string };
   policy: AttemptPolicy;
   createdAt: string;
+  /** The X25519 key of the Juicebox hardware-realm wire, hex (spec/juicebox.md §9; derived from the sealed secrets). */
+  juiceboxPublicKey?: string;
   /** Channel keys in their overlap period after `rotate-channel-key` (informative; the keys are in the sealed secrets). */
   previousRealmPublicKeys?: { realmPublicKey: string; retireAt: string }[];
 }
@@ -156,6 +159,7 @@ export async function initRealm(o: InitOptions): Promise<{ file: RealmFile; hsmD
       token,
       policy: o.policy ?? DEFAULT_POLICY,
       createdAt: new Date().toISOString(),
+      juiceboxPublicKey: noisePublicKeyFor(secrets),
     };
     writeAtomic(realmPath, JSON.stringify(file, null, 2) + '\n');
     return { file, hsmDescription: hsm.description };

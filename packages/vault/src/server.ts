@@ -9,6 +9,8 @@ import { Boundary, RequestRejectedError, type Effect, type OpenedRequest, type P
 import { HsmUnavailableError, RecordStoreError, UnsealFailedError } from './errors.js';
 import { createMetrics, type VaultMetrics } from './metrics.js';
 import { RateLimiter, type RateLimit } from './ratelimit.js';
+import type { JuiceboxRealm } from './juicebox/realm.js';
+import { registerJuiceboxRoute } from './juicebox/route.js';
 import type { RecordStore } from './store/types.js';
 
 /**
@@ -37,6 +39,8 @@ export interface ServerOptions {
   now?: () => number;
   /** Readiness probes time out after this (default 2000 ms). */
   readinessTimeoutMs?: number;
+  /** The Juicebox realm served at `POST /req` beside the OPAQUE path (spec/juicebox.md). */
+  juicebox?: JuiceboxRealm;
 }
 
 export const DEFAULT_RATE_LIMITS: { perAccount: RateLimit; perAddress: RateLimit } = {
@@ -154,6 +158,10 @@ export async function buildVaultServer(o: ServerOptions): Promise<VaultServer> {
       .header('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))))
       .send({ error: 'rate-limited', message: `too many requests for this ${which}; nothing was counted`, hint: 'wait for the time in Retry-After, then try again' });
   };
+
+  if (o.juicebox) {
+    registerJuiceboxRoute(app, { realm: o.juicebox, store: o.store, metrics, limitAccount, limitAddress, isDraining: () => draining, withLock: withAccountLock, ...(o.maxRetries ? { maxRetries: o.maxRetries } : {}), now });
+  }
 
   app.post(protocol.VAULT_PATH, async (req, reply) => {
     if (draining) return reply.code(503).header('connection', 'close').send({ error: 'unavailable', message: 'this vault node is shutting down', hint: 'send the request to another node' });
