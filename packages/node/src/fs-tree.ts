@@ -381,7 +381,7 @@ async function openUp(path: string): Promise<void> {
 async function removeStale(dir: string, prefix: string): Promise<void> {
   for (const name of await readdir(dir).catch(() => [] as string[])) {
     const m = name.startsWith(prefix) ? /^(\d+)-[0-9A-Za-z]+$/.exec(name.slice(prefix.length)) : null;
-    if (!m || alive(Number(m[1]))) continue;
+    if (!m || processAlive(Number(m[1]))) continue;
     const p = join(dir, name);
     const st = await lstat(p).catch(() => null);
     if (st?.isDirectory() && st.uid === process.getuid?.() && (st.mode & 0o777) === 0o700) await removeTree(p).catch(() => {});
@@ -430,14 +430,15 @@ const toSeconds = (ns: string) => Number(BigInt(ns) / 1000n) / 1e6 + 5e-7;
 /** The process's umask, read once (reading it means setting it; no other thread creates files meanwhile). */
 const UMASK = process.umask();
 
-const alive = (pid: number) => {
+/** True while a process with this id runs on this machine (one we may not signal counts as running). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
   } catch (e) {
     return code(e) === 'EPERM';
   }
-};
+}
 
 /** Makes everything below `dir` durable: syncfs(2) through `sync -f`, or an fsync of every file and folder. */
 async function syncTree(dir: string): Promise<void> {
