@@ -118,6 +118,11 @@ const r1 = await measured(['cli', 'restore', restored, '--quiet'], env);
 row('coffer restore <- local folder', fmt(mem.bytes, r1.seconds), 'cp+sync', copySeconds / r1.seconds, 0.8);
 results.disk = { backupSeconds: b1.seconds, restoreSeconds: r1.seconds, backupRssMiB: b1.maxRssMiB, restoreRssMiB: r1.maxRssMiB };
 await rm(restored, { recursive: true, force: true });
+log('time to first chat (the message databases restored and verified first) ...');
+const tt = await measured(['ttfc', restored], env);
+await rm(restored, { recursive: true, force: true });
+results.ttfc = tt;
+rows.push(['time to first chat / whole restore', `${tt.firstChatSeconds?.toFixed(2) ?? 'n/a'} s of ${tt.restoreSeconds.toFixed(2)} s (${tt.databases} databases)`, '', tt.firstChatSeconds === null ? '' : `${((100 * tt.firstChatSeconds) / tt.restoreSeconds).toFixed(1)}%`, `<= 10% ${tt.firstChatSeconds !== null && tt.firstChatSeconds <= 0.1 * tt.restoreSeconds ? 'ok' : 'ABOVE'}`]);
 
 log('re-backup with nothing changed, then with one 5 MiB file added ...');
 const b2 = await measured(['cli', 'backup', src, '--quiet'], env);
@@ -144,9 +149,9 @@ if (restic) {
   await rm(repo, { recursive: true, force: true });
   results.restic = { backupSeconds: rb, restoreSeconds: rr };
   row('restic backup (peer)', fmt(mem.bytes, rb), '', undefined);
-  row('coffer backup vs restic backup', '', 'restic', rb / b1.seconds, 2);
+  row('coffer backup vs restic backup', '', 'restic', rb / b1.seconds, 3);
   row('restic restore (peer)', fmt(mem.bytes, rr), '', undefined);
-  row('coffer restore vs restic restore', '', 'restic', rr / r1.seconds, 1.5);
+  row('coffer restore vs restic restore', '', 'restic', rr / r1.seconds, 2);
 } else {
   rows.push(['restic', 'not installed: no peer comparison (apt-get install restic)', '', '', '']);
 }

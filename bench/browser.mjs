@@ -1,12 +1,16 @@
 #!/usr/bin/env node
-// Backup throughput in headless Chromium (the web app's code: media fetched from the app server,
-// chunked with Blob.slice, encrypted with Web Crypto in the page) beside the same backup in Node,
-// in the same run, on the same generated chat data (default 200 MiB).
+// Backup throughput in headless Chromium (the web app's code: media streamed from the app server,
+// encrypted with Web Crypto in the page) beside the same backup in Node, in the same run, on the
+// same generated chat data (default 200 MiB); then the renderer's peak RSS (VmHWM in /proc, pid
+// from CDP) while the app backs up one large video (default 2 GiB; target: under 500 MB), beside
+// the renderer before the backup.
 //
-//   node bench/browser.mjs [--size 200MiB] [--runs 1]
+//   node bench/browser.mjs [--size 200MiB] [--runs 1] [--video 2GiB]
+//   node bench/browser.mjs --size 4MiB --video 64MiB      # a quick run (seconds)
 //
 // Needs `npx tsc -b` first and /usr/bin/chromium. Data is kept in bench/out/web-<size>/ between runs.
-import { rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -16,9 +20,15 @@ import { backup, generateBackupKey, inlineCodec, MemoryStorage, Repository, webC
 import { FolderSource, LocalStorage, nodeCryptoProvider, workerCodec } from '../packages/node/dist/src/index.js';
 import { formatSize, parseSize } from '../packages/sample/dist/src/index.js';
 import { startApp } from '../apps/web/dist/src/server/app.js';
+import { CHROMIUM_ARGS, newDevice, rendererMemory, signUp, writeVideo } from '../apps/web/dist/test/helpers.js';
+
+/** Keeps a data folder's generated phone, and nothing else: accounts, vault and store start afresh. */
+async function fresh(dir) {
+  for (const part of ['vault', 'cloud', 'auth', 'accounts.sqlite', 'accounts.sqlite-wal', 'accounts.sqlite-shm']) await rm(join(dir, part), { recursive: true, force: true });
+}
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const { values: v } = parseArgs({ options: { size: { type: 'string', default: '200MiB' }, runs: { type: 'string', default: '1' } } });
+const { values: v } = parseArgs({ options: { size: { type: 'string', default: '200MiB' }, runs: { type: 'string', default: '1' }, video: { type: 'string', default: '2GiB' } } });
 const size = parseSize(v.size);
 const runs = Number(v.runs);
 const dataDir = join(root, 'bench', 'out', `web-${v.size}`);
@@ -52,16 +62,18 @@ const pageJs = (
 ).outputFiles[0].text;
 
 console.log(`generating or reusing ${v.size} of chat data in ${dataDir} ...`);
-const app = await startApp({ dataDir, sampleBytes: size, seed: 'bench', extraScripts: { '/bench.js': pageJs } });
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium', headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+await fresh(dataDir);
+const app = await startApp({ dataDir, sampleBytes: size, seed: 'bench', extraScripts: { '/bench.js': pageJs }, log: () => {} });
+const launch = () => chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--headless', ...CHROMIUM_ARGS] });
+const browser = await launch();
 const chromiumVersion = browser.version();
 const rows = [];
 const rate = (bytes, ms) => bytes / MiB / (ms / 1000);
+const runId = Date.now().toString(36);
 try {
-  const page = await browser.newPage();
+  // The store and the phone serve signed-in accounts only: sign up with a (virtual) passkey.
+  const { page } = await newDevice(browser, app.url);
+  await signUp(page, `bench-${runId}@example`);
   await page.goto(`${app.url}/harness.html?script=/bench.js`);
   await page.waitForFunction(() => window.benchReady === true);
   for (let run = 1; run <= runs; run++) {
@@ -70,8 +82,7 @@ try {
       ['memory', 'workers', 'Chromium: app server -> page (Web Workers) -> in-page memory store'],
       ['memory', 'inline', 'Chromium: app server -> page (main thread) -> in-page memory store'],
     ]) {
-      await rm(join(app.cloudDir, `bench-${run}`), { recursive: true, force: true });
-      rows.push({ run, what, ...(await page.evaluate(([t, a, c]) => window.runBench(t, a, c), [target, `bench-${run}`, codecKind])) });
+      rows.push({ run, what, ...(await page.evaluate(([t, a, c]) => window.runBench(t, a, c), [target, `bench-${runId}@example/run-${run}-${codecKind}`, codecKind])) });
     }
 
     const source = new FolderSource(app.phoneDir);
@@ -98,6 +109,44 @@ try {
   await browser.close();
   await app.close();
 }
+
+// Memory: the app itself (Backups screen) backs up a phone whose only media is one large video,
+// in a browser of its own, so that VmHWM is this backup's peak.
+const videoBytes = parseSize(v.video);
+const memDir = join(root, 'bench', 'out', `web-memory-${v.video}`);
+const videoFile = join(memDir, 'phone', 'media', 'Video', 'Big', 'VID-big.mp4');
+if (!existsSync(videoFile) || (await stat(videoFile)).size !== videoBytes) {
+  console.log(`writing a ${v.video} video in ${memDir} ...`);
+  await rm(memDir, { recursive: true, force: true });
+  await startApp({ dataDir: memDir, sampleBytes: 256 * 1024, seed: 'bench', log: () => {} }).then((a) => a.close());
+  await mkdir(join(memDir, 'phone', 'media', 'Video', 'Big'), { recursive: true });
+  await writeVideo(videoFile, videoBytes);
+}
+await fresh(memDir);
+const memApp = await startApp({ dataDir: memDir, sampleBytes: 256 * 1024, seed: 'bench', log: () => {} });
+const memBrowser = await launch();
+let memory;
+try {
+  const { page } = await newDevice(memBrowser, memApp.url);
+  await signUp(page, `memory-${runId}@example`);
+  await page.getByRole('button', { name: "Use this phone's chats" }).click();
+  await page.getByRole('button', { name: 'Backups' }).click();
+  await page.getByLabel('A 64-digit recovery key').check();
+  await page.getByRole('button', { name: 'Create recovery key' }).click();
+  await page.getByLabel('To confirm you saved it, type the recovery key again').fill(await page.locator('#recovery-key').textContent());
+  await page.getByRole('button', { name: 'Turn on encrypted backup' }).click();
+  await page.getByText('Encrypted backup is on.').waitFor();
+  const before = Math.max(...(await rendererMemory(memBrowser)).map((r) => r.rss));
+  const t0 = performance.now();
+  await page.getByRole('button', { name: 'Back up now' }).click();
+  await page.getByText('Backup #1 done').waitFor({ timeout: 3_600_000 });
+  const ms = performance.now() - t0;
+  const peak = Math.max(...(await rendererMemory(memBrowser)).map((r) => r.peak));
+  memory = { before, peak, ms };
+} finally {
+  await memBrowser.close();
+  await memApp.close();
+}
 console.log(`\nbackup of ${formatSize(rows[0].bytes)} of chat data (${rows[0].files} files; media and the message database), Chromium ${chromiumVersion}, Node ${process.version}\n`);
 for (const r of rows) {
   console.log(
@@ -106,6 +155,11 @@ for (const r of rows) {
 }
 const ratio = (a, b) => (rate(a.bytes, a.ms) / rate(b.bytes, b.ms)).toFixed(2);
 const pick = (run, prefix) => rows.find((r) => r.run === run && r.what.startsWith(prefix));
+console.log(
+  `\nthe app backing up one ${v.video} video (HTTP store, Web Workers): renderer peak RSS ${(memory.peak / 1e6).toFixed(0)} MB ` +
+    `(${(memory.before / 1e6).toFixed(0)} MB before the backup; target < 500 MB: ${memory.peak < 500e6 ? 'met' : 'NOT met'}), ` +
+    `${rate(videoBytes, memory.ms).toFixed(0)} MiB/s`,
+);
 for (let run = 1; run <= runs; run++) {
   console.log(
     `run ${run}: Chromium to the HTTP store / the CLI's path to a local folder: ${ratio(pick(run, 'Chromium: app server -> page (Web Workers, the app)'), pick(run, 'Node: folder -> OpenSSL worker threads (the CLI) -> local'))}x; ` +

@@ -1,5 +1,5 @@
 // Runs one command in this process and reports its peak RSS (threads included) and wall time on fd 3
-// as JSON: node bench/rss.mjs cli <coffer args...> | node bench/rss.mjs memory <size> <dir>
+// as JSON: node bench/rss.mjs cli <coffer args...> | memory <dir> | ttfc <target>
 import { writeSync } from 'node:fs';
 process.env.UV_THREADPOOL_SIZE ??= '16'; // as bin/coffer.js does
 const [what, ...args] = process.argv.slice(2);
@@ -11,6 +11,8 @@ if (what === 'cli') {
   code = await main(args);
 } else if (what === 'memory') {
   extra = await (await import('./memory-run.mjs')).run(args[0]);
+} else if (what === 'ttfc') {
+  extra = await (await import('./ttfc-run.mjs')).run(args[0]);
 }
 const result = { code, seconds: (performance.now() - t0) / 1000, maxRssMiB: process.resourceUsage().maxRSS / 1024, ...extra };
 try {

@@ -1,15 +1,20 @@
 /**
- * Coffer Messenger end to end in headless Chromium: turn on backup (password, recovery key), back
- * up, restore in a fresh browser context (a new device) and compare the thread message for message
- * and photo for photo; wrong passwords count down to the lockout. Screenshots go to test-artifacts/.
+ * Coffer Messenger end to end in headless Chromium, each browser context a device with a virtual
+ * passkey authenticator (CDP WebAuthn): sign up with a passkey, turn on backup (password, recovery
+ * key), back up, sign in on a new device (with a one-time code from the dev inbox, or with a synced
+ * passkey), restore and compare the thread message for message and photo for photo, with the
+ * pictures shown and the voice notes playing; wrong passwords count down to the lockout; a key
+ * stretching other than the one recorded at registration is refused before any guess. Screenshots
+ * go to test-artifacts/web/.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
+import Database from 'better-sqlite3';
 import type { Browser, Page } from 'playwright-core';
-import { ARTIFACTS, launchChromium, startTestApp } from './helpers.js';
+import { ARTIFACTS, launchChromium, newDevice as device, signInWithCode, signInWithPasskey, signUp, startTestApp, syncPasskeys, type Device } from './helpers.js';
 
 let app: Awaited<ReturnType<typeof startTestApp>>;
 let browser: Browser;
@@ -17,25 +22,20 @@ const shotsDir = join(ARTIFACTS, 'web');
 
 before(async () => {
   await mkdir(shotsDir, { recursive: true });
-  [app, browser] = await Promise.all([startTestApp({ vaultArgs: ['--account-rate', '600/100'] }), launchChromium()]);
+  [app, browser] = await Promise.all([startTestApp({ vaultArgs: ['--account-rate', '600/100'], sampleBytes: 3 * 2 ** 20 }), launchChromium()]);
 });
 after(async () => {
   await browser?.close();
   await app?.dispose();
 });
 
-async function newDevice(): Promise<Page> {
-  const context = await browser.newContext({ viewport: { width: 1200, height: 850 } });
-  const page = await context.newPage();
-  page.on('pageerror', (e) => assert.fail(`page error: ${e.message}`));
-  await page.goto(app.url + '/');
-  return page;
-}
-
+const newDevice = (): Promise<Device> => device(browser, app.url, { failOnPageError: (m) => assert.fail(`page error: ${m}`) });
 const shot = (page: Page, name: string) => page.screenshot({ path: join(shotsDir, `${name}.png`), fullPage: true });
 
-async function usePhone(page: Page, account: string): Promise<void> {
-  await page.getByLabel('Account').fill(account);
+/** Signs up (a new passkey on this device) and shows this phone's chats. */
+async function usePhone(page: Page, account: string, shotName?: string): Promise<void> {
+  await signUp(page, account);
+  if (shotName) await shot(page, shotName);
   await page.getByRole('button', { name: "Use this phone's chats" }).click();
   await page.locator('main[data-ready=true]').waitFor();
 }
@@ -71,7 +71,8 @@ function readThread(page: Page): Promise<Thread> {
 /** path -> SHA-256 of every file of this device's restored tree (OPFS). */
 function restoredFiles(page: Page): Promise<Record<string, string>> {
   return page.evaluate(async () => {
-    const dirName = (JSON.parse(localStorage.getItem('coffer.device')!) as { restoredDir: string }).restoredDir;
+    const key = Object.keys(localStorage).find((k) => k.startsWith('coffer.device:'))!;
+    const dirName = (JSON.parse(localStorage.getItem(key)!) as { restoredDir: string }).restoredDir;
     const out: Record<string, string> = {};
     const walk = async (d: FileSystemDirectoryHandle, prefix: string): Promise<void> => {
       for await (const [name, h] of (d as unknown as { entries(): AsyncIterable<[string, FileSystemHandle]> }).entries()) {
@@ -105,13 +106,42 @@ async function openConversation(page: Page, title: string): Promise<void> {
 
 const conversationTitles = (page: Page) => page.locator('nav[aria-label=Conversations] .title').allTextContents();
 
-/** The first conversation whose visible thread has a photo (the sample has some in most). */
-async function conversationWithPhotos(page: Page): Promise<string> {
+/** The first conversation whose visible thread has attachments of `kind` (the sample has photos in most). */
+async function conversationWith(page: Page, kind: 'photo' | 'voice'): Promise<string> {
   for (const t of await conversationTitles(page)) {
     await openConversation(page, t);
-    if ((await page.locator('ol.messages figure.photo').count()) > 0) return t;
+    if ((await page.locator(`ol.messages figure.${kind}`).count()) > 0) return t;
   }
-  throw new Error('no conversation with photos in the sample');
+  throw new Error(`no conversation with a ${kind} in the sample`);
+}
+
+/**
+ * The open thread's pictures as decoded (width, height) and its voice notes as played: each starts
+ * (muted), plays past its first 0.2 s and reports its duration.
+ */
+function shownMedia(page: Page): Promise<{ pictures: [number, number][]; voices: { duration: number; played: number; expected: number }[] }> {
+  return page.evaluate(async () => {
+    const imgs = [...document.querySelectorAll<HTMLImageElement>('ol.messages figure.photo img')];
+    await Promise.all(imgs.map((i) => i.decode().catch(() => undefined)));
+    const voices = [];
+    for (const a of document.querySelectorAll<HTMLAudioElement>('ol.messages figure.voice audio')) {
+      a.muted = true;
+      await a.play();
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error('a voice note did not play')), 5000);
+        a.addEventListener('timeupdate', () => a.currentTime > 0.2 && (clearTimeout(t), resolve()));
+      });
+      a.pause();
+      voices.push({ duration: a.duration, played: a.currentTime, expected: Number(/(\d+) seconds/.exec(a.getAttribute('aria-label') ?? '')?.[1]) });
+    }
+    return { pictures: imgs.map((i) => [i.naturalWidth, i.naturalHeight] as [number, number]), voices };
+  });
+}
+
+function assertMediaShown(m: Awaited<ReturnType<typeof shownMedia>>, where: string): void {
+  assert.ok(m.pictures.length > 0 || m.voices.length > 0, `${where}: no media in the thread`);
+  for (const [w, h] of m.pictures) assert.ok(w >= 240 && h >= 240, `${where}: a picture decoded to ${w}x${h}`);
+  for (const v of m.voices) assert.ok(Math.abs(v.duration - v.expected) <= 1 && v.played > 0.2, `${where}: voice note ${JSON.stringify(v)}`);
 }
 
 async function turnOnWithPassword(page: Page, password: string): Promise<void> {
@@ -143,10 +173,9 @@ async function backUpNow(page: Page, seq = 1): Promise<void> {
   assert.match((await page.locator('#last-size').textContent()) ?? '', /MiB in \d+ files/);
 }
 
-async function startRestore(page: Page, account: string): Promise<void> {
+async function startRestore(page: Page): Promise<void> {
   await page.getByRole('button', { name: 'Restore on a new device' }).click();
   await page.getByRole('heading', { name: 'Restore on a new device' }).waitFor();
-  await page.getByLabel('Account').fill(account);
 }
 
 async function tryPassword(page: Page, password: string): Promise<string> {
@@ -157,23 +186,30 @@ async function tryPassword(page: Page, password: string): Promise<string> {
   // Wait until the page answered this attempt (the alert changes, or the restore finishes).
   await page.waitForFunction((b) => {
     const el = document.querySelector('#restore-error');
-    return (el && el.textContent !== b && el.textContent !== '') || document.querySelector('main[data-ready=true]') !== null;
+    return (el && el.textContent !== b && el.textContent !== '') || document.querySelector('main[data-ready=true]') !== null || document.querySelector('main p.error')?.textContent;
   }, before, { timeout: 30_000 });
+  const failed = await page.evaluate(() => document.querySelector('main p.error')?.textContent ?? null);
+  if (failed) throw new Error(`the restored chats did not open: ${failed}`);
   return (await alert.count()) ? ((await alert.textContent()) ?? '') : '';
 }
 
-test('password: turn on, back up, wrong password counted, right one restores the thread exactly', async () => {
-  const phone = await newDevice();
+test('password: sign up with a passkey, back up; a new device signs in with a one-time code, adds a passkey, and restores the thread exactly, pictures shown and voice notes playing', async () => {
+  const { page: phone, context: phoneCtx } = await newDevice();
   await shot(phone, '01-welcome');
-  await usePhone(phone, 'maria@example');
+  await usePhone(phone, 'maria@example', '01b-signed-up');
   const titles = await conversationTitles(phone);
   const original = new Map<string, Thread>();
   for (const t of titles) {
     await openConversation(phone, t);
     original.set(t, await readThread(phone));
   }
-  const title = await conversationWithPhotos(phone);
+  const voiceTitle = await conversationWith(phone, 'voice');
+  assertMediaShown(await shownMedia(phone), 'phone');
+  const title = await conversationWith(phone, 'photo');
   assert.ok(original.get(title)!.messages.length > 10);
+  const phoneMedia = await shownMedia(phone);
+  assert.ok(phoneMedia.pictures.length > 0);
+  assertMediaShown(phoneMedia, 'phone');
   await phone.locator('ol.messages figure.photo').last().scrollIntoViewIfNeeded();
   await shot(phone, '02-chats');
   await phone.getByRole('button', { name: 'Backups' }).click();
@@ -183,8 +219,12 @@ test('password: turn on, back up, wrong password counted, right one restores the
   await backUpNow(phone);
   await shot(phone, '05-backup-done');
 
-  const fresh = await newDevice();
-  await startRestore(fresh, 'maria@example');
+  const { page: fresh, context: freshCtx } = await newDevice();
+  await signInWithCode(fresh, app.url, 'maria@example', { form: join(shotsDir, '06a-code-sign-in.png'), inbox: join(shotsDir, '06b-dev-inbox.png') });
+  await fresh.getByRole('button', { name: 'Add a passkey on this device' }).click();
+  await fresh.getByText('Passkey added').waitFor();
+  await shot(fresh, '06c-new-device-passkey-added');
+  await startRestore(fresh);
   await shot(fresh, '06-restore');
   assert.match(await tryPassword(fresh, 'not my password'), /Wrong password\. 9 guesses remain/);
   await shot(fresh, '07-wrong-password');
@@ -199,17 +239,29 @@ test('password: turn on, back up, wrong password counted, right one restores the
     assert.equal(restored.messages.length, original.get(t)!.messages.length, `${t}: message count`);
     assert.deepEqual(restored, original.get(t), `${t}: messages and attachments`);
   }
+  await openConversation(fresh, voiceTitle);
+  assertMediaShown(await shownMedia(fresh), 'restored device');
   await openConversation(fresh, title);
+  const restoredMedia = await shownMedia(fresh);
+  assert.deepEqual(restoredMedia.pictures, phoneMedia.pictures, 'the restored pictures are the phone\'s');
   await fresh.locator('ol.messages figure.photo').last().scrollIntoViewIfNeeded();
   await shot(fresh, '08-restored-chats');
   // Below the thread view: every restored file in the new device's storage equals the phone's, byte for byte.
   assert.deepEqual(await restoredFiles(fresh), await phoneFiles());
-  await fresh.context().close();
-  await phone.context().close();
+
+  // The passkey added on the new device signs it in by itself after signing out.
+  await fresh.getByRole('button', { name: 'Sign out and clear this device' }).click();
+  await fresh.getByRole('heading', { name: 'Welcome to Coffer Messenger' }).waitFor();
+  await signInWithPasskey(fresh, 'maria@example');
+  await fresh.getByRole('heading', { name: 'Welcome, maria@example' }).waitFor();
+  await shot(fresh, '08b-signed-in-with-passkey');
+  await freshCtx.close();
+  await phoneCtx.close();
 });
 
-test('recovery key: shown once, copied, confirmed; a wrong key is refused; the right one restores', async () => {
-  const phone = await newDevice();
+test('recovery key: shown once, copied, confirmed; a wrong key is refused; a synced passkey signs in on the new device, and the right key restores', async () => {
+  const phoneDevice = await newDevice();
+  const phone = phoneDevice.page;
   await phone.context().grantPermissions(['clipboard-read', 'clipboard-write']);
   await usePhone(phone, 'sam@example');
   const title = (await phone.locator('#thread-title').textContent())!;
@@ -233,8 +285,14 @@ test('recovery key: shown once, copied, confirmed; a wrong key is refused; the r
   assert.equal(await phone.locator('#recovery-key').count(), 0, 'the key is not shown again');
   await backUpNow(phone);
 
-  const fresh = await newDevice();
-  await startRestore(fresh, 'sam@example');
+  // A new device whose password manager has the passkey (synced): it signs in without a code.
+  const freshDevice = await newDevice();
+  const fresh = freshDevice.page;
+  await fresh.getByRole('button', { name: 'Sign in with a passkey' }).click();
+  await fresh.getByText('this passkey does not open an account here').or(fresh.getByText('Signing in was cancelled')).waitFor();
+  await syncPasskeys(phoneDevice, freshDevice);
+  await signInWithPasskey(fresh, 'sam@example');
+  await startRestore(fresh);
   await fresh.getByLabel('My 64-digit recovery key').check();
   const keyField = fresh.getByLabel('Recovery key (64 digits; spaces and dashes are ignored)');
   await keyField.fill(key.slice(0, -1));
@@ -254,18 +312,19 @@ test('recovery key: shown once, copied, confirmed; a wrong key is refused; the r
   await fresh.getByRole('button', { name: 'Backups' }).click();
   await backUpNow(fresh, 2);
   assert.match((await fresh.locator('.progress-text').textContent()) ?? '', /Backup #2 done: .* 0 B new/);
-  await fresh.context().close();
-  await phone.context().close();
+  await freshDevice.context.close();
+  await phoneDevice.context.close();
 });
 
 test('lockout: wrong passwords count down, the last attempt is announced, then the key is gone for good', async () => {
-  const phone = await newDevice();
+  const { page: phone, context: phoneCtx } = await newDevice();
   await usePhone(phone, 'ana@example');
   await turnOnWithPassword(phone, 'the right password');
-  await phone.context().close();
+  await phoneCtx.close();
 
-  const fresh = await newDevice();
-  await startRestore(fresh, 'ana@example');
+  const { page: fresh, context: freshCtx } = await newDevice();
+  await signInWithCode(fresh, app.url, 'ana@example');
+  await startRestore(fresh);
   for (let remaining = 9; remaining >= 2; remaining--) {
     assert.match(await tryPassword(fresh, `wrong guess ${remaining}`), new RegExp(`Wrong password\\. ${remaining} guesses remain`));
     assert.equal(await fresh.locator('#restore-warning').isVisible(), false, 'no last-attempt warning yet');
@@ -279,13 +338,39 @@ test('lockout: wrong passwords count down, the last attempt is announced, then t
   await shot(fresh, '12-key-gone');
   // Even the right password cannot bring it back.
   await fresh.reload();
-  await startRestore(fresh, 'ana@example');
+  await startRestore(fresh);
   assert.match(await tryPassword(fresh, 'the right password'), /The backup key is gone for good/);
-  await fresh.context().close();
+  await freshCtx.close();
+});
+
+test('key stretching: a recovery with another preset than the one recorded at registration stops before spending a guess', async () => {
+  const { page: phone, context: phoneCtx } = await newDevice();
+  await usePhone(phone, 'lena@example');
+  await turnOnWithPassword(phone, 'lena password 1');
+  await phoneCtx.close();
+  // This (test) build registered with its own preset, and the server recorded it.
+  const db = new Database(join(app.dataDir, 'accounts.sqlite'));
+  try {
+    const recorded = () => db.prepare('SELECT key_stretching FROM accounts WHERE id = ?').pluck().get('lena@example');
+    assert.equal(recorded(), 'insecure-test-only-fast');
+    // As if a production build had registered: this test build must not try its weaker preset.
+    db.prepare('UPDATE accounts SET key_stretching = ? WHERE id = ?').run('memory-constrained', 'lena@example');
+    const { page: fresh, context: freshCtx } = await newDevice();
+    await signInWithCode(fresh, app.url, 'lena@example');
+    await startRestore(fresh);
+    assert.match(await tryPassword(fresh, 'lena password 1'), /registered by an app that stretches passwords with "memory-constrained"; this app uses "insecure-test-only-fast"\. No guess was spent/);
+    await shot(fresh, '13-preset-mismatch');
+    // No guess was spent: with the record back, a wrong password is the first one counted.
+    db.prepare('UPDATE accounts SET key_stretching = ? WHERE id = ?').run('insecure-test-only-fast', 'lena@example');
+    assert.match(await tryPassword(fresh, 'not lena password'), /Wrong password\. 9 guesses remain/);
+    await freshCtx.close();
+  } finally {
+    db.close();
+  }
 });
 
 test('keyboard: every control on each screen is reachable with Tab and has an accessible name', async () => {
-  const page = await newDevice();
+  const { page, context } = await newDevice();
   const audit = () =>
     page.evaluate(() => {
       const controls = [...document.querySelectorAll<HTMLElement>('button, input, textarea, select, a[href], audio[controls], output[tabindex]')].filter(
@@ -302,25 +387,36 @@ test('keyboard: every control on each screen is reachable with Tab and has an ac
     });
   const tabThrough = async (n: number) => {
     const seen = new Set<string>();
-    for (let i = 0; i < n + 5; i++) {
+    // An audio element with its metadata loaded takes several stops (play, timeline, volume, menu).
+    for (let i = 0; i < n * 4 && seen.size < n; i++) {
       await page.keyboard.press('Tab');
       const kb = await page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset['kb'] ?? null);
       if (kb !== null) seen.add(kb);
     }
     return seen.size;
   };
-  for (const screen of ['welcome', 'chats', 'backups', 'restore']) {
-    if (screen === 'chats') await usePhone(page, 'keyboard@example');
+  for (const screen of ['welcome', 'code', 'setup', 'chats', 'backups', 'restore']) {
+    if (screen === 'code') await page.getByRole('button', { name: 'Sign in with a one-time code' }).click();
+    if (screen === 'setup') {
+      await page.getByRole('button', { name: 'Back' }).click();
+      await signUp(page, 'keyboard@example');
+    }
+    if (screen === 'chats') {
+      await page.getByRole('button', { name: "Use this phone's chats" }).click();
+      await page.locator('main[data-ready=true]').waitFor();
+    }
     if (screen === 'backups') await page.getByRole('button', { name: 'Backups' }).click();
     if (screen === 'restore') {
       await page.getByRole('button', { name: 'Sign out and clear this device' }).click();
+      await signInWithPasskey(page, 'keyboard@example');
       await page.getByRole('button', { name: 'Restore on a new device' }).click();
     }
+    assert.equal(await page.locator('#app').getAttribute('data-screen'), screen);
     const a = await audit();
     assert.deepEqual(a.unnamed, [], `unnamed controls on ${screen}`);
     // The chats screen has many messages: the first 40 controls are enough to show the order works.
     const n = Math.min(a.count, 40);
     assert.ok((await tabThrough(n)) >= n, `only some controls on ${screen} are reachable by Tab`);
   }
-  await page.context().close();
+  await context.close();
 });

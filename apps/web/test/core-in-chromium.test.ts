@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bundleCoreSuite, launchChromium, startTestApp } from './helpers.js';
+import { bundleCoreSuite, launchChromium, newDevice, signUp, startTestApp } from './helpers.js';
 
 interface Result {
   name: string;
@@ -19,7 +19,9 @@ test('core test suite in headless Chromium', async (t) => {
     await browser.close();
     await app.dispose();
   });
-  const page = await browser.newPage();
+  // The HTTP store and the vault serve signed-in accounts only: sign up first, as a person would.
+  const { page } = await newDevice(browser, app.url);
+  await signUp(page, 'suite@example');
   const consoleErrors: string[] = [];
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
   await page.goto(`${app.url}/harness.html?script=/test/core-suite.js`);

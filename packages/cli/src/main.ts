@@ -6,14 +6,20 @@ import {
   backup, CofferError, DamagedBackupError, formatRecoveryKey, generateBackupKey, parseRecoveryKey, Repository,
   restore, UsageError, verify, type SecretKey, type Storage,
 } from '@coffer/core';
-import { FolderIndexCache, FolderSource, FolderTarget, isEmptyOrMissing, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, workerCodec } from '@coffer/node';
+import {
+  DEFAULT_RETRY, FolderIndexCache, FolderSource, FolderTarget, isEmptyOrMissing, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, transferDefaults, workerCodec,
+  type RetryPolicy,
+} from '@coffer/node';
 import { hostname } from 'node:os';
-import { Exit, formatBytes, onInterrupt, printable, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, type Io } from './output.js';
+import { Exit, formatBytes, onInterrupt, printable, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, storeWaitNotice, type Io } from './output.js';
 import { indexCacheDir, keyHex, loadProfile, loadState, profileDir, profileExists, profileKey, rememberSeq, removeProfile, saveProfile, tempDir, type Profile } from './profile.js';
-import { readPassword, recoverKey, vaultConnection } from './vault.js';
 import { cmdForget, cmdPrune, keepOptions, keepPolicy, MAINTENANCE_HELP, retainAfterBackup, type Kit } from './maintenance.js';
-import { deleteFromRealms, openRealms, realmsStatus, recoverWithRealms, registerWithRealms, type Realms } from './realms.js';
-import { changePassword, deleteBackupKey, registerBackupKey, vaultStatus } from '@coffer/core/vault';
+import type { Realms } from './realms.js';
+
+type Passwords = typeof import('./passwords.js');
+let passwordsModule: Promise<Passwords> | undefined;
+/** The password paths load only when a command needs them (passwords.ts says why). */
+const passwords = (): Promise<Passwords> => (passwordsModule ??= import('./passwords.js'));
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -50,6 +56,7 @@ Options for every command:
   --profile DIR   profile folder (default: $COFFER_HOME or ~/.coffer)
   --json          machine-readable output on stdout; progress as JSON lines on stderr
   --quiet         no progress output
+  --retry-for T   keep trying a store that does not answer for T (default 60s; 0 = fail at once)
   --help          help for a command
 
 LOCATION is a folder path, a file:// URL, s3://bucket/prefix or webdav(s)://host/path
@@ -127,6 +134,7 @@ const common = {
   profile: { type: 'string' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean' },
+  'retry-for': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
@@ -138,7 +146,19 @@ export function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: s
     throw new UsageError((e as Error).message.replace(/\. To specify a positional.*$/s, ''), 'see `coffer <command> --help`');
   }
   if (parsed.positionals.length > positionals) throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[positionals])}`, 'see `coffer <command> --help`');
-  return parsed as { values: { [K in keyof (O & typeof common)]?: K extends keyof O ? (O[K] extends { type: 'boolean' } ? boolean : string) : K extends 'profile' ? string : boolean }; positionals: string[] };
+  return parsed as { values: { [K in keyof (O & typeof common)]?: K extends keyof O ? (O[K] extends { type: 'boolean' } ? boolean : string) : K extends 'profile' | 'retry-for' ? string : boolean }; positionals: string[] };
+}
+
+/** How a store is opened: --retry-for, and a notice while it does not answer (spec/format.md §7.2). */
+function storeOptions(io: Io, values: { json?: boolean; quiet?: boolean; 'retry-for'?: string }): { retry: RetryPolicy } {
+  let retryForMs = DEFAULT_RETRY.retryForMs;
+  const t = values['retry-for'];
+  if (t !== undefined) {
+    const m = /^(\d{1,6})(s|m|h)?$/.exec(t);
+    if (!m) throw new UsageError(`--retry-for takes a time such as 30s, 5m or 1h, not ${JSON.stringify(t)}`);
+    retryForMs = Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 's' | 'm' | 'h' ?? 's'];
+  }
+  return { retry: { ...DEFAULT_RETRY, retryForMs, onRetry: storeWaitNotice(io, !!values.json, values.quiet) } };
 }
 
 export function say(io: Io, json: boolean, human: string, data: Record<string, unknown>, ok = true): void {
@@ -160,6 +180,7 @@ const vaultOptions = {
 } as const;
 
 async function cmdInit(io: Io, args: string[]): Promise<number> {
+  const { openRealms, vaultConnection, recoverWithRealms, readPassword, recoverKey, registerWithRealms, registerBackupKey } = await passwords();
   const { values } = parse(
     args,
     { storage: { type: 'string' }, 'recovery-key': { type: 'boolean' }, 'recovery-key-stdin': { type: 'boolean' }, 'max-attempts': { type: 'string' }, ...vaultOptions },
@@ -196,7 +217,7 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
         : { protection: 'recovery-key' }),
   });
   const connect = async (key: SecretKey, how: string) => {
-    const storage = await openStorage(values.storage!);
+    const storage = await openStorage(values.storage!, storeOptions(io, values));
     const repo = await Repository.open(storage, crypto, key);
     await saveProfile(home, profile(key, repo));
     key.wipe();
@@ -205,7 +226,7 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
   };
   if (values['recovery-key-stdin']) return connect(await readKey(io, true), 'recovery key');
 
-  const storage = await openStorage(values.storage, { create: true });
+  const storage = await openStorage(values.storage, { create: true, ...storeOptions(io, values) });
   const existing = await storage.stat('config');
   if (realms && existing) return connect(await recoverWithRealms(realms, await readPassword(io, values['password-stdin'], false)), 'password, realms');
   if (conn && existing) {
@@ -269,10 +290,10 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
 }
 
 /** This device's backup: the profile's store, opened and checked with the profile's key and pinned config. */
-export async function openProfileBackup(io: Io, values: { profile?: string | undefined }) {
+export async function openProfileBackup(io: Io, values: { profile?: string; json?: boolean; quiet?: boolean; 'retry-for'?: string }) {
   const home = profileDir(values.profile, io.env);
   let profile = await loadProfile(home);
-  const storage = await openStorage(profile.storage);
+  const storage = await openStorage(profile.storage, storeOptions(io, values));
   const key = profileKey(profile);
   try {
     const repo = await Repository.open(storage, crypto, key, { pinnedMac: profile.configMac ?? null });
@@ -305,7 +326,7 @@ async function cmdBackup(io: Io, args: string[]): Promise<number> {
   const sqlite = (values.sqlite as string[] | undefined) ?? [];
   for (const g of sqlite) if (!g || g.startsWith('/')) throw new UsageError(`--sqlite takes a pattern relative to the folder, not ${JSON.stringify(g)}`, "for example --sqlite '*.db' or --sqlite 'databases/**'");
   const keep = keepPolicy(values);
-  const { home, repo, lastSeenSeq, indexCache } = await openProfileBackup(io, values);
+  const { home, profile, repo, lastSeenSeq, indexCache } = await openProfileBackup(io, values);
   if (repo.version === 1) throw new UsageError('this store uses backup format version 1, which this coffer reads but no longer writes', 'run `coffer migrate` once to convert it to version 2 (your backups stay restorable throughout)');
   const view = ProgressView.for(io, json, 'backup', values.quiet);
   const codec = workerCodec(repo.keys, repo.config);
@@ -313,7 +334,8 @@ async function cmdBackup(io: Io, args: string[]): Promise<number> {
   // Ctrl-C: the snapshots (chats in the clear) go with the process.
   const stopWatching = onInterrupt(() => source.close());
   try {
-    const r = await backup(repo, source, { codec, lastSeenSeq, onProgress: view.update, indexCache, host: hostname(), pid: process.pid });
+    const { packsInFlight } = transferDefaults(profile.storage);
+    const r = await backup(repo, source, { codec, lastSeenSeq, onProgress: view.update, indexCache, host: hostname(), pid: process.pid, packsInFlight });
     view.end();
     await rememberSeq(home, repo.config.backupId, r.seq);
     const secs = view.elapsedSeconds();
@@ -345,6 +367,7 @@ async function cmdBackup(io: Io, args: string[]): Promise<number> {
 
 /** `coffer backup disable`: the vault forgets the key (if it held it), then this device does. */
 async function disableBackups(io: Io, values: { yes?: boolean; token?: string; profile?: string; json?: boolean }): Promise<number> {
+  const { deleteBackupKey, vaultConnection, deleteFromRealms, openRealms } = await passwords();
   const json = !!values.json;
   const home = profileDir(values.profile, io.env);
   const profile = await loadProfile(home);
@@ -365,6 +388,7 @@ async function disableBackups(io: Io, values: { yes?: boolean; token?: string; p
 }
 
 async function cmdPassword(io: Io, args: string[]): Promise<number> {
+  const { readPassword, openRealms, recoverWithRealms, registerWithRealms, vaultConnection, changePassword } = await passwords();
   const { values, positionals } = parse(args, { 'password-stdin': { type: 'boolean' }, token: { type: 'string' } }, 1);
   if (positionals[0] !== 'change') throw new UsageError('the only password command is `coffer password change`');
   const json = !!values.json;
@@ -408,6 +432,7 @@ async function cmdVault(io: Io, args: string[]): Promise<number> {
 }
 
 async function cmdRestore(io: Io, args: string[]): Promise<number> {
+  const { recoverWithRealms, openRealms, readPassword, recoverKey, vaultConnection } = await passwords();
   const { values, positionals } = parse(
     args,
     {
@@ -432,8 +457,10 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
   if (password && values['recovery-key-stdin']) throw new UsageError('--recovery-key-stdin and --vault or --realms (password) do not go together');
   if (values.vault !== undefined && values.realms !== undefined) throw new UsageError('choose --vault (one realm, OPAQUE) or --realms (several, Juicebox), not both');
   let pinnedMac: string | null = null;
+  let location: string;
   if (values.storage) {
-    storage = await openStorage(values.storage);
+    location = values.storage;
+    storage = await openStorage(values.storage, storeOptions(io, values));
     // Check that the store holds a backup before a password guess is spent on it.
     await Repository.readConfig(storage);
     if (values.realms !== undefined) key = await recoverWithRealms(await openRealms(io, { realms: values.realms, tokens: values.tokens }), await readPassword(io, values['password-stdin'], false));
@@ -441,7 +468,8 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
   } else {
     if (values['recovery-key-stdin'] || password) throw new UsageError('--recovery-key-stdin and --vault need --storage (and so does --realms)', 'give the store to restore from');
     const profile = await loadProfile(home);
-    storage = await openStorage(profile.storage);
+    location = profile.storage;
+    storage = await openStorage(profile.storage, storeOptions(io, values));
     key = profileKey(profile);
     pinnedMac = profile.configMac ?? null;
   }
@@ -457,6 +485,7 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
     const r = await restore(repo, target, {
       codec, seq, lastSeenSeq: state.seen[repo.config.backupId] ?? null, allowRollback: !!values['allow-rollback'],
       keepSpecialModes: !!values['keep-special-modes'], onProgress: view.update,
+      readAhead: transferDefaults(location).readAhead,
       // A device with a profile keeps index copies; a restore with --storage leaves no cache behind.
       ...(values.storage ? {} : { indexCache: new FolderIndexCache(indexCacheDir(home, repo.config.backupId)) }),
     }).finally(stopWatching);
@@ -501,14 +530,16 @@ async function cmdStatus(io: Io, args: string[]): Promise<number> {
   let vault: Record<string, unknown> | undefined;
   if (profile.vault) {
     try {
+      const { vaultStatus, vaultConnection } = await passwords();
       vault = { url: redactUrl(profile.vault.url), ...(await vaultStatus(vaultConnection(io, {}, profile.vault))) };
     } catch (e) {
       vault = { url: redactUrl(profile.vault.url), error: (e as Error).message };
     }
   }
-  let realms: Awaited<ReturnType<typeof realmsStatus>> | { error: string } | undefined;
+  let realms: Awaited<ReturnType<Passwords['realmsStatus']>> | { error: string } | undefined;
   if (profile.realms) {
     try {
+      const { realmsStatus, openRealms } = await passwords();
       realms = await realmsStatus(await openRealms(io, { saved: profile.realms }));
     } catch (e) {
       realms = { error: (e as Error).message };

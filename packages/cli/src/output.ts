@@ -1,5 +1,6 @@
 /** What the user sees: progress on long work, readable errors with a hint, `--json` for scripts. */
 import { CofferError, DamagedBackupError, LocalDiskError, StorageUnavailableError, UsageError, WrongKeyError, type Progress } from '@coffer/core';
+import type { RetryEvent } from '@coffer/node';
 
 export interface Io {
   stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
@@ -135,6 +136,26 @@ export class ProgressView {
   elapsedSeconds(): number {
     return (Date.now() - this.started) / 1000;
   }
+}
+
+/**
+ * What the user sees while the store does not answer (the retry layer's events, spec/format.md
+ * §7.2): "waiting for the store", why, and for how long it will still be tried. At most one line
+ * every 2 s however many requests wait; JSON lines with --json; nothing with --quiet.
+ */
+export function storeWaitNotice(io: Io, json: boolean, quiet = false): (e: RetryEvent) => void {
+  let last = -Infinity;
+  return (e) => {
+    const now = Date.now();
+    if (quiet || now - last < 2000) return;
+    last = now;
+    const left = Math.ceil(e.giveUpInMs / 1000);
+    if (json) {
+      io.stderr.write(JSON.stringify({ waiting: 'store', store: e.store, reason: e.reason, failingForSeconds: Math.round(e.failingForMs / 1000), giveUpInSeconds: left }) + '\n');
+    } else {
+      io.stderr.write(`${io.stderr.isTTY ? '\r\x1b[2K' : ''}coffer: waiting for the store: ${e.reason}; trying again for up to ${left} s\n`);
+    }
+  };
 }
 
 /** Reads up to `n` lines from stdin (for --*-stdin flags); never echoes them. */

@@ -163,13 +163,19 @@ export class BufferPool {
   private kept = 0;
   /** Buffers this pool made: only these, and views that cover a whole buffer, are ever transferred. */
   private readonly issued = new WeakSet<ArrayBuffer>();
-  constructor(private readonly maxBytes: number) {}
-  private static sizeFor(size: number): number {
-    return Math.max(4096, 2 ** Math.ceil(Math.log2(Math.max(1, size))));
+  private readonly exact: number[];
+  /** `exact`: sizes used so often (a chunk, a sealed chunk) that they get a class of their own. */
+  constructor(private readonly maxBytes: number, exact: number[] = []) {
+    this.exact = [...exact].sort((a, b) => a - b);
+  }
+  private sizeFor(size: number): number {
+    const pow2 = Math.max(4096, 2 ** Math.ceil(Math.log2(Math.max(1, size))));
+    const fit = this.exact.find((e) => e >= size);
+    return fit !== undefined && fit < pow2 ? fit : pow2;
   }
   /** A buffer that holds `size` bytes (its length is the next power of two). */
   take(size: number): ArrayBuffer {
-    const cls = BufferPool.sizeFor(size);
+    const cls = this.sizeFor(size);
     let buf = this.free.get(cls)?.pop();
     if (buf) this.kept -= cls;
     else buf = new ArrayBuffer(cls);
@@ -178,7 +184,7 @@ export class BufferPool {
   }
   give(buf: ArrayBuffer): void {
     const cls = buf.byteLength; // a detached buffer has length 0 and is not kept
-    if (cls === 0 || cls !== BufferPool.sizeFor(cls) || this.kept + cls > this.maxBytes) return;
+    if (cls === 0 || cls !== this.sizeFor(cls) || this.kept + cls > this.maxBytes) return;
     let list = this.free.get(cls);
     if (!list) this.free.set(cls, (list = []));
     list.push(buf);
@@ -194,7 +200,7 @@ export class BufferPool {
  * `answerCodecRequest` (after it got `init`). Buffers move by transfer and are recycled.
  */
 export function workerPoolCodec(spawn: () => WorkerPort, init: CodecWorkerInit, options: { threads: number; chunkSize: number }): ChunkCodec {
-  const pool = new BufferPool(Math.max(32, 8 * Math.ceil(options.chunkSize / 2 ** 20)) * 2 ** 20);
+  const pool = new BufferPool(Math.max(32, 8 * Math.ceil(options.chunkSize / 2 ** 20)) * 2 ** 20, [options.chunkSize, sealedSize(options.chunkSize, init.segmentSize)]);
   const pending = new Map<number, { resolve(r: CodecReply): void; reject(e: unknown): void }>();
   let next = 0;
   let failed: unknown = null;

@@ -9,7 +9,7 @@ import { condemnedPacks, takeLock } from './journal.js';
 import { idOf, packName, type ManifestRef } from './layout.js';
 import { compareEntryPaths, entryPathProblem, parentPath, type Manifest, type TreeEntry } from './manifest.js';
 import { ObjectType, openObject, sealedSize } from './object.js';
-import { decodePackHeader, MAX_PACK_HEADER_BYTES, PackBuilder, type PackedBlob, type PackEntry } from './pack.js';
+import { decodePackHeader, MAX_PACK_HEADER_BYTES, PackBuilder, PackStream, type PackedBlob, type PackEntry } from './pack.js';
 import { storageCall, type BlobIndex, type IndexCache, type Repository, type SkippedManifest } from './repo.js';
 
 /** A file or folder a backup left out, and why (spec/format.md §6.2). */
@@ -72,7 +72,7 @@ export interface Progress {
 }
 
 /** Chunks in flight at once, by default: each holds at most a plaintext and a sealed chunk. */
-export const DEFAULT_CONCURRENCY = 16;
+export const DEFAULT_CONCURRENCY = 8;
 /**
  * Files read at once: a small file is mostly waiting (open, read, fstat, close), so many at once
  * keep the disk and the thread pool busy; memory stays bounded by the chunks in flight.
@@ -89,8 +89,15 @@ export class Limiter {
   private readonly pending = new Set<Promise<void>>();
   constructor(private readonly limit: number) {}
   async run(task: () => Promise<void>): Promise<void> {
+    await this.slot();
+    this.start(task);
+  }
+  /** Waits until a task may start (then `start` it in the same turn). */
+  async slot(): Promise<void> {
     while (this.active >= this.limit) await new Promise<void>((r) => this.waiters.push(r));
     if (this.failure) throw this.failure;
+  }
+  start(task: () => Promise<void>): void {
     this.active++;
     const p = task()
       .catch((e) => {
@@ -226,10 +233,26 @@ class SealBatcher {
 /** An index object is written after this many packs (or at the end), so a killed backup's packs count. */
 const PACKS_PER_INDEX = 4;
 
+/** A pack being filled: in memory (then put whole) or streamed to the store (Storage.writer). */
+interface OpenPack {
+  readonly id: string;
+  readonly blobs: PackedBlob[];
+  readonly size: number;
+  add(id: string, sealed: Uint8Array, plainLength: number): Promise<void>;
+  /** Writes the pack; resolves with its length once it is in the store. */
+  finish(): Promise<number>;
+  abort(): Promise<void>;
+}
+
+/** Bytes of small blobs a streamed pack gathers before it writes them. */
+const STAGING_BYTES = 1024 * 1024;
+
 /**
- * Fills packs with sealed blobs and writes each when full (§3.2), a few at once; every few packs it
- * makes them durable and lists them in an index object (§3.3), so that a backup killed midway
- * leaves packs the next run finds and reuses.
+ * Fills packs with sealed blobs and writes each when full (§3.2); every few packs it makes them
+ * durable and lists them in an index object (§3.3), so that a backup killed midway leaves packs the
+ * next run finds and reuses. Blobs are added one at a time, in order. Where the store can take an
+ * object in pieces, packs stream to it as they fill; otherwise one pack fills in memory while at most
+ * `inFlight` are put.
  */
 class Packer {
   readonly written: PackEntry[] = [];
@@ -237,10 +260,13 @@ class Packer {
   private readonly indexes: string[] = [];
   private unindexed: PackEntry[] = [];
   private indexing: Promise<void> = Promise.resolve();
-  private current: PackBuilder | null = null;
+  private current: OpenPack | null = null;
   private readonly ids = new Set<string>();
   private readonly limiter: Limiter;
   private readonly free: Uint8Array[] = [];
+  /** Adds run one after another: a pack's bytes go out in order. */
+  private queue: Promise<void> = Promise.resolve();
+  private readonly opened = new Set<OpenPack>();
   bytesWritten = 0;
   constructor(
     private readonly repo: Repository,
@@ -255,33 +281,81 @@ class Packer {
     return this.ids.has(id);
   }
 
-  async add(id: string, sealed: Uint8Array, plainLength: number): Promise<void> {
+  add(id: string, sealed: Uint8Array, plainLength: number): Promise<void> {
     this.ids.add(id);
-    // Other blobs may join the current pack while this one waits for a pack to be shipped: look again.
-    while (this.current?.wouldOverflow(sealed.length)) await this.ship();
-    this.current ??= this.newBuilder();
-    this.current.add(id, sealed, plainLength);
+    const step = this.queue.then(async () => {
+      if (this.current && this.current.size > 0 && this.current.size + sealed.length > this.repo.packSize) await this.close();
+      this.current ??= await this.open();
+      await this.current.add(id, sealed, plainLength);
+    });
+    this.queue = step;
+    return step;
   }
 
-  private newBuilder(): PackBuilder {
-    const maxBlob = sealedSize(this.repo.config.chunkSize, this.repo.config.segmentSize);
-    return new PackBuilder(toHex(this.repo.crypto.randomBytes(32)), this.repo.packSize, maxBlob, this.free.pop());
+  private async open(): Promise<OpenPack> {
+    const { repo } = this;
+    const id = toHex(repo.crypto.randomBytes(32));
+    const name = packName(id);
+    const { crypto, keys } = repo;
+    const { segmentSize } = repo.config;
+    let pack: OpenPack;
+    if (repo.storage.writer) {
+      const writer = await storageCall(repo.storage, `writing ${name}`, () => repo.storage.writer!(name));
+      const stream = new PackStream(id, writer, this.free.pop() ?? new Uint8Array(STAGING_BYTES));
+      pack = {
+        id, blobs: stream.blobs,
+        get size() {
+          return stream.size;
+        },
+        add: (i, s, n) => storageCall(repo.storage, `writing ${name}`, () => stream.add(i, s, n)),
+        finish: async () => {
+          const total = await storageCall(repo.storage, `writing ${name}`, () => stream.finish(crypto, keys, segmentSize));
+          this.free.push(stream.staging);
+          return total;
+        },
+        abort: () => stream.abort(),
+      };
+    } else {
+      const maxBlob = sealedSize(repo.config.chunkSize, segmentSize);
+      const builder = new PackBuilder(id, repo.packSize, maxBlob, this.free.pop());
+      pack = {
+        id, blobs: builder.blobs,
+        get size() {
+          return builder.size;
+        },
+        add: async (i, s, n) => builder.add(i, s, n),
+        finish: async () => {
+          const bytes = await builder.finish(crypto, keys, segmentSize);
+          await storageCall(repo.storage, `writing ${name}`, () => repo.storage.put(name, bytes));
+          this.free.push(builder.buffer);
+          return bytes.length;
+        },
+        abort: async () => {},
+      };
+    }
+    this.opened.add(pack);
+    return pack;
   }
 
-  private async ship(): Promise<void> {
+  /** Hands the current pack to a writer once one is free; the next add opens a new one. */
+  private async close(): Promise<void> {
     const pack = this.current;
     this.current = null;
-    if (!pack || pack.blobs.length === 0) return;
-    await this.limiter.run(async () => {
-      const bytes = await pack.finish(this.repo.crypto, this.repo.keys, this.repo.config.segmentSize);
-      const name = packName(pack.id);
-      await storageCall(this.repo.storage, `writing ${name}`, () => this.repo.storage.put(name, bytes));
+    if (!pack) return;
+    if (pack.blobs.length === 0) {
+      this.opened.delete(pack);
+      await pack.abort();
+      return;
+    }
+    await this.limiter.slot();
+    this.limiter.start(async () => {
+      const bytes = await pack.finish();
+      this.opened.delete(pack);
       const entry = { id: pack.id, blobs: pack.blobs };
       this.written.push(entry);
       this.unindexed.push(entry);
-      this.bytesWritten += bytes.length;
-      this.onWritten(bytes.length);
-      this.free.push(new Uint8Array(bytes.buffer, 0, bytes.buffer.byteLength));
+      this.bytesWritten += bytes;
+      this.onWritten(bytes);
       if (this.unindexed.length >= PACKS_PER_INDEX) await this.index();
     });
   }
@@ -310,10 +384,17 @@ class Packer {
   }
 
   async finish(): Promise<PackEntry[]> {
-    await this.ship();
+    await this.queue;
+    await this.close();
     await this.limiter.drain();
     await this.index();
     return this.written;
+  }
+
+  /** After a failure: drops packs that were being streamed (their temporary files go too). */
+  async abort(): Promise<void> {
+    await Promise.allSettled([...this.opened].map((p) => p.abort()));
+    this.opened.clear();
   }
 }
 
@@ -328,6 +409,7 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
   const now = options.now ?? (() => new Date());
   // §6 step 1: the lock comes before the journal is read (§9.2 safety argument).
   const lock = await takeLock(repo, 'backup', { host: options.host ?? 'unknown', pid: options.pid ?? 0 }, now);
+  let packer: Packer | undefined;
   try {
     // Numbered past every manifest name, junk included; incremental from the newest that opens (§4.4).
     const latest = await repo.latest(options.lastSeenSeq);
@@ -365,15 +447,16 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
 
     const result = { filesRead: 0, chunksUploaded: 0, bytesUploaded: 0, chunksReused: 0 };
     const reusedPacks = new Set<string>();
-    const packer = new Packer(
+    const packing = new Packer(
       repo,
-      options.packsInFlight ?? 2,
+      options.packsInFlight ?? 1,
       (n) => {
         result.bytesUploaded += n;
         progress.uploadedBytes += n;
       },
       options.indexCache,
     );
+    packer = packing;
     const batcher = new SealBatcher(codec);
     const budget = new ByteBudget((options.concurrency ?? DEFAULT_CONCURRENCY) * config.chunkSize);
     const left = new Set<TreeEntry>();
@@ -383,24 +466,40 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
     const readFile = async (entry: TreeEntry, chunks: string[], got: { size: number }): Promise<void> => {
       const stored: Promise<void>[] = [];
       let index_ = 0;
+      const pieces = source.read(entry, config.chunkSize, codec.alloc?.bind(codec))[Symbol.asyncIterator]();
       try {
-        for await (const piece of source.read(entry, config.chunkSize, codec.alloc?.bind(codec))) {
+        for (;;) {
+          // The budget is taken before the read, for the piece the file's size promises, so files
+          // read at once never hold more than the budget in memory.
+          const expected = Math.min(config.chunkSize, Math.max(1, (entry.size ?? 0) - got.size));
+          await budget.take(expected);
+          let next: IteratorResult<Uint8Array>;
+          try {
+            next = await pieces.next();
+          } catch (e) {
+            budget.give(expected);
+            throw e;
+          }
+          if (next.done) {
+            budget.give(expected);
+            break;
+          }
+          const piece = next.value;
           const i = index_++;
           const n = piece.length;
           got.size += n;
-          await budget.take(n);
-          stored.push(
-            batcher.seal(piece).then(async ({ id, sealed, done }) => {
+          budget.give(expected - n);
+          const storing = batcher.seal(piece).then(async ({ id, sealed, done }) => {
               try {
                 chunks[i] = id;
                 const loc = index.get(id);
                 if (loc) {
                   reusedPacks.add(loc.pack);
                   result.chunksReused++;
-                } else if (packer.has(id)) {
+                } else if (packing.has(id)) {
                   result.chunksReused++;
                 } else {
-                  await packer.add(id, sealed, n);
+                  await packing.add(id, sealed, n);
                   result.chunksUploaded++;
                 }
               } finally {
@@ -409,10 +508,13 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
               }
               progress.bytesDone += n;
               report();
-            }),
-          );
+            });
+          // Judged below, once the file is read; a failure before then is not an unhandled rejection.
+          storing.catch(() => {});
+          stored.push(storing);
         }
       } finally {
+        await pieces.return?.();
         // Every piece handed out is accounted for before the file's outcome is decided.
         const outcomes = await Promise.allSettled(stored);
         const failed = outcomes.find((o) => o.status === 'rejected');
@@ -468,7 +570,7 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
     const fileLimiter = new Limiter(options.filesInFlight ?? DEFAULT_FILES_IN_FLIGHT);
     for (const entry of files) await fileLimiter.run(() => backupFile(entry));
     await fileLimiter.drain();
-    const packs = await packer.finish();
+    const packs = await packing.finish();
     await storageCall(storage, 'flush', () => storage.flush());
 
     const seq = (latest ?? 0) + 1;
@@ -492,7 +594,7 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
       const gone = [...relied].filter((p) => !present.has(p));
       if (gone.length === 0 && !paused) return;
       if (written) await storageCall(storage, `removing ${written.name}`, () => storage.delete(written.name));
-      if (packs.some((p) => !present.has(p.id))) await packer.relist(present);
+      if (packs.some((p) => !present.has(p.id))) await packing.relist(present);
       throw new ConflictError(
         gone.length
           ? `a prune removed ${gone.length} packs this backup relies on while it ran; run the backup again to store those chunks anew`
@@ -505,6 +607,9 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
     await checkRelied(ref, false);
     options.onProgress?.({ ...progress, phase: 'done' });
     return { seq, name: ref.name, files: keptFiles.length, entries: kept.length, bytes, skipped, changed, packsWritten: packs.length, ...result };
+  } catch (e) {
+    await packer?.abort();
+    throw e;
   } finally {
     await lock.release();
     if (ownCodec) await codec.close();
@@ -530,7 +635,7 @@ interface BlobRead {
 }
 
 /** Requests of at most this many bytes read adjacent blobs of one pack with one ranged get. */
-const MAX_READ_BYTES = 8 * 1024 * 1024;
+const MAX_READ_BYTES = 4 * 1024 * 1024;
 /** Blobs of one request delivered at once (each may create, write and close a small file). */
 const DELIVER_AT_ONCE = 16;
 
@@ -786,7 +891,7 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
     // Empty files first: they need no reads.
     for (const entry of ordered) if (entry.chunks!.length === 0) await finished(entry, await target.file(entry));
     try {
-      await readBlobs(repo, codec, reads(), { inFlight: options.readAhead ?? (options.concurrency ?? DEFAULT_CONCURRENCY) * chunkSize * 2, checkId: false });
+      await readBlobs(repo, codec, reads(), { inFlight: options.readAhead ?? (options.concurrency ?? DEFAULT_CONCURRENCY) * chunkSize, checkId: false });
     } finally {
       // A failure leaves files open: close them before the target removes what it made.
       await Promise.allSettled([...sinks.values()].map(async (s) => (await s.sink).close()));

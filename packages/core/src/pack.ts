@@ -4,6 +4,7 @@ import type { CryptoProvider } from './crypto.js';
 import { DamagedBackupError } from './errors.js';
 import type { DerivedKeys } from './keys.js';
 import { ObjectType, openObject, sealedSize, sealObject } from './object.js';
+import type { ObjectWriter } from './storage.js';
 
 /** Where a blob is: in pack `pack` at `offset`, `sealedLength` bytes holding `plainLength`. */
 export interface BlobLocation {
@@ -123,7 +124,7 @@ export function decodeIndex(bytes: Uint8Array, name: string): PackEntry[] {
  */
 export class PackBuilder {
   readonly blobs: PackedBlob[] = [];
-  private readonly buf: Uint8Array;
+  private buf: Uint8Array;
   private used = 0;
   constructor(
     readonly id: string,
@@ -131,13 +132,21 @@ export class PackBuilder {
     private readonly maxBlob: number,
     buffer?: Uint8Array,
   ) {
-    this.buf = buffer ?? new Uint8Array(PackBuilder.capacity(packSize, maxBlob));
+    this.buf = buffer && buffer.length >= PackBuilder.capacity(packSize, maxBlob) ? buffer : new Uint8Array(PackBuilder.capacity(packSize, maxBlob));
   }
 
-  /** Bytes a builder may need: a full pack, one more blob, the header, padding and length. */
+  /**
+   * The buffer a builder starts with: a full pack, one more blob, and room for the header, padding
+   * and length of a pack of typical blobs. A pack of many tiny blobs (a larger header) grows it once.
+   */
   static capacity(packSize: number, maxBlob: number): number {
-    const headerMax = sealedSize(8 + Math.ceil((packSize + maxBlob) / 56) * BLOB_RECORD);
-    return padme(packSize + maxBlob + headerMax + 4);
+    const full = packSize + maxBlob;
+    return padme(full + sealedSize(8 + Math.ceil(full / 4096) * BLOB_RECORD) + 4);
+  }
+
+  /** The whole buffer, to hand to the next builder once the finished pack is written. */
+  get buffer(): Uint8Array {
+    return this.buf;
   }
 
   get size(): number {
@@ -158,8 +167,12 @@ export class PackBuilder {
 
   /** The finished pack: blobs, padding, sealed header, length. */
   async finish(crypto: CryptoProvider, keys: DerivedKeys, segmentSize: number): Promise<Uint8Array> {
-    const header = await sealObject(crypto, keys, { type: ObjectType.packHeader, id: this.id }, encodePackHeader(this.blobs), { segmentSize });
-    const total = padme(this.used + header.length + 4);
+    const { header, total } = await packTail(crypto, keys, this.id, this.blobs, this.used, segmentSize);
+    if (total > this.buf.length) {
+      const bigger = new Uint8Array(total);
+      bigger.set(this.buf.subarray(0, this.used));
+      this.buf = bigger;
+    }
     const out = this.buf.subarray(0, total);
     out.fill(0, this.used, total - header.length - 4);
     out.set(header, total - header.length - 4);
@@ -175,6 +188,79 @@ export class PackBuilder {
 export function packLength(blobs: PackedBlob[], segmentSize: number): number {
   const used = blobs.reduce((n, b) => Math.max(n, b.offset + b.sealedLength), 0);
   return padme(used + sealedSize(8 + blobs.length * BLOB_RECORD, segmentSize) + 4);
+}
+
+/** The end of a pack (§3.2): zero padding to its Padmé length, the sealed header, the header's length. */
+async function packTail(crypto: CryptoProvider, keys: DerivedKeys, id: string, blobs: PackedBlob[], used: number, segmentSize: number): Promise<{ padding: number; header: Uint8Array; total: number }> {
+  const header = await sealObject(crypto, keys, { type: ObjectType.packHeader, id }, encodePackHeader(blobs), { segmentSize });
+  const total = padme(used + header.length + 4);
+  return { padding: total - used - header.length - 4, header, total };
+}
+
+const u32be = (n: number) => {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, n);
+  return b;
+};
+
+/**
+ * A pack written straight to the store as it fills (Storage.writer): small blobs gather in a staging
+ * buffer, large ones are written as they come, so no pack is ever whole in memory.
+ */
+export class PackStream {
+  readonly blobs: PackedBlob[] = [];
+  private used = 0;
+  private staged = 0;
+  constructor(
+    readonly id: string,
+    private readonly writer: ObjectWriter,
+    /** Where small blobs gather; handed to the next pack once this one is written. */
+    readonly staging: Uint8Array,
+  ) {}
+
+  get size(): number {
+    return this.used;
+  }
+
+  private async flushStaging(): Promise<void> {
+    if (this.staged === 0) return;
+    await this.writer.write(this.staging.subarray(0, this.staged));
+    this.staged = 0;
+  }
+
+  async add(id: string, sealed: Uint8Array, plainLength: number): Promise<void> {
+    this.blobs.push({ id, offset: this.used, sealedLength: sealed.length, plainLength });
+    this.used += sealed.length;
+    // Bytes go out in order: what is staged goes before a blob written as it is.
+    const direct = sealed.length >= this.staging.length / 2;
+    if (direct || this.staged + sealed.length > this.staging.length) await this.flushStaging();
+    if (direct) {
+      await this.writer.write(sealed);
+    } else {
+      this.staging.set(sealed, this.staged);
+      this.staged += sealed.length;
+    }
+  }
+
+  /** Writes the tail and commits: the pack appears under its name. Returns its length. */
+  async finish(crypto: CryptoProvider, keys: DerivedKeys, segmentSize: number): Promise<number> {
+    await this.flushStaging();
+    const { padding, header, total } = await packTail(crypto, keys, this.id, this.blobs, this.used, segmentSize);
+    for (let left = padding; left > 0; ) {
+      const n = Math.min(left, this.staging.length);
+      this.staging.fill(0, 0, n);
+      await this.writer.write(this.staging.subarray(0, n));
+      left -= n;
+    }
+    await this.writer.write(header);
+    await this.writer.write(u32be(header.length));
+    await this.writer.commit();
+    return total;
+  }
+
+  abort(): Promise<void> {
+    return this.writer.abort();
+  }
 }
 
 /** Reads the sealed header of a whole pack's bytes (for `repair index` and the vectors). */

@@ -12,7 +12,10 @@ export interface ByteRange {
 export interface Storage {
   /** A printable description with any secret stripped (for messages and logs). */
   readonly label: string;
-  /** Atomic and write-once: readers see all of it or nothing; an existing name throws ObjectExistsError. */
+  /**
+   * Atomic and write-once: readers see all of it or nothing; an existing name throws ObjectExistsError.
+   * The backend must not keep `data` after the put resolves (the caller reuses the buffer).
+   */
   put(name: string, data: Uint8Array): Promise<void>;
   /**
    * Throws ObjectNotFoundError when missing. A range past the end returns what there is. A backend
@@ -27,7 +30,21 @@ export interface Storage {
   delete(name: string): Promise<void>;
   /** Makes every completed put durable (a no-op where puts already are). */
   flush(): Promise<void>;
+  /**
+   * Optional: an object written piece by piece, so that a large object (a pack) need not be whole in
+   * memory. Nothing appears under `name` until `commit`, which is as atomic and write-once as `put`.
+   */
+  writer?(name: string): Promise<ObjectWriter>;
   close?(): Promise<void>;
+}
+
+/** An object being written in pieces (Storage.writer). */
+export interface ObjectWriter {
+  write(data: Uint8Array): Promise<void>;
+  /** Makes the object appear under its name (ObjectExistsError if it exists). */
+  commit(): Promise<void>;
+  /** Drops what was written. */
+  abort(): Promise<void>;
 }
 
 /** Object names are ASCII paths of `/`-separated parts of [A-Za-z0-9._-]; no `.` or `..` parts. */
@@ -37,10 +54,42 @@ export function checkObjectName(name: string): void {
   }
 }
 
-/** In-memory backend, for tests and the CPU-bound benchmark. */
+/**
+ * In-memory backend, for tests and the CPU-bound benchmark. It takes objects in pieces too
+ * (`writer`), unless made with `{ writer: false }`, so tests cover both ways packs are written.
+ */
 export class MemoryStorage implements Storage {
   readonly label = 'memory:';
   readonly objects = new Map<string, Uint8Array>();
+  readonly writer?: (name: string) => Promise<ObjectWriter>;
+  constructor(options: { writer?: boolean } = {}) {
+    if (options.writer !== false) this.writer = (name) => this.pieces(name);
+  }
+
+  private async pieces(name: string): Promise<ObjectWriter> {
+    checkObjectName(name);
+    const parts: Uint8Array[] = [];
+    return {
+      write: async (data) => {
+        parts.push(data.slice());
+      },
+      commit: async () => {
+        let n = 0;
+        for (const p of parts) n += p.length;
+        const all = new Uint8Array(n);
+        n = 0;
+        for (const p of parts) {
+          all.set(p, n);
+          n += p.length;
+        }
+        if (this.objects.has(name)) throw new ObjectExistsError(name);
+        this.objects.set(name, all);
+      },
+      abort: async () => {
+        parts.length = 0;
+      },
+    };
+  }
 
   async put(name: string, data: Uint8Array): Promise<void> {
     checkObjectName(name);

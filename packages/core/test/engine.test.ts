@@ -46,11 +46,11 @@ function treeFrom(items: { path: string[]; f: { kind: 'file' | 'dir' | 'symlink'
 
 const treeArb = fc.array(fc.record({ path: fc.array(nameArb, { minLength: 1, maxLength: 3 }), f: fileArb }), { maxLength: 12 }).map(treeFrom);
 
-for (const crypto of providers) {
-  test(`backup then restore gives back the same tree, for any tree (${crypto.name})`, async () => {
+for (const [crypto, streamed] of providers.flatMap((p) => [[p, true], [p, false]] as const)) {
+  test(`backup then restore gives back the same tree, for any tree (${crypto.name}, packs ${streamed ? 'streamed' : 'put whole'})`, async () => {
     await fc.assert(
       fc.asyncProperty(treeArb, treeArb, async (t1, t2) => {
-        const storage = new MemoryStorage();
+        const storage = new MemoryStorage({ writer: streamed });
         const key = generateBackupKey(crypto);
         // Packs of a few chunks: many packs, filled by several files at once.
         const repo = await Repository.init(storage, crypto, key, { chunkSize: CHUNK, packSize: 64 * 1024 });
@@ -306,4 +306,25 @@ test('packs stay within their size while many files fill them and the store is s
   const out = new MemoryTarget();
   await restore(repo, out);
   assert.ok(sameTree(tree, out.committed!));
+});
+
+test('a streamed pack holds each blob at the offset its header gives, whatever mix of small and large blobs (§3.2)', async () => {
+  const { PackStream, PackBuilder, sealChunks, deriveKeys } = await import('@coffer/core');
+  const keys = await deriveKeys(crypto, new SecretKey(new Uint8Array(32).fill(6)));
+  const sizes = [100, 40_000, 300, 9_000, 200, 70_000, 10, 33_000, 5];
+  const { ids, sealed } = await sealChunks(crypto, keys, 65536, sizes.map((n) => crypto.randomBytes(n)));
+  const storage = new MemoryStorage();
+  const writer = await storage.writer!('packs/' + 'ab'.repeat(32));
+  const stream = new PackStream('ab'.repeat(32), writer, new Uint8Array(16_384)); // large blobs go out as they are
+  const builder = new PackBuilder('ab'.repeat(32), 1 << 20, 1 << 20);
+  for (let i = 0; i < ids.length; i++) {
+    await stream.add(ids[i]!, sealed[i]!, sizes[i]!);
+    builder.add(ids[i]!, sealed[i]!, sizes[i]!);
+  }
+  await stream.finish(crypto, keys, 65536);
+  const pack = storage.objects.get('packs/' + 'ab'.repeat(32))!;
+  const listed = await readPackHeader(crypto, keys, pack, 'ab'.repeat(32), 65536);
+  assert.deepEqual(listed, builder.blobs, 'the same table as a pack built in memory');
+  for (const [i, b] of listed.entries()) assert.deepEqual(pack.subarray(b.offset, b.offset + b.sealedLength), sealed[i], `blob ${i} at its offset`);
+  assert.equal(pack.length, padme(pack.length));
 });

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
   applyRetention, backup, ConflictError, DamagedBackupError, forget, isoWeek, listLocks, MemoryStorage, packLength, prune, readJournal, Repository, restore,
-  SecretKey, verify, type ByteRange, type LockInfo, type RetentionPolicy, type Storage,
+  SecretKey, verify, type ByteRange, type LockInfo, type ObjectWriter, type RetentionPolicy, type Storage,
 } from '@coffer/core';
 import { MemorySource, MemoryTarget, providers, sameTree, type MemFile } from './helpers.js';
 
@@ -32,7 +32,18 @@ class Killed extends Error {
 class HookedStorage implements Storage {
   readonly label = 'hooked:';
   ops = 0;
-  constructor(private readonly inner: Storage, private readonly before: (n: number) => Promise<void>) {}
+  /** Objects written in pieces: each piece, the commit and an abort count as operations. */
+  readonly writer?: (name: string) => Promise<ObjectWriter>;
+  constructor(private readonly inner: Storage, private readonly before: (n: number) => Promise<void>) {
+    const pieces = inner.writer?.bind(inner);
+    if (pieces) {
+      this.writer = (name) =>
+        this.op(async () => {
+          const w = await pieces(name);
+          return { write: (d) => this.op(() => w.write(d)), commit: () => this.op(() => w.commit()), abort: () => this.op(() => w.abort()) };
+        });
+    }
+  }
   private async op<T>(fn: () => Promise<T>): Promise<T> {
     await this.before(this.ops++);
     return fn();

@@ -6,9 +6,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, link, mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { access, link, mkdir, open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { checkObjectName, isShardFolder, ObjectExistsError, ObjectNotFoundError, shardedPath, StorageUnavailableError, unshardedName, type ByteRange, type Storage } from '@coffer/core';
+import { checkObjectName, isShardFolder, ObjectExistsError, ObjectNotFoundError, shardedPath, StorageUnavailableError, unshardedName, type ByteRange, type ObjectWriter, type Storage } from '@coffer/core';
 
 const code = (e: unknown) => (e as NodeJS.ErrnoException)?.code;
 
@@ -106,6 +106,67 @@ export class LocalStorage implements Storage {
     } finally {
       await unlink(tmp).catch(() => {});
     }
+  }
+
+  /**
+   * An object written in pieces (a pack streamed as it fills): into `tmp/`, then, at commit, fsynced
+   * and hard-linked to its name exactly as `put` does.
+   */
+  async writer(name: string): Promise<ObjectWriter> {
+    const final = this.file(name);
+    const dir = final.slice(0, final.lastIndexOf('/'));
+    const tmp = join(this.root, 'tmp', `${randomBytes(12).toString('hex')}.tmp`);
+    const fail = async (e: unknown): Promise<never> => {
+      if (e instanceof ObjectExistsError) throw e;
+      const probe = await access(this.root, constants.W_OK).then(() => e, (p: unknown) => p);
+      throw writeFailure(this.label, name, code(probe) === 'ENOENT' ? e : probe);
+    };
+    let fh: FileHandle;
+    try {
+      await this.ensureDir(dir);
+      await this.ensureDir(join(this.root, 'tmp'));
+      fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    } catch (e) {
+      return fail(e);
+    }
+    let done = false;
+    const finish = async () => {
+      done = true;
+      await fh.close().catch(() => {});
+      await unlink(tmp).catch(() => {});
+    };
+    return {
+      write: async (data) => {
+        try {
+          let o = 0;
+          while (o < data.length) o += (await fh.write(data, o, data.length - o)).bytesWritten;
+        } catch (e) {
+          await finish();
+          await fail(e);
+        }
+      },
+      commit: async () => {
+        try {
+          await fh.datasync();
+          await fh.close();
+          done = true;
+          try {
+            await link(tmp, final);
+          } catch (e) {
+            if (code(e) === 'EEXIST') throw new ObjectExistsError(name);
+            throw e;
+          }
+          this.dirty.add(dir);
+        } catch (e) {
+          await fail(e);
+        } finally {
+          await unlink(tmp).catch(() => {});
+        }
+      },
+      abort: async () => {
+        if (!done) await finish();
+      },
+    };
   }
 
   async get(name: string, range?: ByteRange, alloc?: (size: number) => Uint8Array): Promise<Uint8Array> {

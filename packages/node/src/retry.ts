@@ -1,10 +1,12 @@
 /**
  * The one retry layer of the network backends (S3, WebDAV; spec/format.md §7). Each backend
- * classifies its own failures into `transient` (retried with exponential backoff and full jitter:
- * connection reset or refused, timeouts, 408, 429, 500, 502, 503, 504) and `permanent` (not
- * retried: 400, 401, 403, a missing bucket or folder, ...). Permanent failures and transient ones
- * that outlast every attempt become a StorageRefusedError / StorageUnavailableError whose message
- * names the reason and never a secret.
+ * classifies its own failures into `transient` (connection reset or refused, timeouts, 408, 423,
+ * 429, 500, 502, 503, 504) and `permanent` (400, 401, 403, a missing bucket or folder, ...). A
+ * transient failure is retried with capped exponential backoff and full jitter for a time budget
+ * (`retryForMs`, counted from the request's first failure), with one last try when the budget ends:
+ * an outage shorter than the budget is ridden out. Permanent failures, and transient ones that
+ * outlast the budget, become a StorageRefusedError / StorageUnavailableError whose message names
+ * the reason and never a secret.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CofferError, ObjectExistsError, StorageUnavailableError } from '@coffer/core';
@@ -15,21 +17,40 @@ export type Verdict =
   /** `reason` is a sentence for the user ("the bucket does not exist"); `hint` what to do. */
   | { kind: 'permanent'; reason: string; hint?: string };
 
-export interface RetryPolicy {
-  /** Attempts in all, the first included. */
-  attempts: number;
-  /** The backoff cap before attempt n+1 is min(maxDelayMs, baseDelayMs * 2^n); the wait is uniform in [0, cap] (full jitter). */
-  baseDelayMs: number;
-  maxDelayMs: number;
-  /** Injected for tests (STYLE.md 4): a random number in [0, 1) and a sleeper. */
-  random?: () => number;
-  sleep?: (ms: number) => Promise<void>;
-  /** Called before each wait; for logs and tests. Messages carry no secrets. */
-  onRetry?: (info: { what: string; attempt: number; delayMs: number; reason: string }) => void;
+/** What the retry layer tells its caller before each wait: the store is failing, and for how much longer it will be tried. */
+export interface RetryEvent {
+  /** The store's label (no secrets). */
+  store: string;
+  /** The request, e.g. "writing data/ab12...". */
+  what: string;
+  /** Attempts made so far. */
+  attempt: number;
+  /** The wait before the next attempt. */
+  delayMs: number;
+  /** Why the last attempt failed, e.g. "network error (ECONNREFUSED)". */
+  reason: string;
+  /** Since this request first failed. */
+  failingForMs: number;
+  /** Until this request gives up. */
+  giveUpInMs: number;
 }
 
-/** About 30 s of trying in the worst case before a transient failure is reported. */
-export const DEFAULT_RETRY: RetryPolicy = { attempts: 8, baseDelayMs: 100, maxDelayMs: 8000 };
+export interface RetryPolicy {
+  /** How long a request that keeps failing transiently is retried, from its first failure (ms). */
+  retryForMs: number;
+  /** The backoff cap before attempt n+1 is min(maxDelayMs, baseDelayMs * 2^(n-1)); the wait is uniform in [0, cap] (full jitter). */
+  baseDelayMs: number;
+  maxDelayMs: number;
+  /** Injected for tests (STYLE.md 4): a random number in [0, 1), a sleeper and a clock (ms). */
+  random?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+  now?: () => number;
+  /** Called before each wait (progress: "waiting for the store"; logs; tests). */
+  onRetry?: (event: RetryEvent) => void;
+}
+
+/** Rides out an outage of up to a minute, trying again at least every 5 s once the store fails. */
+export const DEFAULT_RETRY: RetryPolicy = { retryForMs: 60_000, baseDelayMs: 100, maxDelayMs: 5_000 };
 
 /** The store refused for good (credentials, missing bucket or folder, permissions): retrying will not help. */
 export class StorageRefusedError extends StorageUnavailableError {
@@ -43,14 +64,15 @@ export class StorageRefusedError extends StorageUnavailableError {
 
 /** Full-jitter exponential backoff: the wait before attempt `attempt + 1` (attempt counts from 1). */
 export function backoffDelay(policy: RetryPolicy, attempt: number, random: () => number = Math.random): number {
-  const cap = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (attempt - 1));
+  const cap = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.min(attempt - 1, 30));
   return Math.floor(random() * cap);
 }
 
 /**
- * Runs `fn` until it succeeds, fails permanently, or runs out of attempts. Errors that are already
- * answers (CofferError such as ObjectNotFoundError or ObjectExistsError, TypeError for a bad name)
- * pass through untouched. `fn` gets the attempt number (1, 2, ...).
+ * Runs `fn` until it succeeds, fails permanently, or has failed transiently for
+ * `policy.retryForMs` (tried a last time when that time is up). Errors that are already answers
+ * (CofferError such as ObjectNotFoundError or ObjectExistsError, TypeError for a bad name) pass
+ * through untouched. `fn` gets the attempt number (1, 2, ...).
  */
 export async function withRetry<T>(
   label: string,
@@ -59,6 +81,8 @@ export async function withRetry<T>(
   classify: (e: unknown) => Verdict,
   fn: (attempt: number) => Promise<T>,
 ): Promise<T> {
+  const now = policy.now ?? Date.now;
+  let firstFailure: number | undefined;
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn(attempt);
@@ -68,11 +92,15 @@ export async function withRetry<T>(
       if (v.kind === 'permanent') {
         throw new StorageRefusedError(`${label}: ${what} failed: ${v.reason}`, v.hint ?? 'check the storage location and its credentials', { cause: e });
       }
-      if (attempt >= policy.attempts) {
-        throw new StorageUnavailableError(`${label}: ${what} failed after ${attempt} attempts: ${v.reason}`, { cause: e });
+      const t = now();
+      firstFailure ??= t;
+      const left = firstFailure + policy.retryForMs - t;
+      if (left <= 0) {
+        const secs = Math.round((t - firstFailure) / 1000);
+        throw new StorageUnavailableError(`${label}: ${what} failed after ${attempt} attempts in ${secs} s: ${v.reason}`, { cause: e });
       }
-      const delayMs = backoffDelay(policy, attempt, policy.random);
-      policy.onRetry?.({ what, attempt, delayMs, reason: v.reason });
+      const delayMs = Math.min(backoffDelay(policy, attempt, policy.random), left);
+      policy.onRetry?.({ store: label, what, attempt, delayMs, reason: v.reason, failingForMs: t - firstFailure, giveUpInMs: left });
       await (policy.sleep ?? sleep)(delayMs);
     }
   }
@@ -148,5 +176,9 @@ export function networkCode(e: unknown): string | undefined {
   return undefined;
 }
 
-/** The HTTP statuses that mean "try again" (RFC 9110 §15; 429 from RFC 6585). */
-export const transientStatus = (status: number): boolean => status === 408 || status === 429 || (status >= 500 && status !== 501 && status !== 505 && status !== 507);
+/**
+ * The HTTP statuses that mean "try again" (RFC 9110 §15; 429 from RFC 6585; 423 Locked from RFC
+ * 4918 §11.3, which WebDAV servers such as rclone answer while another request holds the resource).
+ */
+export const transientStatus = (status: number): boolean =>
+  status === 408 || status === 423 || status === 429 || (status >= 500 && status !== 501 && status !== 505 && status !== 507);

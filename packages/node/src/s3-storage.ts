@@ -106,6 +106,11 @@ export class S3Storage implements Storage {
       const e = options.env;
       config.credentials = { accessKeyId: e.AWS_ACCESS_KEY_ID!, secretAccessKey: e.AWS_SECRET_ACCESS_KEY!, ...(e.AWS_SESSION_TOKEN ? { sessionToken: e.AWS_SESSION_TOKEN } : {}) };
     }
+    // Under Node < 22 the SDK warns, once per process, that its releases after the first week of
+    // January 2027 will need Node 22. Users of `coffer` can do nothing about that (README: Coffer
+    // moves to Node 22 before it takes such a release), so that one warning is off; the SDK's own
+    // switch, which a user who wants the warning can set to anything but "true".
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     const client = new S3Client(config);
     const s = new S3Storage(client, bucket, prefix, label, options.retry ?? DEFAULT_RETRY);
     try {

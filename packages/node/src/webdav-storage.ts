@@ -4,8 +4,10 @@
  * plain node:http rather than a client library: every request's status must reach retry.ts
  * unwrapped to be classified, and the few requests used here fit on a page.
  *
- * Layout as in the local folder: `config`, `manifests/<seq>`, `data/<first two hex digits>/<id>`
- * (a folder of a million entries is slow on most servers), and `tmp/` for uploads in progress.
+ * Layout as in the local folder: `packs/<first two hex digits>/<id>` (and version 1's `data/`
+ * likewise: a folder of a million entries is slow on most servers), every other name as it is, and
+ * `tmp/` for uploads in progress. Each folder is made once per process, before the uploads that
+ * need it; a MKCOL that loses a race with another client counts as done when the folder is there.
  *
  * Write-once and atomic. A put uploads to `tmp/<random>.tmp` and then MOVEs it to its name with
  * `Overwrite: F` (RFC 4918 §9.9): the server answers 412 when the name exists, and a MOVE is a
@@ -52,12 +54,16 @@ interface Entry {
   modified: number;
 }
 
+/** Names kept in 256 folders by their first two hex digits (spec/format.md §1): packs, and version 1's data objects. */
+const sharded = /^(data|packs)\/([0-9a-f]{2})([0-9a-f]+)$/;
+const collectionTag = /<(?:[A-Za-z0-9_-]+:)?collection\b/;
 const xmlText = (s: string) => s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, '&');
 
 export class WebDavStorage implements Storage {
   readonly label: string;
   private readonly writes = new WriteOnce();
   private readonly made = new Set<string>();
+  private readonly making = new Map<string, Promise<void>>();
   private readonly agent: http.Agent;
 
   private constructor(
@@ -122,17 +128,33 @@ export class WebDavStorage implements Storage {
     const net = networkCode(e);
     if (!(e instanceof HttpStatusError)) return { kind: 'transient', reason: `network error (${net ?? (e as Error)?.message ?? String(e)})` };
     const st = e.status;
+    const where = decodeURIComponent(this.url(e.path).pathname);
     if (transientStatus(st)) return { kind: 'transient', reason: `the server answered ${st} to ${e.method}` };
-    if (st === 401 || st === 403) {
+    // 401 is about who the user is; 403 about what that user may do (RFC 9110 §15.5.2, §15.5.4).
+    if (st === 401) {
       return {
         kind: 'permanent',
-        reason: `the credentials were refused (${st})`,
-        hint: 'check the user and password (COFFER_WEBDAV_USER / COFFER_WEBDAV_PASSWORD) and that they may write to this folder',
+        reason: 'the credentials were refused (401)',
+        hint: 'check the user and password (COFFER_WEBDAV_USER / COFFER_WEBDAV_PASSWORD)',
+      };
+    }
+    if (st === 403) {
+      return {
+        kind: 'permanent',
+        reason: `the server forbade ${e.method} of ${where} (403)`,
+        hint: 'check that this user may read and write this folder on the server',
+      };
+    }
+    if (st === 413) {
+      return {
+        kind: 'permanent',
+        reason: `the server refused an upload as too large (413 to ${e.method} of ${where})`,
+        hint: 'raise the upload limit of the server (nginx: client_max_body_size, 0 for none; Apache: LimitRequestBody): packs take about 17 MiB, a manifest a few hundred bytes per file',
       };
     }
     if (st === 507) return { kind: 'permanent', reason: 'the server is out of space (507)', hint: 'free space on the server, then run the backup again' };
     if (st === 404 && opening) return { kind: 'permanent', reason: `the folder ${this.origin.pathname} does not exist`, hint: 'check the path' };
-    return { kind: 'permanent', reason: `the server refused ${e.method} of ${e.path || '/'} (${st})` };
+    return { kind: 'permanent', reason: `the server refused ${e.method} of ${where} (${st})` };
   }
 
   private call<T>(what: string, fn: (attempt: number) => Promise<T>, opening = false): Promise<T> {
@@ -189,23 +211,45 @@ export class WebDavStorage implements Storage {
     const parts = decodeURIComponent(this.origin.pathname).split('/').filter(Boolean);
     for (let i = 1; i <= parts.length; i++) {
       const path = '/' + parts.slice(0, i).join('/') + '/';
-      const a = await this.request('MKCOL', path);
-      if (a.status !== 201 && a.status !== 405 && a.status !== 200 && a.status !== 204) this.fail('MKCOL', path, a);
+      if ((await this.mkcol(path)) === 'no-parent') throw new HttpStatusError('MKCOL', 409, path);
     }
     this.made.add('');
   }
 
-  /** Makes a collection and its parents; a collection known to exist is not asked for again. */
-  private async ensureCollection(path: string): Promise<void> {
-    if (this.made.has(path)) return;
-    const a = await this.request('MKCOL', path ? path + '/' : '');
-    if (a.status === 409 && path) {
-      await this.ensureCollection(path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '');
-      return this.ensureCollection(path);
+  /**
+   * Makes a collection and its parents, once per process: concurrent puts into one new shard wait
+   * for one MKCOL. A collection known to exist is not asked for again.
+   */
+  private ensureCollection(path: string): Promise<void> {
+    if (this.made.has(path)) return Promise.resolve();
+    let making = this.making.get(path);
+    if (!making) {
+      making = (async () => {
+        if ((await this.mkcol(path ? path + '/' : '')) === 'no-parent') {
+          await this.ensureCollection(path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '');
+          if ((await this.mkcol(path + '/')) === 'no-parent') throw new HttpStatusError('MKCOL', 409, path);
+        }
+        this.made.add(path);
+      })().finally(() => this.making.delete(path));
+      this.making.set(path, making);
     }
-    // 405: it exists already.
-    if (a.status !== 201 && a.status !== 405 && a.status !== 200 && a.status !== 204) this.fail('MKCOL', path, a);
-    this.made.add(path);
+    return making;
+  }
+
+  /**
+   * One MKCOL (`path` relative to the root, or absolute from '/'). A collection that exists already
+   * is success, whatever the server answered: 405 (RFC 4918 §9.3.1), or 403 (Apache, to the loser
+   * of two MKCOLs of one new folder) or 423 (rclone, the same) when a PROPFIND finds it there.
+   */
+  private async mkcol(path: string): Promise<'made' | 'no-parent'> {
+    const a = await this.request('MKCOL', path);
+    if (a.status === 201 || a.status === 200 || a.status === 204) return 'made';
+    if (a.status === 409 && path !== '') return 'no-parent';
+    if (a.status === 405 || a.status === 403 || a.status === 423) {
+      const found = await this.request('PROPFIND', path, { depth: '0', 'content-type': 'application/xml; charset=utf-8' }, PROPFIND_BODY);
+      if (found.status === 207 && collectionTag.test(Buffer.from(found.body).toString('utf8'))) return 'made';
+    }
+    this.fail('MKCOL', path, a);
   }
 
   /** PROPFIND: the entries (Depth 1: the collection and its members), or null when missing. */
@@ -226,7 +270,7 @@ export class WebDavStorage implements Storage {
       // A 404 propstat of getcontentlength carries no number; a collection has none.
       const size = Number(/<(?:[A-Za-z0-9_-]+:)?getcontentlength[^>]*>\s*(\d+)\s*</.exec(r)?.[1] ?? 0);
       const modified = Date.parse(/<(?:[A-Za-z0-9_-]+:)?getlastmodified[^>]*>([^<]*)</.exec(r)?.[1] ?? '');
-      out.push({ path: p, collection: /<(?:[A-Za-z0-9_-]+:)?collection\b/.test(r), size, modified });
+      out.push({ path: p, collection: collectionTag.test(r), size, modified });
     }
     return out;
   }
@@ -235,8 +279,8 @@ export class WebDavStorage implements Storage {
   private path(name: string): string {
     checkObjectName(name);
     if (name === 'tmp' || name.startsWith('tmp/')) throw new TypeError('object names may not start with tmp/');
-    const m = /^data\/([0-9a-f]{2})([0-9a-f]+)$/.exec(name);
-    return m ? `data/${m[1]}/${m[1]}${m[2]}` : name;
+    const m = sharded.exec(name);
+    return m ? `${m[1]}/${m[2]}/${m[2]}${m[3]}` : name;
   }
 
   async put(name: string, data: Uint8Array): Promise<void> {
@@ -292,7 +336,7 @@ export class WebDavStorage implements Storage {
 
   async list(prefix: string): Promise<string[]> {
     const out: string[] = [];
-    // Breadth first, a few folders at a time: a store has up to 256 data/ shards.
+    // Breadth first, a few folders at a time: a store has up to 256 shards of packs/ (data/ in version 1).
     let level = [''];
     while (level.length) {
       const next: string[] = [];
@@ -304,9 +348,9 @@ export class WebDavStorage implements Storage {
             if (r === dir || r === '' || r === 'tmp') continue;
             if (e.collection) {
               // Only descend where names with this prefix can be.
-              if (/^data\/[0-9a-f]{2}$/.test(r) || prefix.startsWith(r + '/') || r.startsWith(prefix) || (r + '/').startsWith(prefix)) next.push(r);
+              if (/^(data|packs)\/[0-9a-f]{2}$/.test(r) || prefix.startsWith(r + '/') || r.startsWith(prefix) || (r + '/').startsWith(prefix)) next.push(r);
             } else {
-              const name = /^data\/[0-9a-f]{2}\/[0-9a-f]+$/.test(r) ? `data/${r.slice(8)}` : r;
+              const name = /^(data|packs)\/[0-9a-f]{2}\/[0-9a-f]+$/.test(r) ? r.replace(/\/[0-9a-f]{2}\//, '/') : r;
               if (name.startsWith(prefix)) out.push(name);
             }
           }

@@ -9,9 +9,10 @@ import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ObjectExistsError, ObjectNotFoundError, storageConformance, StorageUnavailableError, type Storage } from '@coffer/core';
-import { openStorage, redactUrl, S3Storage, StorageRefusedError, WebDavStorage } from '@coffer/node';
-import { backoffDelay, withRetry, type Verdict } from '../src/retry.js';
-import { faultProxy, startServer, type ServerProcess } from './servers.js';
+import { openStorage, redactUrl, StorageRefusedError, WebDavStorage } from '@coffer/node';
+import { S3Storage } from '@coffer/node/s3';
+import { backoffDelay, withRetry, type RetryEvent, type Verdict } from '../src/retry.js';
+import { faultProxy, seeded, startServer, type ServerProcess } from './servers.js';
 
 const s3Env = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' };
 const davEnv = { COFFER_WEBDAV_USER: 'alice', COFFER_WEBDAV_PASSWORD: 'wonderland' };
@@ -77,20 +78,34 @@ test('S3: the first data object shows whether the store enforces If-None-Match; 
   }
 });
 
-test('retry layer: full-jitter backoff, permanent failures once, transient ones until the last attempt', async () => {
-  const policy = { attempts: 5, baseDelayMs: 100, maxDelayMs: 1000 };
+test('retry layer: capped full-jitter backoff, permanent failures once, transient ones for the time budget and once more at its end', async () => {
+  const policy = { retryForMs: 1000, baseDelayMs: 100, maxDelayMs: 300 };
   assert.equal(backoffDelay(policy, 1, () => 0.999), 99);
-  assert.equal(backoffDelay(policy, 3, () => 0.5), 200);
-  assert.equal(backoffDelay(policy, 9, () => 0.999), 999, 'capped at maxDelayMs');
+  assert.equal(backoffDelay(policy, 2, () => 0.5), 100);
+  assert.equal(backoffDelay(policy, 9, () => 0.999), 299, 'capped at maxDelayMs');
+  assert.equal(backoffDelay(policy, 2000, () => 0.999), 299, 'no overflow after many attempts');
   assert.equal(backoffDelay(policy, 2, () => 0), 0, 'full jitter starts at zero');
+  // A clock that moves only when the layer sleeps, and 10 ms per attempt.
+  let clock = 0;
   const waits: number[] = [];
-  const p = { ...policy, random: () => 0.5, sleep: async (ms: number) => void waits.push(ms) };
+  const events: RetryEvent[] = [];
+  const p = { ...policy, random: () => 0.9, now: () => clock, sleep: async (ms: number) => void (waits.push(ms), (clock += ms)), onRetry: (e: RetryEvent) => void events.push(e) };
   let calls = 0;
   const transient = (): Verdict => ({ kind: 'transient', reason: 'the server answered 503' });
-  await assert.rejects(withRetry('store', 'reading x', p, transient, async () => { calls++; throw new Error('503'); }), (e: unknown) =>
-    e instanceof StorageUnavailableError && !(e instanceof StorageRefusedError) && /store: reading x failed after 5 attempts: the server answered 503/.test(e.message));
-  assert.equal(calls, 5);
-  assert.deepEqual(waits, [50, 100, 200, 400]);
+  const failing = async () => {
+    calls++;
+    clock += 10;
+    throw new Error('503');
+  };
+  await assert.rejects(withRetry('store', 'reading x', p, transient, failing), (e: unknown) =>
+    e instanceof StorageUnavailableError && !(e instanceof StorageRefusedError) && /^store: reading x failed after \d+ attempts in 1 s: the server answered 503$/.test(e.message));
+  assert.deepEqual(waits.slice(0, 3), [90, 180, 270], 'exponential, then capped');
+  assert.ok(waits.slice(3, -1).every((w) => w === 270));
+  const first = 10; // the clock when the first attempt failed
+  assert.equal(clock - first >= 1000 && waits.at(-1)! < 270, true, 'the last wait is cut so that the last try is when the budget ends');
+  assert.equal(calls, waits.length + 1);
+  assert.deepEqual(events[0], { store: 'store', what: 'reading x', attempt: 1, delayMs: 90, reason: 'the server answered 503', failingForMs: 0, giveUpInMs: 1000 });
+  assert.ok(events.every((e, i) => i === 0 || e.giveUpInMs < events[i - 1]!.giveUpInMs), 'the time left shrinks');
   calls = 0;
   const permanent = (): Verdict => ({ kind: 'permanent', reason: 'the bucket b does not exist', hint: 'create it' });
   await assert.rejects(withRetry('store', 'listing', p, permanent, async () => { calls++; throw new Error('404'); }), (e: unknown) =>
@@ -100,6 +115,13 @@ test('retry layer: full-jitter backoff, permanent failures once, transient ones 
   assert.equal(await withRetry('store', 'x', p, transient, async (n) => { calls++; if (n < 3) throw new Error('reset'); return 'done'; }), 'done');
   assert.equal(calls, 3);
   await assert.rejects(withRetry('store', 'x', p, transient, async () => { throw new ObjectNotFoundError('x'); }), ObjectNotFoundError, 'answers pass through');
+  // An outage shorter than the budget is ridden out, however the waits fall.
+  for (const seed of [1, 2, 3]) {
+    clock = 0;
+    const rnd = seeded(seed);
+    const q = { ...policy, random: rnd, now: () => clock, sleep: async (ms: number) => void (clock += ms) };
+    assert.equal(await withRetry('store', 'x', q, transient, async () => { if (clock < 999) { clock += 1; throw new Error('refused'); } return 'up'; }), 'up');
+  }
 });
 
 test('storage URLs: s3:// and webdav:// open through openStorage, labels carry no secret', async () => {
@@ -119,13 +141,18 @@ test('storage URLs: s3:// and webdav:// open through openStorage, labels carry n
   await assert.rejects(openStorage('s3:///nobucket'), /names no bucket/);
 });
 
-test('WebDAV: uploads in progress live in tmp/ and are never listed; data objects are sharded by their first two digits', async () => {
+test('WebDAV: uploads in progress live in tmp/ and are never listed; packs (and v1 data objects) are sharded by their first two digits', async () => {
   const s = keep(await WebDavStorage.open(davUrl('layout'), { env: davEnv, create: true }));
   const id = 'ab'.repeat(32);
+  const pack = 'c0'.repeat(32);
   await s.put(`data/${id}`, new Uint8Array([1, 2, 3]));
+  await s.put(`packs/${pack}`, new Uint8Array([5]));
   await s.put('manifests/1', new Uint8Array([4]));
-  assert.deepEqual((await s.list('')).sort(), [`data/${id}`, 'manifests/1']);
+  assert.deepEqual((await s.list('')).sort(), [`data/${id}`, 'manifests/1', `packs/${pack}`]);
+  assert.deepEqual(await s.list('packs/c0'), [`packs/${pack}`]);
   assert.deepEqual(await readdir(join(dir, 'dav', 'layout', 'data', 'ab')), [id]);
+  assert.deepEqual(await readdir(join(dir, 'dav', 'layout', 'packs', 'c0')), [pack]);
+  await s.delete(`packs/${pack}`);
   assert.deepEqual(await readdir(join(dir, 'dav', 'layout', 'tmp')), [], 'no upload is left behind');
   await assert.rejects(s.put('tmp/x', new Uint8Array(1)), TypeError);
   // Uploads of killed puts: a day-old one is removed when the store is opened; a fresh one may be a running put.

@@ -84,7 +84,7 @@ async function prepareEmptyFolder(dir: string): Promise<void> {
  *     media/.nomedia                    empty file
  *     media/Stickers/                   empty folder
  *     media/Photos/<conversation>/IMG-20240131-WA0042.jpg
- *     media/Voice Notes/<conversation>/PTT-20240131-WA0043.opus
+ *     media/Voice Notes/<conversation>/PTT-20240131-WA0043.wav
  *     media/Video/<conversation>/VID-20240131-WA0044.mp4
  *     media/Photos/Família 👨‍👩‍👧/Natal em família 🎄.jpg
  *

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
+import jpeg from 'jpeg-js';
 import { addActivity, DEFAULT_NOW, generateChatData, SampleError, type SampleSummary } from '../src/index.js';
 
 const MiB = 2 ** 20;
@@ -138,20 +139,54 @@ describe('generateChatData', () => {
     assert.equal(entries.get('media/Photos/Família 👨‍👩‍👧/Natal em família 🎄.jpg')?.type, 'file');
   });
 
-  test('media have container headers and are incompressible', async () => {
+  test('media are real: photos decode as JPEG pictures, voice notes are WAV audio, videos MP4; photos and videos are incompressible', async () => {
     const dir = folder('large');
     const db = openReadOnly(dir);
-    const largest = (kind: string): string =>
-      db.prepare('SELECT path FROM attachments WHERE kind = ? ORDER BY size DESC LIMIT 1').pluck().get(kind) as string;
+    const paths = (kind: string): string[] =>
+      db.prepare('SELECT path FROM attachments WHERE kind = ? ORDER BY size DESC').pluck().all(kind) as string[];
     const read = (path: string): Promise<Buffer> => readFile(join(dir, ...path.split('/')));
     try {
-      const photo = await read(largest('photo'));
-      assert.deepEqual([...photo.subarray(0, 4)], [0xff, 0xd8, 0xff, 0xe0]);
-      assert.equal(photo.subarray(6, 10).toString('latin1'), 'JFIF');
-      assert.deepEqual([...photo.subarray(-2)], [0xff, 0xd9]);
-      assert.ok(gzipSync(photo).length >= photo.length * 0.99, 'gzip must not shrink a photo');
-      assert.equal((await read(largest('voice'))).subarray(0, 4).toString('latin1'), 'OggS');
-      assert.equal((await read(largest('video'))).subarray(4, 8).toString('latin1'), 'ftyp');
+      const photos = paths('photo');
+      const pictures = new Set<string>();
+      for (const path of [photos[0]!, photos[photos.length - 1]!, ...photos.slice(1, 12)]) {
+        const photo = await read(path);
+        assert.deepEqual([...photo.subarray(0, 4)], [0xff, 0xd8, 0xff, 0xe0]);
+        assert.equal(photo.subarray(6, 10).toString('latin1'), 'JFIF');
+        assert.deepEqual([...photo.subarray(-2)], [0xff, 0xd9]);
+        const image = jpeg.decode(photo, { useTArray: true, maxMemoryUsageInMB: 64 });
+        assert.ok(image.width >= 240 && image.height >= 240, `${path}: ${image.width}x${image.height}`);
+        // A picture, not noise: neighbouring pixels are alike, and it is not one flat colour.
+        let step = 0;
+        let spread = 0;
+        const first = image.data[0]!;
+        for (let i = 4; i < image.data.length; i += 4) {
+          step += Math.abs(image.data[i]! - image.data[i - 4]!);
+          spread = Math.max(spread, Math.abs(image.data[i]! - first));
+        }
+        assert.ok(step / (image.data.length / 4) < 8 && spread > 40, `${path} looks like a picture`);
+        pictures.add(createHash('sha256').update(image.data).digest('hex'));
+      }
+      assert.ok(pictures.size > 3, 'photos show different pictures');
+      const largest = await read(photos[0]!);
+      assert.ok(gzipSync(largest).length >= largest.length * 0.99, 'gzip must not shrink a photo');
+
+      for (const path of paths('voice').slice(0, 5)) {
+        const wav = await read(path);
+        assert.equal(wav.subarray(0, 4).toString('latin1'), 'RIFF');
+        assert.equal(wav.readUInt32LE(4), wav.length - 8);
+        assert.equal(wav.subarray(8, 16).toString('latin1'), 'WAVEfmt ');
+        assert.deepEqual([wav.readUInt16LE(20), wav.readUInt16LE(22), wav.readUInt32LE(24), wav.readUInt16LE(34)], [1, 1, 8000, 8]);
+        assert.equal(wav.subarray(36, 40).toString('latin1'), 'data');
+        const samples = wav.readUInt32LE(40);
+        assert.ok(samples % 2 === 0 && samples >= wav.length - 45 && samples <= wav.length - 44);
+        // Sound and silence: some samples far from the midpoint 128, and pauses at it.
+        const pcm = wav.subarray(44, 44 + samples);
+        assert.ok(pcm.some((v) => Math.abs(v - 128) > 40), `${path} is not silent`);
+        assert.ok(pcm.filter((v) => v === 128).length > samples / 20, `${path} has pauses`);
+      }
+      const video = await read(paths('video')[0]!);
+      assert.equal(video.subarray(4, 8).toString('latin1'), 'ftyp');
+      assert.ok(gzipSync(video.subarray(0, 4 * MiB)).length >= Math.min(video.length, 4 * MiB) * 0.99, 'gzip must not shrink a video');
     } finally {
       db.close();
     }

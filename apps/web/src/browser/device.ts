@@ -1,17 +1,12 @@
 /**
  * This browser as a device: its chat data (the demo phone's, fetched from the app server, or a
  * restored copy in the Origin Private File System) as a BackupSource, and the OPFS restore target.
- * Files are read and written chunk by chunk (Blob.slice, positioned writes): a large video is
- * never whole in memory.
+ * Files are read and written chunk by chunk (streams read into recycled buffers, positioned
+ * writes): a large video is never whole in memory.
  */
 import type { BackupSource, FileSink, RestoreTarget, TreeEntry } from '@coffer/core';
 
 const ns = (ms: number) => (BigInt(Math.floor(ms)) * 1_000_000n).toString();
-
-async function* sliceBlob(blob: Blob, chunkSize: number): AsyncIterable<Uint8Array> {
-  for (let o = 0; o < blob.size; o += chunkSize) yield new Uint8Array(await blob.slice(o, o + chunkSize).arrayBuffer());
-  // (An empty file yields nothing: the engine records it with no chunks.)
-}
 
 export const phoneFileUrl = (path: string) => `/api/phone/file/${path.split('/').map(encodeURIComponent).join('/')}`;
 
@@ -23,12 +18,60 @@ export class PhoneSource implements BackupSource {
     const files = (await r.json()) as { path: string; size: number; mode: number; mtimeMs: number }[];
     return files.map((f) => ({ path: f.path, kind: 'file', mode: f.mode, mtimeNs: ns(f.mtimeMs), size: f.size }));
   }
-  async *read(entry: TreeEntry, chunkSize: number): AsyncIterable<Uint8Array> {
+  async *read(entry: TreeEntry, chunkSize: number, alloc?: (size: number) => Uint8Array): AsyncIterable<Uint8Array> {
     const r = await fetch(phoneFileUrl(entry.path), { cache: 'no-store' });
-    if (!r.ok) throw new Error(`could not read ${entry.path}: HTTP ${r.status}`);
-    // Chromium keeps large blobs on disk; slices are read one chunk at a time.
-    yield* sliceBlob(await r.blob(), chunkSize);
+    if (!r.ok || !r.body) throw new Error(`could not read ${entry.path}: HTTP ${r.status}`);
+    // Streamed, not `r.blob()`: the body is read only as fast as chunks are taken, so a 2 GiB
+    // video never sits whole in the page. Bytes go straight into the codec's recycled buffers
+    // (a BYOB reader), so reading makes no garbage however large the file.
+    yield* readInto(r.body, chunkSize, alloc ?? ((n) => new Uint8Array(n)));
   }
+}
+
+/**
+ * A byte stream in pieces of exactly `chunkSize` bytes (the last one shorter), read straight into
+ * `alloc`'s buffers (a BYOB reader, where the stream is a byte stream; else copied from its pieces).
+ */
+async function* readInto(body: ReadableStream<Uint8Array>, chunkSize: number, alloc: (size: number) => Uint8Array): AsyncIterable<Uint8Array> {
+  let byob: ReadableStreamBYOBReader | null = null;
+  let reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  try {
+    byob = body.getReader({ mode: 'byob' });
+  } catch {
+    reader = body.getReader();
+  }
+  let chunk = alloc(chunkSize);
+  let filled = 0;
+  let pending: Uint8Array | null = null;
+  try {
+    for (;;) {
+      if (byob) {
+        // The reader takes the buffer and gives it back (transferred) with the bytes it wrote.
+        const { done, value } = await byob.read(new Uint8Array(chunk.buffer, chunk.byteOffset + filled, chunkSize - filled));
+        if (value) chunk = new Uint8Array(value.buffer, value.byteOffset - filled, chunkSize);
+        if (done) break;
+        filled += value.byteLength;
+      } else {
+        if (!pending || pending.length === 0) {
+          const { done, value } = await reader!.read();
+          if (done) break;
+          pending = value;
+        }
+        const n = Math.min(chunkSize - filled, pending.length);
+        chunk.set(pending.subarray(0, n), filled);
+        pending = pending.subarray(n);
+        filled += n;
+      }
+      if (filled === chunkSize) {
+        yield chunk;
+        chunk = alloc(chunkSize);
+        filled = 0;
+      }
+    }
+  } finally {
+    (byob ?? reader)!.releaseLock();
+  }
+  if (filled > 0) yield chunk.subarray(0, filled);
 }
 
 async function opfs(): Promise<FileSystemDirectoryHandle> {
@@ -70,8 +113,8 @@ export class OpfsSource implements BackupSource {
     this.files = new Map(out.map((f) => [f.path, f.file]));
     return out.map(({ path, file }) => ({ path, kind: 'file', mode: 0o600, mtimeNs: ns(file.lastModified), size: file.size }));
   }
-  async *read(entry: TreeEntry, chunkSize: number): AsyncIterable<Uint8Array> {
-    yield* sliceBlob(this.files.get(entry.path)!, chunkSize);
+  async *read(entry: TreeEntry, chunkSize: number, alloc?: (size: number) => Uint8Array): AsyncIterable<Uint8Array> {
+    yield* readInto(this.files.get(entry.path)!.stream(), chunkSize, alloc ?? ((n) => new Uint8Array(n)));
   }
 }
 

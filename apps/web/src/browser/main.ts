@@ -10,17 +10,30 @@ import {
 } from '@coffer/core';
 import {
   INSECURE_TEST_ONLY_FAST_KEY_STRETCHING, KeyDestroyedError, NotRegisteredError, recoverBackupKey, registerBackupKey, VaultClientError,
-  WrongPasswordError, type VaultConnection,
+  WrongPasswordError, type KeyStretching, type VaultConnection,
 } from '@coffer/core/vault';
+import { addPasskey, codeScreen, currentAccount, signOut, welcomeScreen } from './account.js';
 import { OpfsSource, OpfsTarget, opfsFile, PhoneSource, phoneFileUrl, removeRestored } from './device.js';
+import { api, h } from './dom.js';
 import { HttpStorage } from './http-storage.js';
 import { workerCodec } from './worker-codec.js';
 
 interface Config {
   realmPublicKey: string;
-  accounts: string[];
-  keyStretching: 'memory-constrained' | 'insecure-test-only-fast';
+  /** The server can send one-time codes (spec/web-app.md §2). */
+  codeSignIn: boolean;
+  /** Development server: codes go to /dev/inbox. */
+  devInbox: boolean;
 }
+
+/**
+ * How the password is stretched before OPAQUE is this build's, never the server's (spec/web-app.md
+ * §5): a test bundle is built with the flag below, and then says so on every screen.
+ */
+declare const __COFFER_INSECURE_TEST_ONLY_FAST_KEY_STRETCHING__: boolean;
+const INSECURE_TEST_BUILD = typeof __COFFER_INSECURE_TEST_ONLY_FAST_KEY_STRETCHING__ !== 'undefined' && __COFFER_INSECURE_TEST_ONLY_FAST_KEY_STRETCHING__;
+const KEY_STRETCHING_NAME = INSECURE_TEST_BUILD ? 'insecure-test-only-fast' : 'memory-constrained';
+const KEY_STRETCHING: KeyStretching = INSECURE_TEST_BUILD ? INSECURE_TEST_ONLY_FAST_KEY_STRETCHING : 'memory-constrained';
 
 interface BackupState {
   protection: 'password' | 'recovery-key';
@@ -47,38 +60,32 @@ interface ChatJson {
   messages: Record<string, { id: number; sender: number; ts: number; body: string; attachments: { kind: string; path: string; size: number; mime: string; durationMs: number | null }[] }[]>;
 }
 
-const STATE_KEY = 'coffer.device';
 const app = document.getElementById('app')!;
 let config: Config;
+/** The signed-in account (spec/web-app.md §3), or null. */
+let account: string | null = null;
+/** How this session was opened: a device signed in with a code is offered a passkey of its own. */
+let signedInWith: 'passkey' | 'code' | null = null;
 let chat: ChatJson | null = null;
 let currentConversation: number | null = null;
 let objectUrls: string[] = [];
 
 // ---- small helpers ------------------------------------------------------------------------
 
-type Attrs = Record<string, string | number | boolean | ((e: Event) => void) | undefined>;
-function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs = {}, ...children: (Node | string | null | undefined | false)[]): HTMLElementTagNameMap[K] {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === false) continue;
-    if (typeof v === 'function') el.addEventListener(k.slice(2), v);
-    else if (v === true) el.setAttribute(k, '');
-    else el.setAttribute(k, String(v));
-  }
-  for (const c of children) if (c !== null && c !== undefined && c !== false) el.append(c);
-  return el;
-}
-
+/** This device's state for the signed-in account (each account on a browser has its own). */
+const stateKey = () => `coffer.device:${account}`;
 function loadState(): DeviceState | null {
+  if (!account) return null;
   try {
-    return JSON.parse(localStorage.getItem(STATE_KEY) ?? 'null') as DeviceState | null;
+    const s = JSON.parse(localStorage.getItem(stateKey()) ?? 'null') as DeviceState | null;
+    return s?.account === account ? s : null;
   } catch {
     return null;
   }
 }
 function saveState(s: DeviceState | null): void {
-  if (s) localStorage.setItem(STATE_KEY, JSON.stringify(s));
-  else localStorage.removeItem(STATE_KEY);
+  if (s) localStorage.setItem(stateKey(), JSON.stringify(s));
+  else localStorage.removeItem(stateKey());
 }
 
 export function formatBytes(n: number): string {
@@ -103,17 +110,30 @@ function storageFor(account: string): HttpStorage {
   return new HttpStorage(new URL(`/store/${encodeURIComponent(account)}/`, location.href).href);
 }
 
-async function vaultConnection(account: string): Promise<VaultConnection> {
-  const r = await fetch('/api/token', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ account }) });
-  if (!r.ok) throw new Error(`could not sign in as ${account}: ${((await r.json()) as { error: string }).error}`);
-  const { token } = (await r.json()) as { token: string };
+/** A key stretching recorded at registration that is not this build's: using it would only burn a guess. */
+class PresetMismatchError extends Error {
+  override name = 'PresetMismatchError';
+}
+
+/**
+ * A short-lived vault token for the signed-in account. `register` records this build's key
+ * stretching with the account; `use` checks the recorded one first (spec/web-app.md §5).
+ */
+async function vaultConnection(purpose: 'register' | 'use'): Promise<VaultConnection> {
+  const r = await api<{ token: string; keyStretching: string | null }>('/api/token', purpose === 'register' ? { purpose, keyStretching: KEY_STRETCHING_NAME } : { purpose });
+  if (purpose === 'use' && r.keyStretching !== null && r.keyStretching !== KEY_STRETCHING_NAME) {
+    throw new PresetMismatchError(
+      `This backup password was registered by an app that stretches passwords with "${r.keyStretching}"; this app uses "${KEY_STRETCHING_NAME}". ` +
+        'No guess was spent. Restore with that app, or with your recovery key.',
+    );
+  }
   return {
     vaultUrl: location.origin,
     realmPublicKey: config.realmPublicKey,
-    token,
+    token: r.token,
     // The client's default calls fetch as a method of its config, which browsers refuse.
     fetch: (input, init) => fetch(input, init),
-    ...(config.keyStretching === 'insecure-test-only-fast' ? { keyStretching: INSECURE_TEST_ONLY_FAST_KEY_STRETCHING } : {}),
+    keyStretching: KEY_STRETCHING,
   };
 }
 
@@ -159,7 +179,7 @@ function focusHeading(): void {
 
 // ---- layout -------------------------------------------------------------------------------
 
-type Screen = 'welcome' | 'chats' | 'backups' | 'restore';
+type Screen = 'welcome' | 'code' | 'setup' | 'chats' | 'backups' | 'restore';
 
 function render(screen: Screen): void {
   for (const u of objectUrls) URL.revokeObjectURL(u);
@@ -169,13 +189,21 @@ function render(screen: Screen): void {
     h('span', { class: 'brand' }, 'Coffer Messenger'),
     state ? h('button', { type: 'button', 'aria-current': screen === 'chats' ? 'page' : undefined, onclick: () => render('chats') }, 'Chats') : null,
     state ? h('button', { type: 'button', 'aria-current': screen === 'backups' ? 'page' : undefined, onclick: () => render('backups') }, 'Backups') : null,
-    state ? h('span', { class: 'who' }, `Signed in as ${state.account}`) : null,
-    state ? h('button', { type: 'button', class: 'quiet', onclick: () => void resetDevice() }, 'Sign out and clear this device') : null,
+    account ? h('span', { class: 'who' }, `Signed in as ${account}`) : null,
+    account ? h('button', { type: 'button', class: 'quiet', onclick: () => void signOutAndClear() }, 'Sign out and clear this device') : null,
   );
   const main = h('main', { id: 'main' });
-  app.replaceChildren(h('a', { href: '#main', class: 'skip' }, 'Skip to content'), h('header', {}, nav), main);
-  if (!state && screen !== 'restore') screen = 'welcome';
-  if (screen === 'welcome') welcome(main);
+  app.replaceChildren(
+    h('a', { href: '#main', class: 'skip' }, 'Skip to content'),
+    INSECURE_TEST_BUILD ? h('p', { class: 'test-build', role: 'note' }, 'INSECURE TEST BUILD: passwords are stretched with Argon2id on 8 KiB, t=1. Never use it for real backups.') : '',
+    h('header', {}, nav),
+    main,
+  );
+  if (!account) screen = screen === 'code' && config.codeSignIn ? 'code' : 'welcome';
+  else if (!state && screen !== 'restore') screen = 'setup';
+  if (screen === 'welcome') welcomeScreen(main, signedIn, config.codeSignIn ? () => render('code') : null);
+  else if (screen === 'code') codeScreen(main, signedIn, () => render('welcome'), config.devInbox);
+  else if (screen === 'setup') setupScreen(main);
   else if (screen === 'restore') restoreScreen(main);
   else if (screen === 'backups') backupsScreen(main, state!);
   else void chatsScreen(main, state!);
@@ -183,30 +211,52 @@ function render(screen: Screen): void {
   focusHeading();
 }
 
-async function resetDevice(): Promise<void> {
+function signedIn(who: string, how: 'passkey' | 'code'): void {
+  account = who;
+  signedInWith = how;
+  chat = null;
+  currentConversation = null;
+  render(loadState() ? 'chats' : 'setup');
+}
+
+async function signOutAndClear(): Promise<void> {
   saveState(null);
   chat = null;
+  currentConversation = null;
   await removeRestored();
+  await signOut().catch(() => {});
+  account = null;
+  signedInWith = null;
   render('welcome');
 }
 
-function welcome(main: HTMLElement): void {
-  const account = h('input', { id: 'welcome-account', list: 'demo-accounts', value: config.accounts[0] ?? '', autocomplete: 'username', required: true });
+/** Signed in, and this device holds no chats of the account yet: this phone's, or a restore. */
+function setupScreen(main: HTMLElement): void {
+  const passkeyStatus = h('p', { role: 'status', id: 'passkey-status' });
+  const addButton = h('button', { type: 'button', onclick: async () => {
+    addButton.disabled = true;
+    passkeyStatus.textContent = '';
+    try {
+      await addPasskey();
+      passkeyStatus.textContent = 'Passkey added: this device signs in by itself from now on.';
+      addButton.hidden = true;
+    } catch (e) {
+      passkeyStatus.textContent = (e as Error).message;
+      addButton.disabled = false;
+    }
+  } }, 'Add a passkey on this device');
   main.append(
-    h('h1', {}, 'Welcome to Coffer Messenger'),
-    h('p', {}, 'Your chats are backed up end-to-end encrypted: only this device (and you, with your password or recovery key) can read them.'),
-    h('datalist', { id: 'demo-accounts' }, ...config.accounts.map((a) => h('option', { value: a }))),
-    h('div', { class: 'field' }, h('label', { for: 'welcome-account' }, 'Account'), account),
+    h('h1', {}, `Welcome, ${account}`),
+    signedInWith === 'code'
+      ? h('div', { class: 'notice' }, h('p', {}, 'You signed in with a one-time code. Add a passkey so that this device can sign in by itself next time.'), addButton, passkeyStatus)
+      : '',
+    h('p', {}, 'Which chats should this device show?'),
     h('div', { class: 'actions' },
       h('button', { type: 'button', class: 'primary', onclick: () => {
-        if (!account.value.trim()) return account.focus();
-        saveState({ account: account.value.trim(), data: 'phone' });
+        saveState({ account: account!, data: 'phone' });
         render('chats');
       } }, "Use this phone's chats"),
-      h('button', { type: 'button', onclick: () => {
-        sessionStorage.setItem('coffer.restore-account', account.value.trim());
-        render('restore');
-      } }, 'Restore on a new device'),
+      h('button', { type: 'button', onclick: () => render('restore') }, 'Restore on a new device'),
     ),
   );
 }
@@ -234,12 +284,6 @@ async function mediaUrl(state: DeviceState, path: string): Promise<string> {
   const u = URL.createObjectURL(f);
   objectUrls.push(u);
   return u;
-}
-
-function swatch(path: string): string {
-  let x = 2166136261;
-  for (let i = 0; i < path.length; i++) x = Math.imul(x ^ path.charCodeAt(i), 16777619);
-  return `hsl(${(x >>> 0) % 360} 45% 40%)`;
 }
 
 async function chatsScreen(main: HTMLElement, state: DeviceState): Promise<void> {
@@ -275,11 +319,11 @@ async function chatsScreen(main: HTMLElement, state: DeviceState): Promise<void>
         const url = await mediaUrl(state, a.path);
         if (a.kind === 'photo') {
           li.append(h('figure', { class: 'photo', 'data-path': a.path, 'data-size': a.size },
-            h('a', { href: url, download: name, style: `background:${swatch(a.path)}`, 'aria-label': `Photo ${name}, ${formatBytes(a.size)}: download` }, 'Photo'),
+            h('a', { href: url, download: name, 'aria-label': `Photo ${name}, ${formatBytes(a.size)}: download` }, h('img', { src: url, alt: '', decoding: 'async' })),
             h('figcaption', {}, `${name} · ${formatBytes(a.size)}`)));
         } else if (a.kind === 'voice') {
           li.append(h('figure', { class: 'voice', 'data-path': a.path, 'data-size': a.size },
-            h('audio', { controls: true, preload: 'none', src: url, 'aria-label': `Voice note, ${Math.round((a.durationMs ?? 0) / 1000)} seconds` }),
+            h('audio', { controls: true, preload: 'metadata', src: url, 'aria-label': `Voice note, ${Math.round((a.durationMs ?? 0) / 1000)} seconds` }),
             h('figcaption', {}, `Voice note · ${Math.round((a.durationMs ?? 0) / 1000)} s · ${formatBytes(a.size)}`)));
         } else {
           li.append(h('figure', { class: 'video', 'data-path': a.path, 'data-size': a.size },
@@ -425,7 +469,7 @@ function turnOnView(main: HTMLElement, state: DeviceState): void {
       await Repository.init(storageFor(state.account), crypto, k);
       if (m === 'password') {
         progressNote.textContent = 'Registering the backup key with the vault…';
-        await registerBackupKey({ ...(await vaultConnection(state.account)), password: pw.value, backupKey: k.expose() });
+        await registerBackupKey({ ...(await vaultConnection('register')), password: pw.value, backupKey: k.expose() });
       }
       const next: DeviceState = { ...state, backup: { protection: m, key: toHex(k.expose()), lastSeq: null } };
       saveState(next);
@@ -443,7 +487,7 @@ function turnOnView(main: HTMLElement, state: DeviceState): void {
 // ---- restore ------------------------------------------------------------------------------
 
 function restoreScreen(main: HTMLElement): void {
-  const account = h('input', { id: 'restore-account', list: 'demo-accounts', value: sessionStorage.getItem('coffer.restore-account') || config.accounts[0] || '', autocomplete: 'username' });
+  const acct = account!;
   const choice = (value: string, label: string, checked: boolean) =>
     h('div', { class: 'radio' }, h('input', { type: 'radio', name: 'unlock', id: `unlock-${value}`, value, checked, onchange: () => show() }), h('label', { for: `unlock-${value}` }, label));
   const pw = h('input', { type: 'password', id: 'restore-password', autocomplete: 'current-password' });
@@ -456,11 +500,9 @@ function restoreScreen(main: HTMLElement): void {
   const submit = h('button', { type: 'button', class: 'primary', onclick: () => void run() }, 'Restore');
   main.append(
     h('h1', {}, 'Restore on a new device'),
-    h('p', {}, 'Get every message, photo and voice note back from the encrypted backup in your cloud drive.'),
-    h('datalist', { id: 'demo-accounts' }, ...config.accounts.map((a) => h('option', { value: a }))),
-    h('div', { class: 'field' }, h('label', { for: 'restore-account' }, 'Account'), account),
+    h('p', {}, `Get every message, photo and voice note of ${acct} back from the encrypted backup in your cloud drive.`),
     h('fieldset', {}, h('legend', {}, 'Unlock the backup with'), choice('password', 'My password', true), choice('recovery-key', 'My 64-digit recovery key', false)),
-    pwPart, rkPart, warning, h('div', { class: 'actions' }, submit, loadState() ? null : h('button', { type: 'button', onclick: () => render('welcome') }, 'Back')),
+    pwPart, rkPart, warning, h('div', { class: 'actions' }, submit, loadState() ? null : h('button', { type: 'button', onclick: () => render('setup') }, 'Back')),
     error, progress.el,
   );
   const mode = () => main.querySelector<HTMLInputElement>('input[name=unlock]:checked')!.value as 'password' | 'recovery-key';
@@ -470,15 +512,13 @@ function restoreScreen(main: HTMLElement): void {
   }
   async function run(): Promise<void> {
     error.textContent = '';
-    const acct = account.value.trim();
-    if (!acct) return void ((error.textContent = 'Type the account.'), account.focus());
     const m = mode();
+    if (m === 'password' && !pw.value) return void ((error.textContent = 'Type the backup password.'), pw.focus());
     submit.disabled = true;
     let key: SecretKey;
     try {
       if (m === 'password') {
-        if (!pw.value) return void ((error.textContent = 'Type the backup password.'), pw.focus());
-        key = new SecretKey(await recoverBackupKey({ ...(await vaultConnection(acct)), password: pw.value }));
+        key = new SecretKey(await recoverBackupKey({ ...(await vaultConnection('use')), password: pw.value }));
       } else {
         key = parseRecoveryKey(rk.value);
       }
@@ -495,6 +535,9 @@ function restoreScreen(main: HTMLElement): void {
         error.replaceChildren(h('strong', {}, 'The backup key is gone for good. '), 'The vault destroyed it after too many wrong passwords. Only the 64-digit recovery key, if you saved one, can still open this backup.');
         error.dataset['destroyed'] = 'true';
         pw.disabled = true;
+      } else if (e instanceof PresetMismatchError) {
+        error.textContent = e.message;
+        error.dataset['presetMismatch'] = 'true';
       } else if (e instanceof NotRegisteredError) {
         error.textContent = `${acct} has no backup key in the vault. ${e.hint}.`;
       } else if (e instanceof UsageError) {
@@ -530,5 +573,5 @@ function restoreScreen(main: HTMLElement): void {
 
 // ---- start --------------------------------------------------------------------------------
 
-config = (await (await fetch('/config.json', { cache: 'no-store' })).json()) as Config;
-render(loadState() ? 'chats' : 'welcome');
+[config, account] = await Promise.all([fetch('/config.json', { cache: 'no-store' }).then((r) => r.json() as Promise<Config>), currentAccount()]);
+render(!account ? 'welcome' : loadState() ? 'chats' : 'setup');

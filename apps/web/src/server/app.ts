@@ -1,32 +1,52 @@
 /**
- * The app server `npm start` runs: the page (bundled with esbuild at start), a Backup Key Vault on
- * embedded defaults (child process, proxied at /v1/vault), an HTTP object store standing in for the
- * user's cloud drive (/store/<account>/...), development account tokens for demo accounts
- * (/api/token), and the demo phone's chat data (/api/phone/...).
+ * The app server `npm start` runs (spec/web-app.md): the page (bundled with esbuild at start),
+ * accounts with passkeys and one-time codes, a Backup Key Vault on embedded defaults (child
+ * process, proxied at POST /v1/vault, trusting this server's EdDSA tokens), an HTTP object store
+ * standing in for each account's cloud drive (/store/<account>/...), and the demo phone's chat
+ * data (/api/phone/...). Every request is checked for its Host, every unsafe one for its Origin.
  */
 import { createReadStream } from 'node:fs';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, normalize, sep } from 'node:path';
-import { chatJson, ensureSample, listTree, type ChatJson } from './chat.js';
+import { Accounts } from './accounts.js';
+import { Auth, DevInbox, notSignedIn, sessionToken, type CodeSender } from './auth.js';
 import { APP_ROOT, bundle } from './bundle.js';
-import { ACCOUNT, handleStore } from './store.js';
+import { ensureSample, listTree, phoneChatJson } from './chat.js';
+import { MAX_CHAT_DB_BYTES, readUploadedChat } from './chat-db.js';
+import type { ChatJson } from './chat-json.js';
+import { decodePath, field, HttpError, json, readBody, readJson, sendError } from './http.js';
+import { handleStore } from './store.js';
+import { tokenKey, TOKEN_TTL_SECONDS, vaultToken } from './tokens.js';
 import { startVault, type VaultChild } from './vault.js';
 
-export const DEMO_ACCOUNTS = ['maria@example', 'sam@example', 'ana@example'];
-
 export interface AppOptions {
-  /** Where the vault, the cloud store and the demo phone's chat data live. */
+  /** Where the accounts, the vault, the cloud store and the demo phone's chat data live. */
   dataDir: string;
   port?: number;
+  /** Address to listen on; default 127.0.0.1. */
   host?: string;
+  /**
+   * The one origin the page is served from (spec/web-app.md §1), e.g. `https://chat.example`;
+   * default `http://localhost:<port>`. Only its host is served.
+   */
+  origin?: string;
   /** Size of the generated chat data (bytes). */
   sampleBytes?: number;
   seed?: string;
   /**
-   * Argon2id with almost no work for OPAQUE in the page: for tests only (a password registered
-   * with it can be guessed offline fast by anyone with the realm's secrets).
+   * Development mode: one-time codes are printed to the console (`log`) and listed on /dev/inbox.
+   */
+  dev?: boolean;
+  /** Delivers one-time codes (ignored with `dev`). Without one, code sign-in is unavailable. */
+  codeSender?: CodeSender;
+  /** Where the server's messages go; default standard output. */
+  log?: (line: string) => void;
+  /**
+   * Builds the page with Argon2id on 8 KiB, t=1 for the password (a build-time flag of the
+   * bundle, spec/web-app.md §5): for tests only; a password registered with it can be guessed
+   * offline fast by anyone with the realm's secrets. The page says so on every screen.
    */
   insecureTestOnlyFastKeyStretching?: boolean;
   /** More `coffer-vault serve` flags (tests: a higher per-account rate limit). */
@@ -36,32 +56,24 @@ export interface AppOptions {
 }
 
 export interface AppServer {
+  /** The origin, e.g. `http://localhost:8080`. */
   url: string;
   realmPublicKey: string;
   hsm: string;
   phoneDir: string;
   cloudDir: string;
+  /** With `dev`: the codes sent. */
+  devInbox: DevInbox | null;
   close(): Promise<void>;
 }
 
+/** Key-stretching presets a page may record at registration (spec/web-app.md §5). */
+const PRESETS = /^(memory-constrained|rfc-recommended|insecure-test-only-fast)$/;
+
 const MIME: Record<string, string> = {
-  '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.png': 'image/png', '.webp': 'image/webp',
+  '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.png': 'image/png', '.webp': 'image/webp', '.wav': 'audio/wav',
   '.m4a': 'audio/mp4', '.ogg': 'audio/ogg', '.opus': 'audio/ogg', '.mp4': 'video/mp4', '.db': 'application/vnd.sqlite3',
 };
-
-function json(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(JSON.stringify(body));
-}
-
-async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    if ((n += c.length) > limit) throw new Error('body too large');
-    parts.push(c);
-  }
-  return Buffer.concat(parts);
-}
 
 const PAGE = (script: string, title: string) => `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -69,99 +81,166 @@ const PAGE = (script: string, title: string) => `<!doctype html>
 <body><div id="app"></div><script type="module" src="${script}"></script></body></html>
 `;
 
+const LOOPBACK = new Set(['127.0.0.1', '[::1]']);
+
 export async function startApp(o: AppOptions): Promise<AppServer> {
+  const log = o.log ?? ((line: string) => void process.stdout.write(line + '\n'));
   const phoneDir = join(o.dataDir, 'phone');
   const cloudDir = join(o.dataDir, 'cloud');
   const vaultDir = join(o.dataDir, 'vault');
   await mkdir(cloudDir, { recursive: true });
   await mkdir(vaultDir, { recursive: true });
-  const vaultStarting = startVault(vaultDir, o.vaultArgs);
+  const key = await tokenKey(join(o.dataDir, 'auth'));
+  const accounts = new Accounts(join(o.dataDir, 'accounts.sqlite'));
+  const vaultStarting = startVault(vaultDir, key.publicKeyFile, o.vaultArgs);
   let vault: VaultChild;
   let appJs: string;
   let workerJs: string;
   try {
     [vault, appJs, workerJs] = await Promise.all([
       vaultStarting,
-      bundle(join(APP_ROOT, 'src', 'browser', 'main.ts')),
+      bundle(join(APP_ROOT, 'src', 'browser', 'main.ts'), { insecureTestOnlyFastKeyStretching: o.insecureTestOnlyFastKeyStretching === true }),
       bundle(join(APP_ROOT, 'src', 'browser', 'chunk-worker.ts')),
       ensureSample(phoneDir, o.sampleBytes ?? 16 * 2 ** 20, o.seed ?? 'coffer-web'),
     ]);
   } catch (e) {
     await vaultStarting.then((v) => v.stop(), () => {});
+    accounts.close();
     throw e;
   }
   const scripts = new Map<string, string>([['/app.js', appJs], ['/chunk-worker.js', workerJs], ...Object.entries(o.extraScripts ?? {})]);
   const css = await readFile(join(APP_ROOT, 'src', 'browser', 'app.css'), 'utf8');
+  const devInbox = o.dev ? new DevInbox(log) : null;
   let phoneChat: ChatJson | null = null;
-  const config = {
-    realmPublicKey: vault.realmPublicKey,
-    accounts: DEMO_ACCOUNTS,
-    keyStretching: o.insecureTestOnlyFastKeyStretching ? 'insecure-test-only-fast' : 'memory-constrained',
+  // Known once the server listens (the port may be picked then).
+  let origin: URL;
+  let auth: Auth;
+
+  /** The signed-in account, or 401. */
+  const account = (req: IncomingMessage): string => {
+    const token = sessionToken(req);
+    const a = token ? accounts.session(token) : null;
+    if (!a) throw notSignedIn();
+    return a;
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://x');
+    // spec/web-app.md §1: only the origin's host is served (DNS rebinding finds nothing here).
+    const host = String(req.headers.host ?? '').toLowerCase();
+    if (host !== origin.host) {
+      const port = host.slice(host.lastIndexOf(':') + 1);
+      if (origin.hostname === 'localhost' && port === origin.port && LOOPBACK.has(host.slice(0, host.lastIndexOf(':'))) && (req.method === 'GET' || req.method === 'HEAD') && req.url?.startsWith('/') && !req.url.startsWith('//')) {
+        res.writeHead(308, { location: origin.origin + req.url }).end();
+        return;
+      }
+      throw new HttpError(421, 'misdirected-request', `this server answers only for ${origin.host}`);
+    }
+    if (!req.url?.startsWith('/') || req.url.startsWith('//')) throw new HttpError(400, 'bad-url', 'the request target must be a path');
+    let url: URL;
+    try {
+      url = new URL(`http://x${req.url}`);
+    } catch {
+      throw new HttpError(400, 'bad-url', 'the URL cannot be parsed');
+    }
+    // spec/web-app.md §3: state changes only from our own pages.
+    const safe = req.method === 'GET' || req.method === 'HEAD';
+    if (!safe && req.headers.origin !== origin.origin) throw new HttpError(403, 'cross-origin', 'requests that change something must come from this site\'s own pages');
     const path = url.pathname;
-    if (path.startsWith('/v1/vault')) return vault.proxy(req, res);
-    if (path.startsWith('/store/')) return handleStore(cloudDir, req, res, path.slice('/store/'.length), url.searchParams);
-    if (req.method === 'GET' && (path === '/' || path === '/index.html')) {
+    const session = (() => {
+      const token = sessionToken(req);
+      return token ? accounts.session(token) : null;
+    })();
+
+    if (await auth.handle(req, res, path, session)) return;
+    if (path === '/v1/vault') {
+      if (req.method !== 'POST') throw new HttpError(405, 'method-not-allowed', 'the vault takes POST only');
+      account(req);
+      return vault.proxy(req, res);
+    }
+    if (path.startsWith('/v1/vault')) throw new HttpError(404, 'not-found', 'not found');
+    if (path.startsWith('/store/')) {
+      const me = account(req);
+      const rest = path.slice('/store/'.length);
+      const slash = rest.indexOf('/');
+      if (slash < 0) throw new HttpError(404, 'not-found', 'a store URL is /store/<account>/<name>');
+      if (decodePath(rest.slice(0, slash)) !== me) throw new HttpError(403, 'not-your-store', 'this store belongs to another account');
+      return handleStore(cloudDir, me, rest.slice(slash + 1), req, res, url.searchParams);
+    }
+    if (path === '/api/token') {
+      if (req.method !== 'POST') throw new HttpError(405, 'method-not-allowed', 'POST only');
+      const me = account(req);
+      const body = await readJson(req, 4096);
+      const purpose = field(body, 'purpose', /^(register|use)$/, '"register" or "use"');
+      if (purpose === 'register') accounts.recordKeyStretching(me, field(body, 'keyStretching', PRESETS, 'a key-stretching preset name'));
+      return json(res, 200, { account: me, token: vaultToken(key, vault.realmId, me), expiresInSeconds: TOKEN_TTL_SECONDS, keyStretching: accounts.keyStretching(me) });
+    }
+    if (path === '/api/chat-from-db') {
+      if (req.method !== 'POST') throw new HttpError(405, 'method-not-allowed', 'POST only');
+      account(req);
+      // A restored device shows its own (restored) database: the page posts it, a child process reads it.
+      return json(res, 200, await readUploadedChat(await readBody(req, MAX_CHAT_DB_BYTES)));
+    }
+    if (path.startsWith('/api/phone/')) {
+      account(req);
+      if (req.method === 'GET' && path === '/api/phone/tree') return json(res, 200, await listTree(phoneDir));
+      if (req.method === 'GET' && path === '/api/phone/chat') return json(res, 200, (phoneChat ??= phoneChatJson(join(phoneDir, 'messages.db'))));
+      if (safe && path.startsWith('/api/phone/file/')) return servePhoneFile(req, res, decodePath(path.slice('/api/phone/file/'.length)));
+      throw new HttpError(404, 'not-found', 'not found');
+    }
+    if (!safe) throw new HttpError(405, 'method-not-allowed', 'this path takes GET only');
+    if (path === '/' || path === '/index.html') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(PAGE('/app.js', 'Coffer Messenger'));
       return;
     }
-    if (req.method === 'GET' && path === '/harness.html') {
+    if (path === '/dev/inbox' && devInbox) {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(devInbox.page());
+      return;
+    }
+    if (path === '/harness.html') {
       const script = url.searchParams.get('script') ?? '';
-      if (!scripts.has(script)) return json(res, 404, { error: 'no such script' });
+      if (!scripts.has(script)) throw new HttpError(404, 'not-found', 'no such script');
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(PAGE(script, 'Coffer test harness'));
       return;
     }
-    if (req.method === 'GET' && scripts.has(path)) {
+    if (scripts.has(path)) {
       res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-store' }).end(scripts.get(path));
       return;
     }
-    if (req.method === 'GET' && path === '/app.css') {
+    if (path === '/app.css') {
       res.writeHead(200, { 'content-type': 'text/css; charset=utf-8' }).end(css);
       return;
     }
-    if (req.method === 'GET' && path === '/config.json') return json(res, 200, config);
-    if (req.method === 'POST' && path === '/api/token') {
-      const { account } = JSON.parse((await readBody(req, 4096)).toString('utf8') || '{}') as { account?: string };
-      if (typeof account !== 'string' || !ACCOUNT.test(account)) return json(res, 400, { error: 'account must be 1-64 of [a-z0-9._@-]' });
-      return json(res, 200, { account, token: await vault.token(account) });
+    if (path === '/config.json') return json(res, 200, { realmPublicKey: vault.realmPublicKey, codeSignIn: auth.codesAvailable, devInbox: devInbox !== null });
+    throw new HttpError(404, 'not-found', 'not found');
+  };
+
+  const servePhoneFile = async (req: IncomingMessage, res: ServerResponse, rel: string): Promise<void> => {
+    const file = normalize(join(phoneDir, rel));
+    if (!file.startsWith(phoneDir + sep) || rel.includes('\0')) throw new HttpError(400, 'bad-path', 'bad path');
+    let size: number;
+    try {
+      const st = await stat(file);
+      if (!st.isFile()) throw new Error('not a file');
+      size = st.size;
+    } catch {
+      throw new HttpError(404, 'not-found', 'not found');
     }
-    if (req.method === 'GET' && path === '/api/phone/tree') return json(res, 200, await listTree(phoneDir));
-    if (req.method === 'GET' && path === '/api/phone/chat') return json(res, 200, (phoneChat ??= chatJson(join(phoneDir, 'messages.db'))));
-    if (req.method === 'POST' && path === '/api/chat-from-db') {
-      // A restored device shows its own (restored) database: the page posts it, this reads it.
-      const db = await readBody(req, 512 * 2 ** 20);
-      try {
-        return json(res, 200, chatJson(db));
-      } catch (e) {
-        return json(res, 400, { error: `not a chat database: ${(e as Error).message}` });
-      }
-    }
-    if ((req.method === 'GET' || req.method === 'HEAD') && path.startsWith('/api/phone/file/')) {
-      const rel = decodeURIComponent(path.slice('/api/phone/file/'.length));
-      const file = normalize(join(phoneDir, rel));
-      if (!file.startsWith(phoneDir + sep)) return json(res, 400, { error: 'bad path' });
-      let size: number;
-      try {
-        size = (await stat(file)).size;
-      } catch {
-        return json(res, 404, { error: 'not found' });
-      }
-      const ext = /\.[a-z0-9]+$/i.exec(file)?.[0]?.toLowerCase() ?? '';
-      res.writeHead(200, { 'content-type': MIME[ext] ?? 'application/octet-stream', 'content-length': size, 'cache-control': 'no-store' });
-      if (req.method === 'HEAD') return void res.end();
-      createReadStream(file).pipe(res);
-      return;
-    }
-    json(res, 404, { error: 'not found' });
+    const ext = /\.[a-z0-9]+$/i.exec(file)?.[0]?.toLowerCase() ?? '';
+    res.writeHead(200, { 'content-type': MIME[ext] ?? 'application/octet-stream', 'content-length': size, 'cache-control': 'no-store' });
+    if (req.method === 'HEAD') return void res.end();
+    createReadStream(file).on('error', () => res.destroy()).pipe(res);
   };
 
   const server = createServer((req, res) => {
+    // No sniffing, no framing (a framed page could trick a click on a passkey prompt), no referrer.
+    res.setHeader('x-content-type-options', 'nosniff');
+    res.setHeader('x-frame-options', 'DENY');
+    res.setHeader('referrer-policy', 'no-referrer');
     handle(req, res).catch((e: unknown) => {
-      if (!res.headersSent) json(res, 500, { error: (e as Error).message });
-      else res.destroy();
+      if (res.headersSent) return void res.destroy();
+      if (e instanceof HttpError) return sendError(res, e);
+      log(`internal error on ${req.method} ${(req.url ?? '').split('?')[0]!.slice(0, 200)}: ${(e as Error)?.stack ?? String(e)}`);
+      json(res, 500, { error: 'internal', message: 'internal error' });
     });
   });
   server.keepAliveTimeout = 5000;
@@ -172,19 +251,33 @@ export async function startApp(o: AppOptions): Promise<AppServer> {
     });
   } catch (e) {
     await vault.stop();
+    accounts.close();
     throw e;
   }
   const addr = server.address() as AddressInfo;
+  try {
+    origin = new URL(o.origin ?? `http://localhost:${addr.port}`);
+    if (origin.protocol !== 'http:' && origin.protocol !== 'https:') throw new Error('the origin must be http(s)');
+    if (origin.pathname !== '/' || origin.search || origin.username) throw new Error('the origin is scheme://host[:port] only');
+  } catch (e) {
+    server.close();
+    await vault.stop();
+    accounts.close();
+    throw new Error(`bad origin ${JSON.stringify(o.origin)}: ${(e as Error).message}`);
+  }
+  auth = new Auth(accounts, origin, devInbox ?? o.codeSender ?? null, log);
   return {
-    url: `http://${addr.address === '::1' ? '[::1]' : addr.address}:${addr.port}`,
+    url: origin.origin,
     realmPublicKey: vault.realmPublicKey,
     hsm: vault.hsm,
     phoneDir,
     cloudDir,
+    devInbox,
     async close() {
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
       await vault.stop();
+      accounts.close();
     },
   };
 }

@@ -16,11 +16,18 @@ export const BROWSER_BUILD = {
   logLevel: 'silent',
 } as const;
 
-export async function bundle(entry: string): Promise<string> {
+/**
+ * Build-time flag of a test bundle (spec/web-app.md §5): the page then stretches passwords with
+ * Argon2id on 8 KiB, t=1, and says so on every screen. No server data can turn it on.
+ */
+export const INSECURE_TEST_ONLY_FLAG = '__COFFER_INSECURE_TEST_ONLY_FAST_KEY_STRETCHING__';
+
+export async function bundle(entry: string, o: { insecureTestOnlyFastKeyStretching?: boolean } = {}): Promise<string> {
   const esbuild = await import('esbuild');
   const r = await esbuild.build({
     ...BROWSER_BUILD,
     entryPoints: [entry],
+    define: { [INSECURE_TEST_ONLY_FLAG]: o.insecureTestOnlyFastKeyStretching === true ? 'true' : 'false' },
     // Node-only modules never reach the browser bundle; failing here keeps the isomorphic claim honest.
     absWorkingDir: APP_ROOT,
   });

@@ -1,30 +1,24 @@
 /**
- * A simple HTTP object store standing in for the user's cloud drive (spec/format.md §7 semantics):
- * `PUT /store/<account>/<name>` with `If-None-Match: *` is write-once (412 when it exists), `GET`
- * honours `Range: bytes=a-b`, `HEAD` gives the size, `GET /store/<account>/?list=<prefix>` a JSON
- * array of names, `DELETE` removes. Objects are files under `root/<account>/`, made visible
- * atomically with link(2), so a reader never sees half an object and two racing puts have one winner.
+ * A simple HTTP object store standing in for the user's cloud drive (spec/format.md §7 semantics),
+ * one folder per account; the caller has checked that the account is the session's own
+ * (spec/web-app.md §4). `PUT /store/<account>/<name>` with `If-None-Match: *` is write-once (412
+ * when it exists), `GET` honours `Range: bytes=a-b`, `HEAD` gives the size, `DELETE` removes, and
+ * `GET /store/<account>/[<folder>/]?list=<prefix>` is a JSON array of the names below that folder
+ * (relative to it) that start with the prefix, so one account may hold several repositories.
+ * Objects are files, made visible atomically with link(2): a reader never sees half an object,
+ * and of two racing puts one wins.
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { link, mkdir, readdir, stat, unlink, writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { dirname, join, relative, sep } from 'node:path';
+import { HttpError, readBody } from './http.js';
 
-const NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]*(\/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$/;
-export const ACCOUNT = /^[a-z0-9][a-z0-9._@-]{0,63}$/;
+const PART = '[A-Za-z0-9_-][A-Za-z0-9._-]*';
+const NAME = new RegExp(`^${PART}(/${PART})*$`);
+const FOLDER = new RegExp(`^(${PART}/)*$`);
 const MAX_OBJECT = 64 * 1024 * 1024;
-
-async function body(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    n += c.length;
-    if (n > limit) throw Object.assign(new Error('object too large'), { status: 413 });
-    parts.push(c);
-  }
-  return Buffer.concat(parts);
-}
 
 async function listFiles(dir: string): Promise<string[]> {
   try {
@@ -34,47 +28,48 @@ async function listFiles(dir: string): Promise<string[]> {
     }
     return out;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
     throw e;
   }
 }
 
-function send(res: ServerResponse, status: number, text = ''): void {
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' }).end(text);
+function send(res: ServerResponse, status: number, headers: Record<string, string | number> = {}): void {
+  res.writeHead(status, { 'cache-control': 'no-store', ...headers }).end();
 }
 
-/** Handles `/store/...`; `path` is the URL path after `/store/`. */
-export async function handleStore(root: string, req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): Promise<void> {
-  const slash = path.indexOf('/');
-  const account = decodeURIComponent(slash < 0 ? path : path.slice(0, slash));
-  const name = slash < 0 ? '' : path.slice(slash + 1);
-  if (!ACCOUNT.test(account)) return send(res, 400, 'bad account');
+/** A file or folder where the name needs the other: the names of one account conflict. */
+const conflict = () => new HttpError(409, 'name-conflict', 'an object and a folder of this store would share a name');
+
+/** Handles `/store/<account>/<rest>`; `rest` is the raw URL path after the account's slash. */
+export async function handleStore(root: string, account: string, rest: string, req: IncomingMessage, res: ServerResponse, query: URLSearchParams): Promise<void> {
   const dir = join(root, account);
-  if (name === '') {
-    if (req.method !== 'GET') return send(res, 405);
+  if (rest === '' || rest.endsWith('/')) {
+    if (req.method !== 'GET') throw new HttpError(405, 'method-not-allowed', 'a folder of the store can only be listed (GET ?list=prefix)');
+    if (!FOLDER.test(rest) || rest.length > 512) throw new HttpError(400, 'bad-name', 'bad folder name');
     const prefix = query.get('list') ?? '';
-    const names = (await listFiles(dir)).filter((n) => n.startsWith(prefix));
+    const names = (await listFiles(join(dir, ...rest.split('/').filter(Boolean)))).filter((n) => n.startsWith(prefix)).sort();
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(names));
     return;
   }
-  if (!NAME.test(name) || name.length > 512 || name.split('/').some((p) => p === '.' || p === '..')) return send(res, 400, 'bad object name');
-  const file = join(dir, ...name.split('/'));
+  if (!NAME.test(rest) || rest.length > 512 || rest.split('/').some((p) => p === '.' || p === '..')) throw new HttpError(400, 'bad-name', 'bad object name');
+  const file = join(dir, ...rest.split('/'));
   switch (req.method) {
     case 'PUT': {
-      if (req.headers['if-none-match'] !== '*') return send(res, 428, 'PUT needs If-None-Match: * (objects are write-once)');
-      let data: Buffer;
+      if (req.headers['if-none-match'] !== '*') throw new HttpError(428, 'precondition-required', 'PUT needs If-None-Match: * (objects are write-once)');
+      const data = await readBody(req, MAX_OBJECT);
       try {
-        data = await body(req, MAX_OBJECT);
+        await mkdir(dirname(file), { recursive: true });
       } catch (e) {
-        return send(res, (e as { status?: number }).status ?? 400, (e as Error).message);
+        if (['EEXIST', 'ENOTDIR'].includes((e as NodeJS.ErrnoException).code ?? '')) throw conflict();
+        throw e;
       }
-      await mkdir(dirname(file), { recursive: true });
       const tmp = join(dirname(file), `.tmp-${randomBytes(8).toString('hex')}`);
       await writeFile(tmp, data);
       try {
         await link(tmp, file);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') return send(res, 412, 'exists');
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') return send(res, 412);
         throw e;
       } finally {
         await unlink(tmp).catch(() => {});
@@ -89,38 +84,33 @@ export async function handleStore(root: string, req: IncomingMessage, res: Serve
         if (!st.isFile()) return send(res, 404);
         size = st.size;
       } catch {
-        return send(res, 404, 'not found');
+        return send(res, 404);
       }
-      const headers: Record<string, string | number> = { 'content-type': 'application/octet-stream', 'cache-control': 'no-store', 'accept-ranges': 'bytes' };
-      const range = /^bytes=(\d+)-(\d*)$/.exec(String(req.headers.range ?? ''));
+      const headers: Record<string, string | number> = { 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes' };
+      const range = /^bytes=(\d{1,15})-(\d{0,15})$/.exec(String(req.headers.range ?? ''));
       let start = 0;
       let end = size - 1;
       let status = 200;
       if (range) {
         start = Number(range[1]);
         end = range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
-        if (start >= size) {
-          res.writeHead(416, { 'content-range': `bytes */${size}` }).end();
-          return;
-        }
+        if (start >= size) return send(res, 416, { 'content-range': `bytes */${size}` });
         status = 206;
         headers['content-range'] = `bytes ${start}-${end}/${size}`;
       }
       headers['content-length'] = Math.max(0, end - start + 1);
-      res.writeHead(status, headers);
-      if (req.method === 'HEAD' || end < start) {
-        res.end();
-        return;
-      }
-      createReadStream(file, { start, end }).pipe(res);
+      if (req.method === 'HEAD' || end < start) return send(res, status, headers);
+      res.writeHead(status, { 'cache-control': 'no-store', ...headers });
+      createReadStream(file, { start, end }).on('error', () => res.destroy()).pipe(res);
       return;
     }
     case 'DELETE':
       await unlink(file).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== 'ENOENT') throw e;
+        if (e.code === 'EISDIR' || e.code === 'EPERM') throw conflict();
+        if (e.code !== 'ENOENT' && e.code !== 'ENOTDIR') throw e;
       });
       return send(res, 204);
     default:
-      return send(res, 405);
+      throw new HttpError(405, 'method-not-allowed', 'objects take PUT, GET, HEAD and DELETE');
   }
 }

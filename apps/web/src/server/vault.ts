@@ -1,12 +1,14 @@
 /**
  * The app's Backup Key Vault: `coffer-vault serve` on embedded defaults as a child process, reached
- * by the browser through this server (same origin, so no CORS), and development account tokens for
- * the demo accounts (`coffer-vault token`), cached until shortly before they expire.
+ * by the browser through this server (same origin, so no CORS). Its realm trusts EdDSA tokens
+ * signed by this server's key (tokens.ts), so the vault holds no token secret.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
+import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { readRealmFile } from '@coffer/vault';
 
 const require = createRequire(import.meta.url);
 /** packages/vault/bin/coffer-vault.js, found through the workspace link (main is dist/src/index.js). */
@@ -15,8 +17,9 @@ export const VAULT_BIN = join(dirname(require.resolve('@coffer/vault')), '..', '
 export interface VaultChild {
   url: string;
   realmPublicKey: string;
+  realmId: string;
   hsm: string;
-  token(account: string): Promise<string>;
+  /** Forwards a request to the vault, without the `Cookie` header. */
   proxy(req: IncomingMessage, res: ServerResponse): void;
   stop(): Promise<void>;
 }
@@ -33,7 +36,30 @@ function run(args: string[]): Promise<string> {
   });
 }
 
-export async function startVault(dataDir: string, extraArgs: string[] = []): Promise<VaultChild> {
+/**
+ * Makes the realm (trusting `tokenPublicKeyFile`) unless `dataDir` has one, and checks that an
+ * existing realm trusts that key: a realm of an older coffer-web signs HS256 tokens itself.
+ */
+async function ensureRealm(dataDir: string, tokenPublicKeyFile: string): Promise<string> {
+  const ours = (await readFile(tokenPublicKeyFile, 'utf8')).trim();
+  let realm;
+  try {
+    realm = readRealmFile(dataDir);
+  } catch {
+    await run(['init', '--data-dir', dataDir, '--token-public-key', tokenPublicKeyFile, '--json']);
+    realm = readRealmFile(dataDir);
+  }
+  if (realm.token.alg !== 'EdDSA' || realm.token.publicKeyPem.trim() !== ours) {
+    throw new Error(
+      `the vault realm in ${dataDir} does not trust this server's token key (it was made by an older coffer-web, before accounts); ` +
+        'remove that data folder to start afresh, or choose another with --data-dir',
+    );
+  }
+  return realm.realmId;
+}
+
+export async function startVault(dataDir: string, tokenPublicKeyFile: string, extraArgs: string[] = []): Promise<VaultChild> {
+  const realmId = await ensureRealm(dataDir, tokenPublicKeyFile);
   const child: ChildProcess = spawn(process.execPath, [VAULT_BIN, 'serve', '--data-dir', dataDir, '--port', '0', '--json', '--log-level', 'warn', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -58,19 +84,13 @@ export async function startVault(dataDir: string, extraArgs: string[] = []): Pro
     });
   });
   const target = new URL(listening.url);
-  const tokens = new Map<string, { token: string; until: number }>();
   return {
     ...listening,
-    async token(account) {
-      const cached = tokens.get(account);
-      if (cached && cached.until > Date.now()) return cached.token;
-      const j = JSON.parse(await run(['token', '--account', account, '--data-dir', dataDir, '--ttl', '3600', '--json'])) as { token: string };
-      tokens.set(account, { token: j.token, until: Date.now() + 3000_000 });
-      return j.token;
-    },
+    realmId,
     proxy(req, res) {
+      const { cookie: _cookie, ...headers } = req.headers;
       const up = request(
-        { hostname: target.hostname, port: target.port, path: req.url, method: req.method, headers: { ...req.headers, host: target.host } },
+        { hostname: target.hostname, port: target.port, path: req.url, method: req.method, headers: { ...headers, host: target.host } },
         (r) => {
           res.writeHead(r.statusCode ?? 502, r.headers);
           r.pipe(res);

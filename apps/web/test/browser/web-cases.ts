@@ -1,6 +1,7 @@
 /**
  * Browser-only cases beside the core suites: the HTTP object store through HttpStorage (conformance
- * suite), and the vault client against the real vault behind the app server.
+ * suite), and the vault client against the real vault behind the app server. The page is signed in
+ * (core-in-chromium.test.ts signs up first): each case uses a folder of that account's store.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +13,8 @@ import { HttpStorage } from '../../src/browser/http-storage.js';
 import { MemorySource, MemoryTarget, sameTree, type MemFile } from './helpers.js';
 
 const run = Math.random().toString(36).slice(2, 10);
-const store = (name: string) => new HttpStorage(new URL(`/store/${name}-${run}/`, location.href).href);
+const { account } = (await (await fetch('/api/session')).json()) as { account: string };
+const store = (name: string) => new HttpStorage(new URL(`/store/${account}/${name}-${run}/`, location.href).href);
 
 for (const c of storageConformance) {
   test(`http store conformance (HttpStorage): ${c.name}`, () => c.run(store(`conf-${storageConformance.indexOf(c)}`)));
@@ -24,9 +26,10 @@ function random(n: number): Uint8Array {
   return out;
 }
 
-async function connection(account: string) {
+/** A vault connection for the signed-in account (a token for nobody else can be had). */
+async function connection() {
   const config = (await (await fetch('/config.json')).json()) as { realmPublicKey: string };
-  const r = await fetch('/api/token', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ account }) });
+  const r = await fetch('/api/token', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ purpose: 'register', keyStretching: 'insecure-test-only-fast' }) });
   const { token } = (await r.json()) as { token: string };
   // The client's default transport calls `fetch` as a method of its own config object, which
   // browsers refuse ("Illegal invocation"): pass a plain wrapper (reported upstream to core).
@@ -35,7 +38,7 @@ async function connection(account: string) {
 }
 
 test('vault client in the browser: register, a wrong password is counted, the right one recovers K', async () => {
-  const conn = await connection(`suite-${run}@example`);
+  const conn = await connection();
   const key = generateBackupKey(webCryptoProvider);
   await registerBackupKey({ ...conn, password: 'correct horse battery', backupKey: key.expose(), maxAttempts: 3 });
   await assert.rejects(recoverBackupKey({ ...conn, password: 'wrong horse' }), (e: unknown) => e instanceof WrongPasswordError && e.guessesRemaining === 2);
@@ -46,7 +49,7 @@ test('vault client in the browser: register, a wrong password is counted, the ri
 });
 
 test('vault client in the browser: after the limit the key is gone for good', async () => {
-  const conn = await connection(`lock-${run}@example`);
+  const conn = await connection();
   const key = generateBackupKey(webCryptoProvider);
   await registerBackupKey({ ...conn, password: 'correct horse battery', backupKey: key.expose(), maxAttempts: 3 });
   await assert.rejects(recoverBackupKey({ ...conn, password: 'nope nope 1' }), (e: unknown) => e instanceof WrongPasswordError && e.guessesRemaining === 2);
