@@ -96,7 +96,7 @@ function forgetText(kit: Kit, r: ForgetResult): string {
 function pruneText(r: PruneResult, seconds?: number): string {
   const lines: string[] = [];
   if (r.earlierFinished) lines.push(`Finished ${count(r.earlierFinished, 'earlier prune')} that had been interrupted or had waited.`);
-  const repacked = r.packs.mostlyUnused ? `, repack${r.dryRun ? '' : 'ed'} ${count(r.packs.mostlyUnused, 'mostly unused pack')} (${formatBytes(r.bytesRepacked)} of data copied into ${r.packsWritten} new)` : '';
+  const repacked = r.packsWritten ? `, after copying the ${formatBytes(r.bytesRepacked)} still needed from ${r.packs.mostlyUnused - r.damaged.length} of them into ${count(r.packsWritten, 'new pack')}` : '';
   if (r.dryRun) {
     lines.push(`Would delete ${count(r.packsDeleted, 'pack')} (${formatBytes(r.bytesDeleted)})${repacked}, freeing about ${formatBytes(Math.max(0, r.bytesFreed))}. Nothing was changed (--dry-run).`);
   } else {
