@@ -5,7 +5,7 @@
 import { toHex } from './bytes.js';
 import { inlineCodec, type ChunkCodec, type SealedBatch } from './codec.js';
 import { ConflictError, DamagedBackupError, ObjectNotFoundError, SourceChangedError, SourceSkipError } from './errors.js';
-import { condemnedPacks, takeLock } from './journal.js';
+import { condemnedPacks, readJournal, takeLock } from './journal.js';
 import { idOf, packName, type ManifestRef } from './layout.js';
 import { compareEntryPaths, entryPathProblem, parentPath, type Manifest, type TreeEntry } from './manifest.js';
 import { ObjectType, openObject, sealedSize } from './object.js';
@@ -948,15 +948,32 @@ export async function verify(
       return repo.loadIndex().catch(() => null);
     });
     const chunks = new Map<string, number>();
+    const parents: { child: string; parent: { name: string; hash: string } }[] = [];
     for (const ref of refs) {
       try {
         const m = await repo.readManifest(ref);
+        if (m.header.parent) parents.push({ child: ref.name, parent: m.header.parent });
         for (const e of m.entries) {
           if (e.kind !== 'file') continue;
           e.chunks!.forEach((id, i) => chunks.set(id, chunkLength(e.size!, i, repo.config.chunkSize)));
         }
       } catch (e) {
         record(e, ref.name);
+      }
+    }
+    // §5: each backup names its parent by name and hash. A parent that is gone must have been
+    // removed by a forget (its journal record says so); otherwise the store dropped it.
+    if (!options.seqs && parents.length) {
+      const present = new Set((await repo.manifests()).map((r) => r.name));
+      const forgotten = new Set<string>();
+      for (const { record: j } of (await readJournal(repo)).records) if (j.kind === 'forget') for (const n of j.manifests) forgotten.add(n);
+      for (const { child, parent } of parents) {
+        if (present.has(parent.name)) {
+          const hash = await repo.manifestHash({ name: parent.name, seq: 0, writer: null }).catch(() => null);
+          if (hash !== null && hash !== parent.hash) record(new DamagedBackupError('misplaced', parent.name, { detail: `it is not the backup ${child} was made from (another object under its name)` }), parent.name);
+        } else if (!forgotten.has(parent.name)) {
+          record(new DamagedBackupError('missing', parent.name, { detail: `${child} was made from it, and no forget removed it: the store dropped it` }), parent.name);
+        }
       }
     }
     const progress: Progress = {

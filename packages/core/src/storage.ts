@@ -68,25 +68,25 @@ export class MemoryStorage implements Storage {
 
   private async pieces(name: string): Promise<ObjectWriter> {
     checkObjectName(name);
-    const parts: Uint8Array[] = [];
+    // One buffer that doubles as it fills: each byte is copied about once.
+    let buf = new Uint8Array(1 << 20);
+    let used = 0;
     return {
       write: async (data) => {
-        parts.push(data.slice());
+        if (used + data.length > buf.length) {
+          const bigger = new Uint8Array(Math.max(buf.length * 2, used + data.length));
+          bigger.set(buf.subarray(0, used));
+          buf = bigger;
+        }
+        buf.set(data, used);
+        used += data.length;
       },
       commit: async () => {
-        let n = 0;
-        for (const p of parts) n += p.length;
-        const all = new Uint8Array(n);
-        n = 0;
-        for (const p of parts) {
-          all.set(p, n);
-          n += p.length;
-        }
         if (this.objects.has(name)) throw new ObjectExistsError(name);
-        this.objects.set(name, all);
+        this.objects.set(name, buf.slice(0, used));
       },
       abort: async () => {
-        parts.length = 0;
+        used = 0;
       },
     };
   }

@@ -328,3 +328,22 @@ test('a streamed pack holds each blob at the offset its header gives, whatever m
   for (const [i, b] of listed.entries()) assert.deepEqual(pack.subarray(b.offset, b.offset + b.sealedLength), sealed[i], `blob ${i} at its offset`);
   assert.equal(pack.length, padme(pack.length));
 });
+
+test('verify follows the chain of parents: a manifest the store dropped is reported, one a forget removed is not (§5, §9.1)', async () => {
+  const { writeJournal } = await import('@coffer/core');
+  const { storage, repo } = await setupPacks(bigTree());
+  const second = await backup(repo, new MemorySource(bigTree()));
+  await backup(repo, new MemorySource(bigTree()));
+  assert.deepEqual((await verify(repo)).damaged, []);
+  const kept = storage.objects.get(second.name)!;
+  storage.objects.delete(second.name);
+  const v = await verify(repo);
+  assert.deepEqual(v.damaged.map((d) => [d.object, d.reason]), [[second.name, 'missing']]);
+  assert.match(v.damaged[0]!.message, /no forget removed it: the store dropped it/);
+  await writeJournal(repo, { kind: 'forget', time: new Date().toISOString(), manifests: [second.name] });
+  assert.deepEqual((await verify(repo)).damaged, [], 'a forget says why it is gone');
+  // Another object under the parent's name is caught by its hash (here: a copy of another backup).
+  storage.objects.set(second.name, kept.slice());
+  storage.objects.get(second.name)![100]! ^= 1;
+  assert.ok((await verify(repo)).damaged.some((d) => d.object === second.name));
+});
