@@ -14,6 +14,7 @@ import { hostname } from 'node:os';
 import { Exit, formatBytes, onInterrupt, printable, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, storeWaitNotice, type Io } from './output.js';
 import { indexCacheDir, keyHex, loadProfile, loadState, profileDir, profileExists, profileKey, rememberSeq, removeProfile, saveProfile, tempDir, type Profile } from './profile.js';
 import { cmdMigrate } from './migrate.js';
+import { cmdForget, cmdPrune, keepOptions, keepPolicy, MAINTENANCE_HELP, retainAfterBackup, type Kit } from './maintenance.js';
 import type { Realms } from './realms.js';
 
 type Passwords = typeof import('./passwords.js');
@@ -31,12 +32,16 @@ Commands:
   init --storage LOCATION [--recovery-key]   turn on backups; prints the 64-digit recovery key once
   init --storage LOCATION --recovery-key-stdin
                                              connect this device to an existing backup
-  backup DIR                                 back up a folder (only changes are uploaded)
+  backup DIR [--keep-last N]                 back up a folder (only changes are uploaded); with --keep-*,
+                                             forget and prune after it
   restore DIR [--storage LOCATION --recovery-key-stdin]
                                              restore the newest backup into DIR (a new or empty folder)
   status                                     show the profile, the store and its backups
   verify                                     read back every stored object and check it
   migrate [--dry-run]                        convert a store of backup format version 1 to version 2 (once)
+  forget --keep-last N [--keep-daily D --keep-weekly W --keep-monthly M] [--dry-run]
+                                             remove the backups that the policy does not keep
+  prune [--dry-run] [--max-unused 10%]       delete (and repack) the data no kept backup needs
 
 Password instead of a recovery key (the key is kept by a Backup Key Vault, see \`coffer vault --help\`):
   init --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
@@ -106,7 +111,8 @@ Changes the vault password. With --password-stdin, the current and the new passw
 two lines of standard input. A wrong current password costs one guess.
 `,
   vault: 'Run `coffer vault --help`.\n',
-  backup: `Usage: coffer backup DIR [--sqlite GLOB]... [--profile DIR] [--json] [--quiet]
+  backup: `Usage: coffer backup DIR [--sqlite GLOB]... [--keep-last N] [--keep-daily D] [--keep-weekly W]
+                   [--keep-monthly M] [--profile DIR] [--json] [--quiet]
        coffer backup disable --yes [--profile DIR]   (turn backups off: delete the key from the vault and this profile)
 
 Backs up the folder DIR. Files unchanged since the last backup are not read again, and chunks the
@@ -117,6 +123,9 @@ The folder may change while it is backed up. A file that vanishes or cannot be r
 with a warning; a file that keeps changing while it is read is stored marked "changed while read".
 Either way the backup completes, and exits with code 8. SQLite databases (found by their header,
 or named by --sqlite GLOB, e.g. --sqlite '*.db') are stored from a consistent snapshot.
+
+With --keep-last N (and --keep-daily, --keep-weekly, --keep-monthly, as \`coffer forget\` takes
+them), the backups the policy does not keep are forgotten and their data pruned after the backup.
 `,
   restore: `Usage: coffer restore DIR [--storage LOCATION (--recovery-key-stdin | prompt)] [--backup N]
                      [--overwrite] [--allow-rollback] [--keep-special-modes] [--profile DIR] [--json] [--quiet]
@@ -132,6 +141,7 @@ unless --keep-special-modes is given. A newest backup that does not open is skip
 warning, for the newest one that does.
 `,
   status: `Usage: coffer status [--profile DIR] [--json]\n\nShows the profile, the store and its backups.\n`,
+  ...MAINTENANCE_HELP,
   verify: `Usage: coffer verify [--profile DIR] [--json] [--quiet]\n\nReads back every object of every backup and checks it; exit code 4 if any is damaged.\n`,
 };
 
@@ -320,16 +330,17 @@ export async function openProfileBackup(io: Io, values: { profile?: string; json
 
 /** At most this many paths in a human-readable list; --json lists them all. */
 const SHOWN = 10;
-const listPaths = (paths: string[]) => paths.slice(0, SHOWN).map((p) => `  ${p}\n`).join('') + (paths.length > SHOWN ? `  ... and ${paths.length - SHOWN} more (--json lists them all)\n` : '');
+export const listPaths = (paths: string[]) => paths.slice(0, SHOWN).map((p) => `  ${p}\n`).join('') + (paths.length > SHOWN ? `  ... and ${paths.length - SHOWN} more (--json lists them all)\n` : '');
 
 async function cmdBackup(io: Io, args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { yes: { type: 'boolean' }, token: { type: 'string' }, sqlite: { type: 'string', multiple: true } }, 1);
+  const { values, positionals } = parse(args, { yes: { type: 'boolean' }, token: { type: 'string' }, sqlite: { type: 'string', multiple: true }, ...keepOptions }, 1);
   const json = !!values.json;
   const dir = positionals[0];
   if (dir === 'disable') return disableBackups(io, values);
   if (!dir) throw new UsageError('which folder should be backed up?', 'coffer backup DIR');
   const sqlite = (values.sqlite as string[] | undefined) ?? [];
   for (const g of sqlite) if (!g || g.startsWith('/')) throw new UsageError(`--sqlite takes a pattern relative to the folder, not ${JSON.stringify(g)}`, "for example --sqlite '*.db' or --sqlite 'databases/**'");
+  const keep = keepPolicy(values);
   const { home, profile, repo, lastSeenSeq, indexCache } = await openProfileBackup(io, values);
   if (repo.version === 1) throw new UsageError('this store uses backup format version 1, which this coffer reads but no longer writes', 'run `coffer migrate` once to convert it to version 2 (your backups stay restorable throughout)');
   const view = ProgressView.for(io, json, 'backup', values.quiet);
@@ -346,6 +357,7 @@ async function cmdBackup(io: Io, args: string[]): Promise<number> {
     const special = r.skipped.filter((k) => k.reason === 'special');
     const warned = r.skipped.filter((k) => k.reason !== 'special');
     const incomplete = warned.length > 0 || r.changed.length > 0;
+    const after = keep ? await retainAfterBackup(io, kit, repo, indexCache, keep, { json, quiet: values.quiet }) : null;
     say(
       io,
       json,
@@ -354,10 +366,12 @@ async function cmdBackup(io: Io, args: string[]): Promise<number> {
         (special.length ? `Skipped ${special.length} special files (sockets, pipes, devices).\n` : '') +
         (warned.length ? `Warning: ${warned.length} files skipped (they vanished or could not be read during the backup):\n${listPaths(warned.map((k) => `${printable(k.path)} (${k.reason})`))}` : '') +
         (r.changed.length ? `Warning: ${r.changed.length} files kept changing while they were read; they are stored marked "changed while read":\n${listPaths(r.changed.map(printable))}` : '') +
-        (source.snapshotted.length ? `${source.snapshotted.length} SQLite databases stored from a consistent snapshot.\n` : ''),
-      { ...r, seconds: secs, snapshots: source.snapshotted, incomplete },
+        (source.snapshotted.length ? `${source.snapshotted.length} SQLite databases stored from a consistent snapshot.\n` : '') +
+        (after?.human ?? ''),
+      { ...r, seconds: secs, snapshots: source.snapshotted, incomplete, ...after?.data },
+      after?.code == null,
     );
-    return incomplete ? Exit.incomplete : Exit.ok;
+    return after?.code ?? (incomplete ? Exit.incomplete : Exit.ok);
   } finally {
     stopWatching();
     view.end();
@@ -600,6 +614,8 @@ async function cmdVerify(io: Io, args: string[]): Promise<number> {
   }
 }
 
+const kit: Kit = { parse, say, openProfileBackup, listPaths };
+
 const COMMANDS: Record<string, (io: Io, args: string[]) => Promise<number>> = {
   init: cmdInit,
   backup: cmdBackup,
@@ -607,6 +623,8 @@ const COMMANDS: Record<string, (io: Io, args: string[]) => Promise<number>> = {
   status: cmdStatus,
   verify: cmdVerify,
   migrate: cmdMigrate,
+  forget: (io, args) => cmdForget(io, args, kit),
+  prune: (io, args) => cmdPrune(io, args, kit),
   password: cmdPassword,
   vault: cmdVault,
 };

@@ -61,7 +61,8 @@ export interface RestoreTarget {
 }
 
 export interface Progress {
-  phase: 'scan' | 'backup' | 'restore' | 'verify' | 'manifest' | 'done';
+  /** `mark`, `repack` and `sweep`: a prune (maintenance.ts); files there count manifests, then packs. */
+  phase: 'scan' | 'backup' | 'restore' | 'verify' | 'manifest' | 'mark' | 'repack' | 'sweep' | 'done';
   bytesDone: number;
   bytesTotal: number;
   filesDone: number;
@@ -255,6 +256,8 @@ const STAGING_BYTES = 1024 * 1024;
  */
 export class Packer {
   readonly written: PackEntry[] = [];
+  /** The index objects written so far. */
+  private readonly indexes: string[] = [];
   private unindexed: PackEntry[] = [];
   private indexing: Promise<void> = Promise.resolve();
   private current: OpenPack | null = null;
@@ -364,9 +367,20 @@ export class Packer {
     if (packs.length === 0) return this.indexing;
     this.indexing = this.indexing.then(async () => {
       await storageCall(this.repo.storage, 'flush', () => this.repo.storage.flush());
-      await this.repo.writeIndex(packs, this.indexCache);
+      this.indexes.push(await this.repo.writeIndex(packs, this.indexCache));
     });
     return this.indexing;
+  }
+
+  /**
+   * A prune removed some of our packs (our lock went stale: §9.2 (d)): one index object lists the
+   * ones left, and ours, which list the removed ones too, go, so no index points at a missing pack.
+   */
+  async relist(present: Set<string | null>): Promise<void> {
+    const left = this.written.filter((p) => present.has(p.id));
+    if (left.length) await this.repo.writeIndex(left, this.indexCache);
+    await storageCall(this.repo.storage, 'flush', () => this.repo.storage.flush());
+    for (const name of this.indexes) await storageCall(this.repo.storage, `removing ${name}`, () => this.repo.storage.delete(name));
   }
 
   async finish(): Promise<PackEntry[]> {
@@ -404,8 +418,13 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
       if (e instanceof DamagedBackupError) return null;
       throw e;
     });
+    // §6 step 2: the journal before the index, so a prune's sweep cannot slip between them (§9.2 (b));
+    // then the packs, so that an index entry whose pack is gone (§9.2 (d)) is not reused either.
+    const condemned = await condemnedPacks(repo);
     const index = await repo.loadIndex(options.indexCache);
-    index.exclude(await condemnedPacks(repo));
+    const present = new Set((await storageCall(storage, 'listing packs', () => storage.list('packs/'))).map((n) => idOf(n, 'packs')));
+    for (const id of index.packs.keys()) if (!present.has(id)) condemned.add(id);
+    index.exclude(condemned);
 
     const scanned = await source.scan();
     const skipped: SkippedFile[] = [...(source.skipped ?? [])];
@@ -470,8 +489,7 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
           const n = piece.length;
           got.size += n;
           budget.give(expected - n);
-          stored.push(
-            batcher.seal(piece).then(async ({ id, sealed, done }) => {
+          const storing = batcher.seal(piece).then(async ({ id, sealed, done }) => {
               try {
                 chunks[i] = id;
                 const loc = index.get(id);
@@ -490,8 +508,10 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
               }
               progress.bytesDone += n;
               report();
-            }),
-          );
+            });
+          // Judged below, once the file is read; a failure before then is not an unhandled rejection.
+          storing.catch(() => {});
+          stored.push(storing);
         }
       } finally {
         await pieces.return?.();
@@ -553,15 +573,6 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
     const packs = await packing.finish();
     await storageCall(storage, 'flush', () => storage.flush());
 
-    // §6 step 6: a prune may have removed a pack this backup reused while it ran.
-    if (reusedPacks.size) {
-      const present = new Set((await storageCall(storage, 'listing packs', () => storage.list('packs/'))).map((n) => idOf(n, 'packs')));
-      const gone = [...reusedPacks].filter((p) => !present.has(p));
-      if (gone.length) {
-        throw new ConflictError(`a prune removed ${gone.length} packs this backup relies on while it ran; run the backup again to store those chunks anew`);
-      }
-    }
-
     const seq = (latest ?? 0) + 1;
     const kept = left.size ? entries.filter((e) => !left.has(e)) : entries;
     const keptFiles = kept.filter((e) => e.kind === 'file');
@@ -574,8 +585,26 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
       },
       entries: kept,
     };
+    // §6 step 6 (§9.2 (d)): a prune may have removed a pack this backup reused, or (its lock gone
+    // stale) wrote, while it ran. Checked before the manifest is written, and once more after it.
+    const relied = new Set([...reusedPacks, ...packs.map((p) => p.id)]);
+    const checkRelied = async (written: ManifestRef | null, paused: boolean) => {
+      if (relied.size === 0 && !paused) return;
+      const present = new Set((await storageCall(storage, 'listing packs', () => storage.list('packs/'))).map((n) => idOf(n, 'packs')));
+      const gone = [...relied].filter((p) => !present.has(p));
+      if (gone.length === 0 && !paused) return;
+      if (written) await storageCall(storage, `removing ${written.name}`, () => storage.delete(written.name));
+      if (packs.some((p) => !present.has(p.id))) await packing.relist(present);
+      throw new ConflictError(
+        gone.length
+          ? `a prune removed ${gone.length} packs this backup relies on while it ran; run the backup again to store those chunks anew`
+          : 'this backup was paused for longer than its lock lasts, so a prune may have removed what it relies on; run the backup again (what it uploaded is reused)',
+      );
+    };
+    await checkRelied(null, !lock.fresh(now().getTime()));
     options.onProgress?.({ ...progress, phase: 'manifest' });
     const ref = await repo.writeManifest(manifest);
+    await checkRelied(ref, false);
     options.onProgress?.({ ...progress, phase: 'done' });
     return { seq, name: ref.name, files: keptFiles.length, entries: kept.length, bytes, skipped, changed, packsWritten: packs.length, ...result };
   } catch (e) {

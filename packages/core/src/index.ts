@@ -13,3 +13,4 @@ export * from './repo.js';
 export * from './engine.js';
 export * from './journal.js';
 export * from './migrate.js';
+export * from './maintenance.js';

@@ -382,6 +382,17 @@ export class Repository {
 
   /** Reads the whole index: from `cache` where it holds an object, from the store otherwise. */
   async loadIndex(cache?: IndexCache): Promise<BlobIndex> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.loadIndexOnce(cache);
+      } catch (e) {
+        // §9.2: a prune replaced an index object between our listing and our read of it; list again.
+        if (!(e instanceof DamagedBackupError && e.reason === 'missing') || attempt >= 3) throw e;
+      }
+    }
+  }
+
+  private async loadIndexOnce(cache?: IndexCache): Promise<BlobIndex> {
     const index = new BlobIndex();
     if (this.version === 1) return index;
     const names = (await storageCall(this.storage, 'listing the index', () => this.storage.list('index/'))).filter((n) => idOf(n, 'index'));

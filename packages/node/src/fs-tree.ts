@@ -430,15 +430,15 @@ const toSeconds = (ns: string) => Number(BigInt(ns) / 1000n) / 1e6 + 5e-7;
 /** The process's umask, read once (reading it means setting it; no other thread creates files meanwhile). */
 const UMASK = process.umask();
 
-/** A process with this id runs on this machine (ours or another user's). */
-export const processAlive = (pid: number): boolean => {
+/** True while a process with this id runs on this machine (one we may not signal counts as running). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
   } catch (e) {
     return code(e) === 'EPERM';
   }
-};
+}
 
 /** Makes everything below `dir` durable: syncfs(2) through `sync -f`, or an fsync of every file and folder. */
 async function syncTree(dir: string): Promise<void> {
