@@ -76,41 +76,16 @@ export class LocalStorage implements Storage {
     this.made.add(dir);
   }
 
+  /** A whole object at once: the same temporary file, fsync and hard link as `writer`. */
   async put(name: string, data: Uint8Array): Promise<void> {
-    const final = this.file(name);
-    const dir = final.slice(0, final.lastIndexOf('/'));
-    const tmp = join(this.root, 'tmp', `${randomBytes(12).toString('hex')}.tmp`);
-    try {
-      await this.ensureDir(dir);
-      await this.ensureDir(join(this.root, 'tmp'));
-      const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-      try {
-        let o = 0;
-        while (o < data.length) o += (await fh.write(data, o, data.length - o)).bytesWritten;
-        await fh.datasync();
-      } finally {
-        await fh.close();
-      }
-      try {
-        await link(tmp, final);
-      } catch (e) {
-        if (code(e) === 'EEXIST') throw new ObjectExistsError(name);
-        throw e;
-      }
-      this.dirty.add(dir);
-    } catch (e) {
-      if (e instanceof ObjectExistsError) throw e;
-      // A read-only or unwritable store can fail with a less telling code (mkdir says ENOENT).
-      const probe = await access(this.root, constants.W_OK).then(() => e, (p: unknown) => p);
-      throw writeFailure(this.label, name, code(probe) === 'ENOENT' ? e : probe);
-    } finally {
-      await unlink(tmp).catch(() => {});
-    }
+    const w = await this.writer(name);
+    await w.write(data);
+    await w.commit();
   }
 
   /**
-   * An object written in pieces (a pack streamed as it fills): into `tmp/`, then, at commit, fsynced
-   * and hard-linked to its name exactly as `put` does.
+   * An object written in pieces (a pack streamed as it fills): into a temporary file in `tmp/`, then,
+   * at commit, fsynced and hard-linked to its name; `link` is atomic and fails when the name exists.
    */
   async writer(name: string): Promise<ObjectWriter> {
     const final = this.file(name);
