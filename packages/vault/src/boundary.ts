@@ -240,12 +240,10 @@ export class Boundary {
     return new Boundary(o, { serverSetup: s.opaqueServerSetup, hpkeKey, previousKeys, ticketKey: Buffer.from(fromB64u(s.ticketKey)), verifier });
   }
 
-  /** For readiness: one seal and unseal under the record key, through the HSM. */
-  async selfTest(): Promise<void> {
-    const aad = utf8(`${PROTOCOL_LABEL} readiness`);
-    const sealed = await this.#hsm.seal(this.#recordKeyLabel, new Uint8Array([1]), aad);
-    const pt = await this.#hsm.unseal(this.#recordKeyLabel, sealed, aad);
-    if (pt.length !== 1 || pt[0] !== 1) throw new UnsealFailedError('readiness probe');
+  /** For readiness: the HSM answers and still has the record key. Uses no key (no nonce spent). */
+  async probeHsm(): Promise<void> {
+    await this.#hsm.probe();
+    if (!(await this.#hsm.hasKey(this.#recordKeyLabel))) throw new UnsealFailedError('readiness probe (the record key is missing from the HSM)');
   }
 
   get audience(): string {

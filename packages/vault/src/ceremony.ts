@@ -14,7 +14,7 @@
 // in their own transport key would receive the realm keys).
 
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { protocol } from '@coffer/core/vault';
 import { RealmConfigError, UnsealFailedError } from './errors.js';
@@ -72,6 +72,7 @@ export async function createTransportKey(o: Pick<InitOptions, 'hsm' | 'pkcs11Mod
   if (existsSync(join(dataDir, REALM_FILE))) throw new RealmConfigError(`${dataDir} already holds a realm; a transport key is made on a node that has none yet`, { hint: 'choose an empty --data-dir for the new node' });
   if (existsSync(join(dataDir, TRANSPORT_FILE))) throw new RealmConfigError(`${dataDir} already has a transport key waiting for import`, { hint: `finish with \`coffer vault hsm import-wrapped\`, or delete ${TRANSPORT_FILE} to start over` });
   const ref = hsmRefFor({ hsm: o.hsm ?? 'softhsm', ...(o.pkcs11Module ? { pkcs11Module: o.pkcs11Module } : {}), ...(o.pkcs11Token ? { pkcs11Token: o.pkcs11Token } : {}) });
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const hsm = needPkcs11(openHsm(ref, dataDir, o.warn ?? warnDefault, true));
   try {
     const label = `coffer-transport-${randomBytes(4).toString('hex')}`;
@@ -94,11 +95,13 @@ function parseTransport(x: unknown): { point: Uint8Array; fingerprint: string } 
 }
 
 /** Sending side: wraps the realm keys for one receiving token. */
-export async function exportWrapped(o: { dataDir: string; transport: unknown; expectFingerprint?: string; lock?: boolean; warn?: (m: string) => void }): Promise<WrappedBundle> {
+export async function exportWrapped(o: { dataDir: string; transport: unknown; expectFingerprint: string; lock?: boolean; warn?: (m: string) => void }): Promise<WrappedBundle> {
   const dataDir = resolve(o.dataDir);
   const file = readRealmFile(dataDir);
   const { point, fingerprint } = parseTransport(o.transport);
-  if (o.expectFingerprint !== undefined && o.expectFingerprint.toLowerCase() !== fingerprint) {
+  // Required: the fingerprint, heard from the receiving node's operator, is the only thing that
+  // tells this node that the transport key is theirs and not an attacker's.
+  if (typeof o.expectFingerprint !== 'string' || o.expectFingerprint.trim().toLowerCase() !== fingerprint) {
     throw new RealmConfigError(`the transport key's fingerprint is ${fingerprint}, not the one you were given`, { hint: 'do not export: the transport key may have been swapped; make a new one on the receiving node' });
   }
   const hsm = needPkcs11(openHsm(file.hsm, dataDir, o.warn ?? warnDefault, false));

@@ -28,13 +28,14 @@ Commands:
   init    create a realm: HSM keys, sealed realm secrets, realm public key
   serve   run the vault HTTP server (creates a realm first if none exists)
   token   issue a development account token (HS256 realms only)
-  migrate apply the PostgreSQL schema migrations (--database URL; safe to repeat)
+  migrate apply the PostgreSQL schema migrations (--database URL or $COFFER_VAULT_DATABASE;
+          safe to repeat)
   rotate-channel-key  new channel (HPKE) key; the old one still opens requests for
           --overlap-days D (default 30); --out FILE writes the realm file for the other nodes
   realm-update --in FILE   take that realm file on another node of the realm (then restart it)
   hsm     key ceremony for several nodes sharing one realm (docs/operating.md):
             hsm transport-key   [--hsm softhsm|pkcs11 ...] [--out FILE]   on the new node
-            hsm export-wrapped  --to FILE [--fingerprint FP] [--lock] [--out FILE]   on a node with the realm
+            hsm export-wrapped  --to FILE --fingerprint FP [--lock] [--out FILE]    on a node with the realm
             hsm import-wrapped  --in FILE                                 on the new node
             hsm lock-export     on the first node after the last import (one-way)
             hsm status          whether this token's realm keys can still be exported
@@ -47,7 +48,9 @@ Common options:
 init options:
   --hsm auto|softhsm|software|pkcs11   default auto: SoftHSM2 when installed, else the
                                        DEVELOPMENT-ONLY software key file (with a loud warning)
-  --pkcs11-module PATH --pkcs11-token LABEL   for --hsm pkcs11 (PIN in $COFFER_VAULT_HSM_PIN)
+  --pkcs11-module PATH --pkcs11-token LABEL   for --hsm pkcs11: the token must exist; its user PIN
+                   in $COFFER_VAULT_HSM_PIN (for SoftHSM2 also SOFTHSM2_CONF). With --hsm softhsm,
+                   --pkcs11-token names the token made in DIR/softhsm/ (default coffer-vault)
   --token-public-key FILE   PEM Ed25519 public key of your app's auth server (EdDSA tokens);
                             without it the realm signs HS256 development tokens itself
   --multi-node     the realm keys may be copied, wrapped, to other nodes' tokens (PKCS#11 only)
@@ -193,21 +196,25 @@ async function cmdInit(io: VaultCommandIo, json: boolean, dataDir: string, v: Va
     multiNode: v['multi-node'] === true,
     warn: (m) => io.stderr.write(m + '\n'),
   });
-  printRealm(io, json, dataDir, file.realmPublicKey, hsmDescription, file.token.alg, 'created');
+  printRealm(io, json, dataDir, file.realmPublicKey, hsmDescription, file.token.alg, 'created', v['multi-node'] === true);
   return 0;
 }
 
-function printRealm(io: VaultCommandIo, json: boolean, dataDir: string, realmPublicKey: string, hsm: string, tokenAlg: string, what: string): void {
+function printRealm(io: VaultCommandIo, json: boolean, dataDir: string, realmPublicKey: string, hsm: string, tokenAlg: string, what: string, multiNode = false): void {
   if (json) {
     io.stdout.write(JSON.stringify({ event: `realm-${what}`, dataDir, realmPublicKey, hsm, tokenAlg }) + '\n');
     return;
   }
+  const next = multiNode
+    ? `Next: on each further node \`coffer vault hsm transport-key\`, then \`hsm export-wrapped\` here (docs/operating.md);\n` +
+      `then on every node: COFFER_VAULT_DATABASE=postgres://... coffer vault serve --data-dir ${dataDir}\n`
+    : `Next: coffer vault serve --data-dir ${dataDir}\n`;
   io.stdout.write(
     `Realm ${what} in ${dataDir}\n` +
       `HSM: ${hsm}\n` +
       `Token algorithm: ${tokenAlg}\n\n` +
       `Realm public key (give it to clients; they pin it):\n  ${realmPublicKey}\n\n` +
-      `Next: coffer vault serve --data-dir ${dataDir}\n`,
+      next,
   );
 }
 
@@ -330,7 +337,7 @@ async function openStore(dataDir: string, recordsFile: string, databaseUrl: stri
 
 async function cmdMigrate(io: VaultCommandIo, json: boolean, v: Values): Promise<number> {
   const url = databaseOption(v);
-  if (!url) throw new UsageError('migrate needs --database postgres://... (the embedded SQLite store needs no migration)');
+  if (!url) throw new UsageError('migrate needs a database: set COFFER_VAULT_DATABASE=postgres://... or give --database (the embedded SQLite store needs no migration)');
   const { migratePostgres, redactDatabaseUrl } = await import('./store/postgres.js');
   const r = await migratePostgres({ url });
   if (json) io.stdout.write(JSON.stringify({ event: 'migrated', applied: r.applied, schemaVersion: r.schemaVersion }) + '\n');
@@ -366,14 +373,22 @@ async function cmdHsm(io: VaultCommandIo, json: boolean, dataDir: string, sub: s
         warn,
       });
       writeOut(io, v, t);
+      // With --out the fingerprint also goes to stdout, so a script can hand it on.
+      if (typeof v['out'] === 'string') io.stdout.write(json ? JSON.stringify({ event: 'transport-key', out: v['out'], fingerprint: t.fingerprint }) + '\n' : `Transport key fingerprint: ${t.fingerprint}\n`);
       if (!json) io.stderr.write(`Transport key fingerprint: ${t.fingerprint}\nRead it to the operator of the exporting node; they pass it as --fingerprint.\n`);
       return 0;
     }
     case 'export-wrapped': {
+      if (typeof v['fingerprint'] !== 'string') {
+        throw new UsageError(
+          '--fingerprint FP is required: the transport key fingerprint that the receiving node printed, read to you by its operator',
+          'compare it out of band (phone, in person), never from the file you were sent: whoever swaps the file would receive the realm keys',
+        );
+      }
       const bundle = await c.exportWrapped({
         dataDir,
         transport: readJsonFile(v['to'], '--to'),
-        ...(typeof v['fingerprint'] === 'string' ? { expectFingerprint: v['fingerprint'] } : {}),
+        expectFingerprint: v['fingerprint'],
         lock: v['lock'] === true,
         warn,
       });
@@ -384,7 +399,7 @@ async function cmdHsm(io: VaultCommandIo, json: boolean, dataDir: string, sub: s
     case 'import-wrapped': {
       const file = await c.importWrapped({ dataDir, bundle: readJsonFile(v['in'], '--in'), warn });
       if (json) io.stdout.write(JSON.stringify({ event: 'realm-imported', dataDir, realmPublicKey: file.realmPublicKey }) + '\n');
-      else io.stdout.write(`Realm imported into ${dataDir}\nRealm public key: ${file.realmPublicKey}\nNext: coffer vault serve --data-dir ${dataDir} --database postgres://...\n`);
+      else io.stdout.write(`Realm imported into ${dataDir}\nRealm public key: ${file.realmPublicKey}\nNext: COFFER_VAULT_DATABASE=postgres://... coffer vault serve --data-dir ${dataDir}\n`);
       return 0;
     }
     case 'lock-export':

@@ -9,6 +9,7 @@ import { Boundary, RequestRejectedError, type Effect, type OpenedRequest, type P
 import { HsmUnavailableError, RecordStoreError, UnsealFailedError } from './errors.js';
 import { createMetrics, type VaultMetrics } from './metrics.js';
 import { RateLimiter, type RateLimit } from './ratelimit.js';
+import { Readiness } from './readiness.js';
 import type { RecordStore } from './store/types.js';
 
 /**
@@ -33,10 +34,12 @@ export interface ServerOptions {
    * address. Defaults DEFAULT_RATE_LIMITS; `false` turns a limit off.
    */
   rateLimits?: { perAccount?: RateLimit | false; perAddress?: RateLimit | false };
-  /** Injected clock for the rate limiters (ms). */
+  /** Injected clock for the rate limiters and the readiness cache (ms). */
   now?: () => number;
   /** Readiness probes time out after this (default 2000 ms). */
   readinessTimeoutMs?: number;
+  /** Background readiness checks keep `coffer_vault_ready` current (default every 5000 ms). */
+  readinessIntervalMs?: number;
 }
 
 export const DEFAULT_RATE_LIMITS: { perAccount: RateLimit; perAddress: RateLimit } = {
@@ -50,11 +53,6 @@ export interface VaultServer {
   metrics: VaultMetrics;
   /** Readiness turns 503 and new vault requests get 503; requests already running finish. */
   drain(): void;
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout;
-  return Promise.race([p, new Promise<T>((_, reject) => (t = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
 }
 
 const MAX_RETRIES = 64;
@@ -106,15 +104,20 @@ export async function buildVaultServer(o: ServerOptions): Promise<VaultServer> {
   });
 
   app.get('/healthz', async () => ({ ok: true }));
-  // Ready = not draining, the database answers, and the HSM seals and unseals (spec §5).
+  // Ready = not draining, the database answers, and the HSM answers (spec §5).
+  const readiness = new Readiness({
+    store: () => o.store.ping(),
+    hsm: () => o.boundary.probeHsm(),
+    gauge: metrics.ready,
+    now,
+    ...(o.readinessTimeoutMs !== undefined ? { timeoutMs: o.readinessTimeoutMs } : {}),
+    ...(o.readinessIntervalMs !== undefined ? { intervalMs: o.readinessIntervalMs } : {}),
+  });
+  readiness.start();
+  app.addHook('onClose', async () => readiness.stop());
   app.get('/readyz', async (_req, reply) => {
-    const ms = o.readinessTimeoutMs ?? 2000;
-    const checks = { draining, store: true, hsm: true };
-    await withTimeout(o.store.ping(), ms, 'store ping').catch(() => (checks.store = false));
-    await withTimeout(o.boundary.selfTest(), ms, 'HSM self-test').catch(() => (checks.hsm = false));
-    const ready = !draining && checks.store && checks.hsm;
-    metrics.ready.set(ready ? 1 : 0);
-    return ready ? { ready } : reply.code(503).send({ ready, store: checks.store, hsm: checks.hsm, draining });
+    const s = await readiness.check();
+    return s.ready ? { ready: true } : reply.code(503).send(s);
   });
   app.get('/metrics', async (_req, reply) => {
     return reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
@@ -221,7 +224,7 @@ export async function buildVaultServer(o: ServerOptions): Promise<VaultServer> {
     metrics,
     drain() {
       draining = true;
-      metrics.ready.set(0);
+      readiness.drain();
     },
   };
 }

@@ -120,9 +120,14 @@ describe('three vault nodes, three SoftHSM2 tokens, one PostgreSQL', () => {
     const bad = await runVault(['hsm', 'export-wrapped', '--data-dir', dirs[0]!, '--to', x + '-transport.json', '--fingerprint', '0000-0000-0000-0000-0000-0000-0000-0000']);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /fingerprint/);
-    const locked = await runVault(['hsm', 'export-wrapped', '--data-dir', dirs[0]!, '--to', x + '-transport.json']);
+    const unchecked = await runVault(['hsm', 'export-wrapped', '--data-dir', dirs[0]!, '--to', x + '-transport.json']);
+    assert.equal(unchecked.code, 2, 'no export without the fingerprint');
+    assert.match(unchecked.stderr, /--fingerprint FP is required/);
+    const fp = (JSON.parse(readFileSync(x + '-transport.json', 'utf8')) as { fingerprint: string }).fingerprint;
+    const locked = await runVault(['hsm', 'export-wrapped', '--data-dir', dirs[0]!, '--to', x + '-transport.json', '--fingerprint', fp]);
     assert.equal(locked.code, 1);
-    assert.match(locked.stderr, /not exportable/);
+    assert.match(locked.stderr, /the realm keys on this token are locked: `coffer vault hsm lock-export` was run/);
+    assert.doesNotMatch(locked.stderr, /SOFTHSM2_CONF|module path/);
     const wrongToken = await runVault(['hsm', 'import-wrapped', '--data-dir', x, '--in', dirs[1]! + '-bundle.json']);
     assert.equal(wrongToken.code, 1);
     assert.match(wrongToken.stderr, /another transport key/);

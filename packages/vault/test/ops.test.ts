@@ -4,9 +4,10 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as opaque from '@serenity-kit/opaque';
-import type { Boundary } from '../src/boundary.js';
+import { protocol } from '@coffer/core/vault';
+import { Boundary } from '../src/boundary.js';
 import { RateLimiter } from '../src/ratelimit.js';
-import { initRealm, openRealm } from '../src/realm.js';
+import { initRealm, openRealm, readRealmFile } from '../src/realm.js';
 import { buildVaultServer, type VaultServer } from '../src/server.js';
 import { SqliteRecordStore } from '../src/store/sqlite.js';
 import type { RecordStore, StoredRecord } from '../src/store/types.js';
@@ -112,16 +113,19 @@ describe('vault server operations (in process, software HSM realm)', () => {
     assert.match(text, /coffer_vault_rejected_total\{code="rate-limited-address"\} 1/);
   });
 
-  it('is ready only when the database answers and the HSM seals', async () => {
-    const { s } = await start();
+  it('is ready only when the database answers and the HSM answers', async () => {
+    let clock = Date.now();
+    const { s } = await start({ now: () => clock });
     assert.deepEqual((await s.app.inject({ url: '/readyz' })).json(), { ready: true });
     store.failPing = true;
+    assert.equal((await s.app.inject({ url: '/readyz' })).statusCode, 200, 'the result of the last second is reused');
+    clock += 1000;
     const down = await s.app.inject({ url: '/readyz' });
     store.failPing = false;
     assert.equal(down.statusCode, 503);
     assert.deepEqual(down.json(), { ready: false, store: false, hsm: true, draining: false });
     const broken = await buildVaultServer({
-      boundary: Object.assign(Object.create(boundary) as Boundary, { selfTest: () => Promise.reject(new Error('token removed')) }),
+      boundary: Object.assign(Object.create(boundary) as Boundary, { probeHsm: () => Promise.reject(new Error('token removed')) }),
       store,
       realmPublicKey,
       logger: false,
@@ -130,6 +134,54 @@ describe('vault server operations (in process, software HSM realm)', () => {
     assert.equal(r.statusCode, 503);
     assert.equal(r.json().hsm, false);
     await broken.app.close();
+  });
+
+  it('keeps coffer_vault_ready current without anyone calling /readyz', async () => {
+    const { s } = await start({ readinessIntervalMs: 20 });
+    const ready = async () => Number(/^coffer_vault_ready (\S+)$/m.exec(await s.metrics.registry.metrics())?.[1]);
+    const waitFor = async (want: number) => {
+      for (let i = 0; i < 200 && (await ready()) !== want; i++) await new Promise((r) => setTimeout(r, 10));
+      return ready();
+    };
+    assert.equal(await waitFor(1), 1, 'a healthy node reads 1 from the start');
+    store.failPing = true;
+    try {
+      assert.equal(await waitFor(0), 0, 'and 0 soon after the database goes away');
+    } finally {
+      store.failPing = false;
+    }
+    assert.equal(await waitFor(1), 1);
+  });
+
+  it('/readyz spends nothing of the record key and probes the HSM at most once a second', async () => {
+    const counts = { seal: 0, unseal: 0, probe: 0 };
+    const counting: Hsm = new Proxy(hsm, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof v !== 'function') return v;
+        return (...args: unknown[]) => {
+          if (prop === 'seal' || prop === 'unseal' || prop === 'probe') counts[prop]++;
+          return (v as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const f = readRealmFile(dir);
+    const b = await Boundary.start({
+      realmIdText: f.realmId,
+      realmPublicKey: f.realmPublicKey,
+      hsm: counting,
+      realmKeyLabel: f.realmKeyLabel,
+      recordKeyLabel: f.recordKeyLabel,
+      sealedSecrets: protocol.fromB64u(f.sealedSecrets),
+    });
+    const sealsAtStart = counts.seal;
+    const { s } = await start({ boundary: b, readinessIntervalMs: 60_000 });
+    const codes = new Set<number>();
+    for (let i = 0; i < 300; i++) codes.add((await s.app.inject({ url: '/readyz' })).statusCode);
+    assert.deepEqual([...codes], [200]);
+    assert.equal(counts.seal - sealsAtStart, 0, 'no seal under the record key');
+    assert.equal(counts.unseal, 1, 'only the realm secrets were unsealed, at start');
+    assert.ok(counts.probe >= 1 && counts.probe <= 3, `HSM probed ${counts.probe} times for 300 calls`);
   });
 
   it('graceful shutdown: not ready and no new work once draining; the request in flight finishes', async () => {

@@ -84,9 +84,36 @@ describe('PostgreSQL record store', () => {
     }
   });
 
+  it('says which part of the URL is wrong: password, database, server; migrate reads COFFER_VAULT_DATABASE', async () => {
+    const c = new pg.Client({ connectionString: server.url });
+    await c.connect();
+    await c.query("CREATE ROLE coffer_pw LOGIN PASSWORD 'right-password'");
+    await c.query('CREATE DATABASE coffer_pw OWNER coffer_pw');
+    await c.end();
+    const url = (pw: string, db = 'coffer_pw') => `postgres://coffer_pw:${pw}@127.0.0.1:${server.port}/${db}`;
+    const wrong = await runVault(['migrate', '--database', url('wrong-password')]);
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /PostgreSQL refused the password of role "coffer_pw"\nhint: check the password in the URL/);
+    assert.equal(wrong.stderr.includes('wrong-password'), false, 'the password is never printed');
+    assert.doesNotMatch(wrong.stderr, /disk/);
+    const noDb = await runVault(['migrate', '--database', url('right-password', 'nope')]);
+    assert.match(noDb.stderr, /database "nope" does not exist/);
+    const saved = process.env['COFFER_VAULT_DATABASE'];
+    process.env['COFFER_VAULT_DATABASE'] = url('right-password');
+    try {
+      const r = await runVault(['migrate', '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout).applied, [1]);
+    } finally {
+      if (saved === undefined) delete process.env['COFFER_VAULT_DATABASE'];
+      else process.env['COFFER_VAULT_DATABASE'] = saved;
+    }
+    await assert.rejects(PostgresRecordStore.open({ url: url('wrong-password') }), (e: unknown) => e instanceof RecordStoreError && /refused the password/.test(e.message));
+  });
+
   it('reports an unreachable server as RecordStoreError, never as success, and hides the password', async () => {
     const url = `postgres://u:hunter2secret@127.0.0.1:1/none`;
-    await assert.rejects(PostgresRecordStore.open({ url, timeoutMs: 1000 }), (e: unknown) => e instanceof RecordStoreError && !e.message.includes('hunter2secret'));
+    await assert.rejects(PostgresRecordStore.open({ url, timeoutMs: 1000 }), (e: unknown) => e instanceof RecordStoreError && !e.message.includes('hunter2secret') && /no PostgreSQL server answers/.test(e.message));
     assert.equal(redactDatabaseUrl(url).includes('hunter2secret'), false);
   });
 });

@@ -2,7 +2,8 @@
 
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { InvalidVaultConfigError, protocol, registerBackupKey, vaultStatus } from '@coffer/core/vault';
@@ -70,7 +71,7 @@ describe('coffer vault CLI', () => {
   it('explains a missing realm', async () => {
     const r = await runVault(['token', '--data-dir', join(dir, 'none'), '--account', 'a']);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /no realm in .*\nhint: run `coffer vault init/);
+    assert.match(r.stderr, /no realm in .*: the directory does not exist\nhint: .*run `coffer vault init/);
   });
 
   it('init with the software HSM warns loudly, prints the realm key, refuses to overwrite; token works', async () => {
@@ -144,6 +145,77 @@ describe('coffer vault CLI', () => {
     assert.match(await serveOnce(['--hsm', 'software']), /SOFTWARE HSM/);
     assert.ok(existsSync(join(d, 'software-hsm-DEVELOPMENT-ONLY.json')), 'the realm was made with the software HSM');
     assert.match(await serveOnce(['--hsm', 'softhsm']), /--hsm is ignored: the realm .* exists/);
+  });
+
+  it('init --hsm softhsm honours --pkcs11-token, and refuses flags that would be ignored', async () => {
+    const d = join(dir, 'labelled');
+    const r = await runVault(['init', '--data-dir', d, '--hsm', 'softhsm', '--pkcs11-token', 'coffer-1']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /PKCS#11 token "coffer-1"/);
+    assert.equal(JSON.parse(readFileSync(join(d, 'realm.json'), 'utf8')).hsm.tokenLabel, 'coffer-1');
+    assert.equal((await runVault(['token', '--data-dir', d, '--account', 'a'])).code, 0, 'the realm opens its token by that label');
+    const mod = await runVault(['init', '--data-dir', join(dir, 'mod'), '--hsm', 'softhsm', '--pkcs11-module', '/usr/lib/softhsm/libsofthsm2.so']);
+    assert.equal(mod.code, 2);
+    assert.match(mod.stderr, /--pkcs11-module is only for --hsm pkcs11/);
+    const sw = await runVault(['init', '--data-dir', join(dir, 'sw-label'), '--hsm', 'software', '--pkcs11-token', 'x']);
+    assert.equal(sw.code, 2);
+    assert.match(sw.stderr, /software HSM has none/);
+    assert.equal(existsSync(join(dir, 'mod')) || existsSync(join(dir, 'sw-label')), false, 'nothing was made');
+  });
+
+  it('init --multi-node says the next steps include the shared database', async () => {
+    const r = await runVault(['init', '--data-dir', join(dir, 'multi'), '--hsm', 'softhsm', '--multi-node']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /hsm transport-key/);
+    assert.match(r.stdout, /COFFER_VAULT_DATABASE=postgres:\/\/\.\.\. coffer vault serve/);
+  });
+
+  it('--hsm pkcs11 without the PIN says which variable to set', async () => {
+    const saved = process.env['COFFER_VAULT_HSM_PIN'];
+    delete process.env['COFFER_VAULT_HSM_PIN'];
+    try {
+      const r = await runVault(['init', '--data-dir', join(dir, 'nopin'), '--hsm', 'pkcs11', '--pkcs11-module', '/usr/lib/softhsm/libsofthsm2.so', '--pkcs11-token', 'coffer-1']);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /COFFER_VAULT_HSM_PIN is not set: it must hold the user PIN of PKCS#11 token "coffer-1"/);
+      assert.match(r.stderr, /hint: export COFFER_VAULT_HSM_PIN=.*SOFTHSM2_CONF/);
+      assert.doesNotMatch(r.stderr, /run `coffer vault init/);
+    } finally {
+      if (saved !== undefined) process.env['COFFER_VAULT_HSM_PIN'] = saved;
+    }
+  });
+
+  it('hsm transport-key --hsm pkcs11 makes its data directory, and says where the token is missing', async () => {
+    // A SoftHSM2 token made the way an operator would (softhsm2-util), used through --hsm pkcs11.
+    const conf = join(dir, 'softhsm2.conf');
+    mkdirSync(join(dir, 'tokens'));
+    writeFileSync(conf, `directories.tokendir = ${join(dir, 'tokens')}\nobjectstore.backend = file\n`);
+    const env = { ...process.env, SOFTHSM2_CONF: conf };
+    execFileSync('softhsm2-util', ['--init-token', '--free', '--label', 'coffer-2', '--so-pin', '12345678', '--pin', '87654321'], { env, stdio: 'ignore' });
+    const saved = { conf: process.env['SOFTHSM2_CONF'], pin: process.env['COFFER_VAULT_HSM_PIN'] };
+    process.env['SOFTHSM2_CONF'] = conf;
+    process.env['COFFER_VAULT_HSM_PIN'] = '87654321';
+    try {
+      const nested = join(dir, 'not', 'yet', 'there');
+      const args = ['hsm', 'transport-key', '--data-dir', nested, '--hsm', 'pkcs11', '--pkcs11-module', '/usr/lib/softhsm/libsofthsm2.so', '--out', join(dir, 't.json')];
+      const r = await runVault([...args, '--pkcs11-token', 'coffer-2']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^Transport key fingerprint: [0-9a-f]{4}(-[0-9a-f]{4}){7}\n$/, 'the fingerprint on stdout when the key goes to --out');
+      assert.ok(existsSync(join(nested, 'transport-key.json')));
+      const missing = await runVault([...args.map((a) => (a === nested ? join(dir, 'other') : a)), '--pkcs11-token', 'no-such-token']);
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /no initialised PKCS#11 token labelled "no-such-token"/);
+      assert.match(missing.stderr, /hint: .*SOFTHSM2_CONF/);
+      process.env['COFFER_VAULT_HSM_PIN'] = '11111111';
+      const wrongPin = await runVault([...args.map((a) => (a === nested ? join(dir, 'other2') : a)), '--pkcs11-token', 'coffer-2']);
+      assert.equal(wrongPin.code, 1);
+      assert.match(wrongPin.stderr, /failed: wrong user PIN\nhint: check the PIN in \$COFFER_VAULT_HSM_PIN/);
+      assert.equal(wrongPin.stderr.includes('11111111'), false);
+    } finally {
+      for (const [k, v] of [['SOFTHSM2_CONF', saved.conf], ['COFFER_VAULT_HSM_PIN', saved.pin]] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
   });
 
   it('init with an Ed25519 app key makes an EdDSA realm that issues no tokens itself', async () => {

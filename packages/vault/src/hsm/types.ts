@@ -15,6 +15,11 @@ export interface Hsm {
   /** Generates a new non-extractable AES-256 key. Throws HsmKeyExistsError if the label is taken. */
   generateKey(label: string): Promise<void>;
   hasKey(label: string): Promise<boolean>;
+  /**
+   * Readiness: resolves if the HSM answers (PKCS#11: C_GenerateRandom on the session), rejects
+   * otherwise. Uses no key, so it spends no key's nonce budget however often it is called.
+   */
+  probe(): Promise<void>;
   seal(label: string, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
   unseal(label: string, sealed: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
   close(): Promise<void>;

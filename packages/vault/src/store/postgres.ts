@@ -45,6 +45,37 @@ export function redactDatabaseUrl(url: string): string {
   }
 }
 
+/**
+ * A RecordStoreError that says what went wrong with a connection, from the server's SQLSTATE or
+ * the socket error: wrong password, unknown role or database, no server, missing privileges.
+ */
+export function postgresError(what: string, url: string, cause: unknown): RecordStoreError {
+  const where = redactDatabaseUrl(url);
+  const code = String((cause as { code?: unknown } | null)?.code ?? '');
+  let user = 'the user in the URL';
+  let db = 'the database in the URL';
+  try {
+    const u = new URL(url);
+    user = `role "${decodeURIComponent(u.username)}"`;
+    db = `database "${decodeURIComponent(u.pathname.slice(1))}"`;
+  } catch {
+    /* keep the generic words */
+  }
+  const known: Record<string, [string, string]> = {
+    '28P01': [`PostgreSQL refused the password of ${user}`, 'check the password in the URL ($COFFER_VAULT_DATABASE); percent-encode special characters (@ : / ? #)'],
+    '28000': [`PostgreSQL refused ${user} (no such role, or pg_hba.conf has no entry for this host and user)`, 'create the role (docs/operating.md §1) or add a pg_hba.conf line for this host'],
+    '3D000': [`${db} does not exist`, 'create it (CREATE DATABASE ... OWNER ...; docs/operating.md §1), or fix the URL'],
+    '42501': [`${user} lacks a privilege the vault needs`, 'the vault role must own its database (CREATE DATABASE ... OWNER role) or at least its tables'],
+    '53300': ['PostgreSQL has no free connection slot', 'raise max_connections, or lower the number of nodes (each opens up to 10 connections)'],
+    '57P03': ['PostgreSQL is starting up or shutting down', 'try again in a moment'],
+    ECONNREFUSED: ['no PostgreSQL server answers at that host and port', 'check host and port in the URL, and that PostgreSQL runs and listens there (listen_addresses)'],
+    ENOTFOUND: ['the database host name does not resolve', 'check the host in the URL'],
+  };
+  const k = known[code];
+  if (k) return new RecordStoreError(`${what} at ${where}: ${k[0]}`, { cause, hint: k[1] });
+  return new RecordStoreError(`${what} at ${where}`, { cause, hint: 'check that PostgreSQL runs and the URL (host, port, role, password, database) is right; the cause below says more' });
+}
+
 export function isPostgresUrl(s: string): boolean {
   return /^postgres(ql)?:\/\//.test(s);
 }
@@ -104,7 +135,7 @@ export async function migratePostgres(o: PostgresOptions): Promise<{ applied: nu
     }
   } catch (cause) {
     if (cause instanceof RecordStoreError) throw cause;
-    throw new RecordStoreError(`migration of ${redactDatabaseUrl(o.url)} failed (nothing was changed)`, { cause });
+    throw postgresError('migration failed (nothing was changed)', o.url, cause);
   } finally {
     await p.end();
   }
@@ -135,7 +166,7 @@ export class PostgresRecordStore implements RecordStore {
     } catch (cause) {
       await p.end().catch(() => undefined);
       if (cause instanceof RecordStoreError) throw cause;
-      throw new RecordStoreError(`cannot open the PostgreSQL record store at ${description}`, { cause });
+      throw postgresError('cannot open the PostgreSQL record store', o.url, cause);
     }
     return new PostgresRecordStore(p, description);
   }
