@@ -72,6 +72,16 @@ export class RecordStoreError extends VaultServerError {
   }
 }
 
+/** The database already belongs to another realm (spec/vault-protocol.md §9.1). */
+export class DatabaseRealmMismatchError extends RecordStoreError {
+  constructor(boundTo: string, mine: string) {
+    super(`this database belongs to realm ${boundTo}, not to this node's realm ${mine}`, {
+      hint: 'give every realm a database of its own (--database, or DIR/records.sqlite); the nodes of one realm share one, made by `coffer vault init` or the key ceremony',
+    });
+    this.name = 'DatabaseRealmMismatchError';
+  }
+}
+
 export class UsageError extends VaultServerError {
   constructor(message: string, hint = 'run `coffer vault --help`') {
     super(message, hint);

@@ -122,9 +122,10 @@ export async function initRealm(o: InitOptions): Promise<{ file: RealmFile; hsmD
     const tag = randomBytes(4).toString('hex');
     const realmKeyLabel = `coffer-realm-${tag}`;
     const recordKeyLabel = `coffer-records-${tag}`;
-    if (o.multiNode && hsm instanceof Pkcs11Hsm) {
-      await hsm.generateKey(realmKeyLabel, { exportableWrapped: true });
-      await hsm.generateKey(recordKeyLabel, { exportableWrapped: true });
+    if (o.multiNode) {
+      if (!hsm.keyTransport) throw new RealmConfigError('--multi-node needs an HSM that can copy keys wrapped (PKCS#11)');
+      await hsm.keyTransport.generateExportableKey(realmKeyLabel);
+      await hsm.keyTransport.generateExportableKey(recordKeyLabel);
     } else {
       await hsm.generateKey(realmKeyLabel);
       await hsm.generateKey(recordKeyLabel);

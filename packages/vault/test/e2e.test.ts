@@ -350,7 +350,7 @@ describe('vault end to end (SoftHSM2, SQLite, HTTP)', () => {
     assert.deepEqual(await vaultStatus(c), { registered: true, guessesRemaining: 3, maxAttempts: 5 });
   });
 
-  it('makes a replayed login-finish or register-finish harmless on another node (version-bound tickets)', async () => {
+  it('refuses a replayed login-finish or register-finish on another process of the realm, and the tickets would be spent anyway', async () => {
     const acct = 'ken';
     const c = await conn(acct);
     const t = await token(acct);
@@ -378,16 +378,17 @@ describe('vault end to end (SoftHSM2, SQLite, HTTP)', () => {
     assert.deepEqual(await vaultStatus(c), { registered: true, guessesRemaining: 5, maxAttempts: 8 });
     const versionBefore = await version(acct);
 
-    // Node 2 of the same realm: its replay cache has never seen these requests.
+    // A second process on the same database: the request ids were claimed in the database.
     const node2 = await startVault(dir);
     try {
-      const r = await postRaw(node2.url, t, f1.requestBody);
-      assert.equal(r.status, 200, 'node 2 cannot tell it is a replay by id alone');
-      const inner = await f1.open(r.body);
-      assert.equal(inner.status, 'ticket-expired', 'but the ticket was already used: no reset, no key');
-      assert.equal(inner['released'], undefined);
-      const r2 = await postRaw(node2.url, t, regFinishBody);
-      assert.equal(r2.status, 200, 'register-finish replay reaches the boundary of node 2 (answer: conflict)');
+      for (const body of [f1.requestBody, regFinishBody]) {
+        const r = await postRaw(node2.url, t, body);
+        assert.deepEqual([r.status, JSON.parse(new TextDecoder().decode(r.body)).error], [400, 'replayed-request']);
+      }
+      // Even with a fresh request id (the same ticket sent again), the used ticket gives nothing.
+      const again = await rawCall(node2, t, acct, 'login-finish', { ticket: s1.inner!['ticket'], finishLoginRequest: fin.finishLoginRequest, action: 'recover' });
+      assert.equal(again.inner?.status, 'ticket-expired', 'the ticket was already used: no reset, no key');
+      assert.equal(again.inner?.['released'], undefined);
       assert.equal(await version(acct), versionBefore);
       assert.deepEqual(await vaultStatus(c), { registered: true, guessesRemaining: 5, maxAttempts: 8 });
     } finally {
@@ -429,7 +430,7 @@ describe('vault end to end (SoftHSM2, SQLite, HTTP)', () => {
       const na = (await store.get('nina'))!;
       const ob = (await store.get('oscar'))!;
       // The operator writes nina's sealed record into oscar's row (same version number).
-      assert.equal(await store.compareAndSet('oscar', ob.version, ob.version + 1, na.sealed), true);
+      assert.equal(await store.commit('oscar', { kind: 'put', expectedVersion: ob.version, newVersion: ob.version + 1, sealed: na.sealed }), 'ok');
       const e = await recoverBackupKey({ ...b, password: PASSWORD }).catch((x: unknown) => x);
       assert.ok(e instanceof VaultUnavailableError && /HTTP 500|record-unreadable/.test(e.message), String(e));
       assert.match(v.logs(), /stored record failed to unseal/);

@@ -10,7 +10,7 @@ import { RateLimiter } from '../src/ratelimit.js';
 import { initRealm, openRealm, readRealmFile } from '../src/realm.js';
 import { buildVaultServer, type VaultServer } from '../src/server.js';
 import { SqliteRecordStore } from '../src/store/sqlite.js';
-import type { RecordStore, StoredRecord } from '../src/store/types.js';
+import type { CommitOptions, RecordChange, RecordStore, StoredRecord } from '../src/store/types.js';
 import type { Hsm } from '../src/hsm/types.js';
 import { cleanup, rawCall, tempDir } from './helpers.js';
 
@@ -45,11 +45,11 @@ class GatedStore implements RecordStore {
     if (this.gate) await this.gate;
     return this.inner.get(a);
   }
-  compareAndSet(a: string, e: number | null, n: number, s: Uint8Array) {
-    return this.inner.compareAndSet(a, e, n, s);
+  commit(a: string, c: RecordChange, o?: CommitOptions) {
+    return this.inner.commit(a, c, o);
   }
-  delete(a: string, e: number) {
-    return this.inner.delete(a, e);
+  bindRealm(r: string) {
+    return this.inner.bindRealm(r);
   }
   async ping() {
     if (this.failPing) throw new Error('database down');

@@ -42,7 +42,7 @@ describe('PostgreSQL record store', () => {
     await assert.rejects(PostgresRecordStore.open({ url }), (e: unknown) => e instanceof DatabaseSchemaError && /version 0/.test(e.message) && /migrate/.test(e.hint));
     const r1 = await runVault(['migrate', '--database', url, '--json']);
     assert.equal(r1.code, 0, r1.stderr);
-    assert.deepEqual(JSON.parse(r1.stdout), { event: 'migrated', applied: [1], schemaVersion: SCHEMA_VERSION });
+    assert.deepEqual(JSON.parse(r1.stdout), { event: 'migrated', applied: [1, 2], schemaVersion: SCHEMA_VERSION });
     const r2 = await runVault(['migrate', '--database', url, '--json']);
     assert.deepEqual(JSON.parse(r2.stdout).applied, [], 'a second migrate applies nothing');
     const s = await PostgresRecordStore.open({ url });
@@ -53,7 +53,7 @@ describe('PostgreSQL record store', () => {
   it('runs concurrent migrations once (advisory lock)', async () => {
     const url = await freshDatabase();
     const rs = await Promise.all([migratePostgres({ url }), migratePostgres({ url }), migratePostgres({ url })]);
-    assert.deepEqual(rs.map((r) => r.applied.length).sort(), [0, 0, 1]);
+    assert.deepEqual(rs.map((r) => r.applied.length).sort(), [0, 0, 2]);
   });
 
   it('refuses a schema newer than the code', async () => {
@@ -103,7 +103,7 @@ describe('PostgreSQL record store', () => {
     try {
       const r = await runVault(['migrate', '--json']);
       assert.equal(r.code, 0, r.stderr);
-      assert.deepEqual(JSON.parse(r.stdout).applied, [1]);
+      assert.deepEqual(JSON.parse(r.stdout).applied, [1, 2]);
     } finally {
       if (saved === undefined) delete process.env['COFFER_VAULT_DATABASE'];
       else process.env['COFFER_VAULT_DATABASE'] = saved;

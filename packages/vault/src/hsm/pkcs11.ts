@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import type * as Pkcs11Types from 'pkcs11js';
 import { HsmKeyExistsError, HsmKeyLockedError, HsmKeyNotFoundError, HsmUnavailableError, UnsealFailedError } from '../errors.js';
-import { checkLabel, checkPlaintext, GCM_NONCE_BYTES, GCM_TAG_BYTES, type Hsm } from './types.js';
+import { checkLabel, checkPlaintext, GCM_NONCE_BYTES, GCM_TAG_BYTES, type Hsm, type KeyTransport } from './types.js';
 
 const require = createRequire(import.meta.url);
 
@@ -34,7 +34,7 @@ function isCkr(e: unknown, code: number): boolean {
   return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === code;
 }
 
-export class Pkcs11Hsm implements Hsm {
+export class Pkcs11Hsm implements Hsm, KeyTransport {
   readonly kind = 'pkcs11' as const;
   readonly description: string;
   readonly #p: P11;
@@ -133,13 +133,23 @@ export class Pkcs11Hsm implements Hsm {
     if (this.#closed) throw new HsmUnavailableError('the PKCS#11 session is closed');
   }
 
+  readonly keyTransport: KeyTransport = this;
+
+  /** Generates a non-extractable AES-256 key. */
+  async generateKey(label: string): Promise<void> {
+    this.#generate(label, false);
+  }
+
   /**
-   * Generates a non-extractable AES-256 key. With `exportableWrapped` (realm keys of a multi-node
-   * realm, `coffer vault init --multi-node`), the key is still CKA_SENSITIVE (its value is never
-   * readable) but CKA_EXTRACTABLE, so it can leave the token only wrapped (`wrapForTransport`) until
-   * `lockExport` turns that off for good.
+   * For the realm keys of a multi-node realm (`coffer vault init --multi-node`): still
+   * CKA_SENSITIVE (its value is never readable) but CKA_EXTRACTABLE, so it can leave the token
+   * only wrapped (`wrapForTransport`) until `lockExport` turns that off for good.
    */
-  async generateKey(label: string, o: { exportableWrapped?: boolean } = {}): Promise<void> {
+  async generateExportableKey(label: string): Promise<void> {
+    this.#generate(label, true);
+  }
+
+  #generate(label: string, exportableWrapped: boolean): void {
     this.#open();
     if (this.#find(checkLabel(label))) throw new HsmKeyExistsError(label);
     const p = this.#p;
@@ -151,7 +161,7 @@ export class Pkcs11Hsm implements Hsm {
       { type: p.CKA_TOKEN, value: true },
       { type: p.CKA_PRIVATE, value: true },
       { type: p.CKA_SENSITIVE, value: true },
-      { type: p.CKA_EXTRACTABLE, value: o.exportableWrapped === true },
+      { type: p.CKA_EXTRACTABLE, value: exportableWrapped },
       { type: p.CKA_ENCRYPT, value: true },
       { type: p.CKA_DECRYPT, value: true },
       { type: p.CKA_WRAP, value: false },
