@@ -12,6 +12,8 @@ check sqlite3 sqlite3
 check softhsm2-util softhsm2
 check /usr/lib/postgresql postgresql
 check /usr/bin/chromium chromium
+check openssl openssl   # TLS certificates in the vault tests and docs/operating.md
+check curl curl         # docs/operating.md, run by its test
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

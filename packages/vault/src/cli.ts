@@ -1,6 +1,7 @@
 // `coffer vault init | serve | token` (wired into the `coffer` dispatcher by packages/cli).
 
 import { readFileSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -67,6 +68,10 @@ serve options:
   --address-rate N[/B]  requests per minute per client address on this node (default 1200/200; 0 off)
   --shutdown-delay S    on SIGTERM, report not-ready for S seconds before closing (default 0);
                         requests in flight always finish
+  --tls-cert FILE --tls-key FILE   serve HTTPS with this PEM certificate chain and key
+  --trust-proxy ADDRS   comma-separated addresses or CIDR ranges of the reverse proxies in
+                        front of this node: their X-Forwarded-For names the client address
+                        (for --address-rate and logs); others' X-Forwarded-For is ignored
   Endpoints: POST /v1/vault, GET /healthz, /readyz (database + HSM), /metrics (Prometheus)
 
 token options:
@@ -124,6 +129,9 @@ export async function vaultCommand(argv: string[], io: VaultCommandIo): Promise<
         'address-rate': { type: 'string' },
         'shutdown-delay': { type: 'string' },
         'overlap-days': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        'trust-proxy': { type: 'string' },
       },
     });
   } catch (e) {
@@ -234,6 +242,8 @@ async function cmdServe(io: VaultCommandIo, json: boolean, dataDir: string, v: V
   const databaseUrl = databaseOption(v);
   const rateLimits = { perAccount: rateOption(v, 'account-rate'), perAddress: rateOption(v, 'address-rate') };
   const shutdownDelayMs = secondsOption(v, 'shutdown-delay', 0) * 1000;
+  const tls = tlsOption(v);
+  const trustProxy = trustProxyOption(v);
   try {
     readRealmFile(dataDir);
     if (v['hsm'] !== undefined) warn(`coffer vault: --hsm is ignored: the realm in ${dataDir} exists and keeps the HSM it was made with`);
@@ -251,21 +261,26 @@ async function cmdServe(io: VaultCommandIo, json: boolean, dataDir: string, v: V
   }
 
   const { file, hsm, boundary } = await openRealm(dataDir, { warn });
-  let store: RecordStore;
+  let store: RecordStore | undefined;
+  let server: Awaited<ReturnType<typeof buildVaultServer>>;
   try {
     store = await openStore(dataDir, RECORDS_FILE, databaseUrl);
+    server = await buildVaultServer({
+      boundary,
+      store,
+      realmPublicKey: file.realmPublicKey,
+      logStream: { write: (s: string) => io.stdout.write(s) },
+      logger: { level: typeof v['log-level'] === 'string' ? v['log-level'] : 'info' },
+      rateLimits,
+      ...(tls ? { tls } : {}),
+      ...(trustProxy ? { trustProxy } : {}),
+    });
   } catch (e) {
+    await store?.close();
     await hsm.close();
     throw e;
   }
-  const server = await buildVaultServer({
-    boundary,
-    store,
-    realmPublicKey: file.realmPublicKey,
-    logStream: { write: (s: string) => io.stdout.write(s) },
-    logger: { level: typeof v['log-level'] === 'string' ? v['log-level'] : 'info' },
-    rateLimits,
-  });
+  const openedStore = store;
   const app = server.app;
   let closing = false;
   const done = new Promise<void>((resolveDone) => {
@@ -280,7 +295,7 @@ async function cmdServe(io: VaultCommandIo, json: boolean, dataDir: string, v: V
       app.log.info({ shutdownDelayMs }, 'draining: not ready, finishing requests in flight');
       if (shutdownDelayMs > 0) await new Promise((r) => setTimeout(r, shutdownDelayMs));
       await app.close();
-      await store.close();
+      await openedStore.close();
       await hsm.close();
       resolveDone();
     };
@@ -309,6 +324,40 @@ function rateOption(v: Values, name: string): { perMinute: number; burst: number
   const burst = m[2] !== undefined ? Number(m[2]) : Math.max(1, Math.ceil(perMinute / 3));
   if (burst < 1) throw new UsageError(`--${name}: burst must be at least 1`);
   return { perMinute, burst };
+}
+
+function tlsOption(v: Values): { cert: Buffer; key: Buffer } | undefined {
+  const cert = v['tls-cert'];
+  const key = v['tls-key'];
+  if (cert === undefined && key === undefined) return undefined;
+  if (typeof cert !== 'string' || typeof key !== 'string') throw new UsageError('--tls-cert FILE and --tls-key FILE go together', 'give both PEM files (the certificate chain and its private key)');
+  const read = (path: string, flag: string) => {
+    try {
+      return readFileSync(path);
+    } catch (cause) {
+      throw new UsageError(`${flag} ${path}: cannot read it (${(cause as Error).message})`);
+    }
+  };
+  return { cert: read(cert, '--tls-cert'), key: read(key, '--tls-key') };
+}
+
+function trustProxyOption(v: Values): string[] | undefined {
+  const x = v['trust-proxy'];
+  if (x === undefined) return undefined;
+  const list = String(x)
+    .split(',')
+    .map((a) => a.trim())
+    .filter(Boolean);
+  for (const a of list) {
+    const [addr, bits, extra] = a.split('/');
+    const family = isIP(addr ?? '');
+    const max = family === 4 ? 32 : 128;
+    if (!family || extra !== undefined || (bits !== undefined && !(/^\d+$/.test(bits) && Number(bits) <= max))) {
+      throw new UsageError(`--trust-proxy takes addresses or CIDR ranges of your proxies, separated by commas (got "${a}")`, 'for example --trust-proxy 10.0.0.5,10.1.0.0/16; trust only the proxies in front of this node');
+    }
+  }
+  if (list.length === 0) throw new UsageError('--trust-proxy needs at least one address');
+  return list;
 }
 
 function secondsOption(v: Values, name: string, dflt: number): number {

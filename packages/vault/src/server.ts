@@ -77,6 +77,8 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
 }
 
 export async function buildVaultServer(o: ServerOptions): Promise<VaultServer> {
+  // A database serves one realm: refuse to start on another realm's records (§9.1).
+  await o.store.bindRealm(o.boundary.realmIdText);
   const metrics = createMetrics();
   const app = createApp(o, metrics);
   const readiness = new Readiness({

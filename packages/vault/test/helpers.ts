@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
 import { protocol, INSECURE_TEST_ONLY_FAST_KEY_STRETCHING, type VaultConnection } from '@coffer/core/vault';
 import { vaultCommand } from '../src/cli.js';
 
@@ -32,6 +33,28 @@ export interface VaultProcess {
   waitForStderr(re: RegExp, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
   kill9(): Promise<void>;
+}
+
+/** Runs `serve` in this process until it listens (url, stop) or exits (code). */
+export async function serveInProcess(args: string[]): Promise<{ code: number | null; stderr: string; url: string; stop(): Promise<void> }> {
+  const ac = new AbortController();
+  let err = '';
+  let onUrl!: (u: string) => void;
+  const listening = new Promise<string>((r) => (onUrl = r));
+  const running = vaultCommand(['serve', '--port', '0', ...args], { stdout: { write: () => true }, stderr: { write: (x: string) => (err += x) }, signal: ac.signal, onListening: onUrl });
+  const first = await Promise.race([listening, running.then((code) => ({ code }))]);
+  if (typeof first === 'object') return { code: first.code, stderr: err, url: '', stop: async () => undefined };
+  return {
+    code: null,
+    get stderr() {
+      return err;
+    },
+    url: first,
+    async stop() {
+      ac.abort();
+      assert.equal(await running, 0);
+    },
+  };
 }
 
 /** Starts `node bin/coffer-vault.js serve --data-dir DIR --port 0` and waits until it listens. */

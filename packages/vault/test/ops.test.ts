@@ -113,6 +113,18 @@ describe('vault server operations (in process, software HSM realm)', () => {
     assert.match(text, /coffer_vault_rejected_total\{code="rate-limited-address"\} 1/);
   });
 
+  it('takes the client address from X-Forwarded-For only when the proxy is trusted', async () => {
+    const limits = { perAccount: false as const, perAddress: { perMinute: 1, burst: 1 } };
+    const send = (s: VaultServer, xff: string) =>
+      s.app.inject({ method: 'POST', url: '/v1/vault', remoteAddress: '10.1.2.3', headers: { 'x-forwarded-for': xff, 'content-type': 'application/octet-stream' }, payload: Buffer.alloc(8) }).then((r) => r.statusCode);
+    const trusting = (await start({ rateLimits: limits, trustProxy: ['10.0.0.0/8'] })).s;
+    assert.deepEqual([await send(trusting, '198.51.100.1'), await send(trusting, '198.51.100.2'), await send(trusting, '198.51.100.1')], [401, 401, 429], 'one bucket per forwarded client');
+    const naive = (await start({ rateLimits: limits })).s;
+    assert.deepEqual([await send(naive, '198.51.100.1'), await send(naive, '198.51.100.2')], [401, 429], 'an untrusted header is ignored: one bucket for the proxy');
+    const otherProxy = (await start({ rateLimits: limits, trustProxy: ['192.0.2.1'] })).s;
+    assert.deepEqual([await send(otherProxy, '198.51.100.1'), await send(otherProxy, '198.51.100.2')], [401, 429], 'only the proxies named are trusted');
+  });
+
   it('is ready only when the database answers and the HSM answers', async () => {
     let clock = Date.now();
     const { s } = await start({ now: () => clock });

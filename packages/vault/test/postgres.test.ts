@@ -8,7 +8,7 @@ import { recordStoreConformance } from '../src/store/conformance.js';
 import { DatabaseSchemaError, migratePostgres, PostgresRecordStore, redactDatabaseUrl, SCHEMA_VERSION } from '../src/store/postgres.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanup, runVault, tempDir } from './helpers.js';
+import { cleanup, runVault, serveInProcess, tempDir } from './helpers.js';
 import { startPostgres, type PostgresServer } from './postgres-server.js';
 
 let server: PostgresServer;
@@ -79,6 +79,26 @@ describe('PostgreSQL record store', () => {
       const bad = await runVault(['serve', '--data-dir', dir, '--database', 'mysql://x@y/z']);
       assert.equal(bad.code, 2);
       assert.match(bad.stderr, /postgres:\/\//);
+    } finally {
+      cleanup(dir);
+    }
+  });
+
+  it('a database belongs to the first realm served on it: another realm refuses to start', async () => {
+    const url = await freshDatabase();
+    await migratePostgres({ url });
+    const dir = tempDir('coffer-pg-realms-');
+    try {
+      for (const r of ['a', 'b']) assert.equal((await runVault(['init', '--data-dir', join(dir, r), '--hsm', 'software'])).code, 0);
+      const a = await serveInProcess(['--data-dir', join(dir, 'a'), '--database', url]);
+      assert.ok(a.url, a.stderr);
+      const b = await serveInProcess(['--data-dir', join(dir, 'b'), '--database', url]);
+      await a.stop();
+      assert.equal(b.code, 1);
+      assert.match(b.stderr, /this database belongs to realm .*, not to this node's realm/);
+      const again = await serveInProcess(['--data-dir', join(dir, 'a'), '--database', url]);
+      assert.ok(again.url, 'the realm it belongs to starts again');
+      await again.stop();
     } finally {
       cleanup(dir);
     }

@@ -3,13 +3,14 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { InvalidVaultConfigError, protocol, registerBackupKey, vaultStatus } from '@coffer/core/vault';
 import { InvalidTokenError } from '../src/errors.js';
 import { issueToken, verifyToken } from '../src/token.js';
-import { cleanup, runVault, tempDir } from './helpers.js';
+import { cleanup, runVault, serveInProcess, tempDir } from './helpers.js';
 import { vaultCommand } from '../src/cli.js';
 
 const secret = new Uint8Array(32).fill(7);
@@ -126,21 +127,10 @@ describe('coffer vault CLI', () => {
   it('serve --hsm makes a new realm in the HSM it names, and says an existing realm keeps its own', async () => {
     const d = join(dir, 'serve-hsm');
     const serveOnce = async (args: string[]) => {
-      const ac = new AbortController();
-      let err = '';
-      let url = '';
-      const running = vaultCommand(['serve', '--data-dir', d, '--port', '0', ...args], {
-        stdout: { write: () => true },
-        stderr: { write: (x: string) => (err += x) },
-        signal: ac.signal,
-        onListening: (u) => {
-          url = u;
-        },
-      });
-      while (!url) await new Promise((r) => setTimeout(r, 10));
-      ac.abort();
-      assert.equal(await running, 0);
-      return err;
+      const s = await serveInProcess(['--data-dir', d, ...args]);
+      assert.ok(s.url, s.stderr);
+      await s.stop();
+      return s.stderr;
     };
     assert.match(await serveOnce(['--hsm', 'software']), /SOFTWARE HSM/);
     assert.ok(existsSync(join(d, 'software-hsm-DEVELOPMENT-ONLY.json')), 'the realm was made with the software HSM');
@@ -215,6 +205,51 @@ describe('coffer vault CLI', () => {
         if (v === undefined) delete process.env[k];
         else process.env[k] = v;
       }
+    }
+  });
+
+  it('refuses to serve a database that belongs to another realm', async () => {
+    const a = join(dir, 'realm-a');
+    const b = join(dir, 'realm-b');
+    for (const d of [a, b]) assert.equal((await runVault(['init', '--data-dir', d, '--hsm', 'software'])).code, 0);
+    const first = await serveInProcess(['--data-dir', a]);
+    assert.ok(first.url, first.stderr);
+    await first.stop();
+    copyFileSync(join(a, 'records.sqlite'), join(b, 'records.sqlite'));
+    const second = await serveInProcess(['--data-dir', b]);
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, /this database belongs to realm [A-Za-z0-9_-]{22}, not to this node's realm [A-Za-z0-9_-]{22}\nhint: give every realm a database of its own/);
+  });
+
+  it('serves HTTPS with --tls-cert/--tls-key, and checks the TLS and proxy options', async () => {
+    const d = join(dir, 'tls');
+    assert.equal((await runVault(['init', '--data-dir', d, '--hsm', 'software'])).code, 0);
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    const s = await serveInProcess(['--data-dir', d, '--tls-cert', cert, '--tls-key', key, '--trust-proxy', '10.0.0.0/8,127.0.0.1']);
+    assert.match(s.url, /^https:\/\/127\.0\.0\.1:\d+$/, s.stderr);
+    try {
+      const body = await new Promise<string>((resolve, reject) => {
+        https.get(new URL('/readyz', s.url), { ca: readFileSync(cert) }, (res) => {
+          let b = '';
+          res.setEncoding('utf8').on('data', (x: string) => (b += x)).on('end', () => resolve(`${res.statusCode} ${b}`));
+        }).on('error', reject);
+      });
+      assert.equal(body, '200 {"ready":true}', 'a client that trusts the certificate gets answers');
+      await assert.rejects(fetch(new URL('/readyz', s.url.replace('https:', 'http:'))), 'no plain HTTP on that port');
+    } finally {
+      await s.stop();
+    }
+    for (const [args, re] of [
+      [['--tls-cert', cert], /--tls-cert FILE and --tls-key FILE go together/],
+      [['--tls-cert', cert, '--tls-key', join(dir, 'nope.pem')], /--tls-key .*nope\.pem: cannot read it/],
+      [['--trust-proxy', 'everyone'], /--trust-proxy takes addresses or CIDR ranges/],
+      [['--trust-proxy', '10.0.0.0/33'], /--trust-proxy takes addresses/],
+    ] as const) {
+      const r = await runVault(['serve', '--data-dir', d, '--port', '0', ...args]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, re);
     }
   });
 
