@@ -224,6 +224,84 @@ describe('vault end to end (SoftHSM2, SQLite, HTTP)', () => {
     await assert.rejects(recoverBackupKey({ ...(await conn('nobody-here')), password: 'x' }), NotRegisteredError);
   });
 
+  it('gives a destroyed record answers of the same sizes as a live and an unknown account', async () => {
+    const gone = 'heidi-gone';
+    const c = await conn(gone);
+    await registerBackupKey({ ...c, password: PASSWORD, backupKey: newKey(), maxAttempts: 3 });
+    for (let i = 0; i < 3; i++) await recoverBackupKey({ ...c, password: `w${i}` }).catch(() => undefined);
+    assert.deepEqual(await vaultStatus(c), { registered: false, destroyed: true });
+    const sizes = async (account: string) => {
+      const t = await token(account);
+      const r = await rawCall(v, t, account, 'login-start', { startLoginRequest: opaque.client.startLogin({ password: 'guess' }).startLoginRequest });
+      const st = await rawCall(v, t, account, 'status', {});
+      return { status: r.inner?.status, http: [r.httpStatus, st.httpStatus], res: [r.responseBody.length, st.responseBody.length] };
+    };
+    const destroyed = await sizes(gone);
+    assert.equal(destroyed.status, 'destroyed');
+    for (const other of ['heidi', 'nobody-here']) {
+      const o = await sizes(other);
+      assert.equal(o.status, 'ok');
+      assert.deepEqual([destroyed.http, destroyed.res], [o.http, o.res], `destroyed vs ${other}`);
+    }
+  });
+
+  it('a login ticket from before a delete does not finish against the next registration', async () => {
+    const acct = 'olga';
+    const c = await conn(acct);
+    const t = await token(acct);
+    await registerBackupKey({ ...c, password: PASSWORD, backupKey: newKey(), maxAttempts: 10 });
+    const s = opaque.client.startLogin({ password: PASSWORD });
+    const r1 = await rawCall(v, t, acct, 'login-start', { startLoginRequest: s.startLoginRequest });
+    const f = opaque.client.finishLogin({
+      clientLoginState: s.clientLoginState,
+      loginResponse: r1.inner!['loginResponse'] as string,
+      password: PASSWORD,
+      identifiers: protocol.opaqueIdentifiers(protocol.parseRealmPublicKey(v.realmPublicKey).realmIdText, acct),
+      keyStretching: INSECURE_TEST_ONLY_FAST_KEY_STRETCHING,
+    });
+    assert.ok(f, 'a KE3 for the right password, held back');
+    assert.deepEqual(await deleteBackupKey(c), { deleted: true });
+    await registerBackupKey({ ...c, password: 'the new password', backupKey: newKey(), maxAttempts: 10 });
+    for (let i = 0; i < 3; i++) await assert.rejects(recoverBackupKey({ ...c, password: `wrong-${i}` }), WrongPasswordError);
+    const old = await rawCall(v, t, acct, 'login-finish', { ticket: r1.inner!['ticket'], finishLoginRequest: f.finishLoginRequest, action: 'recover' });
+    assert.equal(old.inner?.status, 'ticket-expired');
+    assert.equal(old.inner?.['released'], undefined);
+    assert.deepEqual(await vaultStatus(c), { registered: true, guessesRemaining: 7, maxAttempts: 10 }, 'the count was not reset');
+  });
+
+  it('leaves no earlier version of a destroyed or deleted record in records.sqlite or its WAL', async () => {
+    const files = () => Buffer.concat(['records.sqlite', 'records.sqlite-wal', 'records.sqlite-shm'].filter((f) => existsSync(join(dir, f))).map((f) => readFileSync(join(dir, f))));
+    // 48 bytes of each sealed version's ciphertext: a version is readable iff they are in the files.
+    const found = (sealed: Uint8Array) => files().includes(Buffer.from(sealed.subarray(12, 60)));
+    const track = async (account: string, versions: Uint8Array[]) => versions.push((await stored(account))!.sealed);
+
+    const doomed = 'pia';
+    const c = await conn(doomed);
+    const versions: Uint8Array[] = [];
+    await registerBackupKey({ ...c, password: PASSWORD, backupKey: newKey(), maxAttempts: 3 });
+    await track(doomed, versions);
+    for (let i = 0; i < 2; i++) {
+      await assert.rejects(recoverBackupKey({ ...c, password: `wrong-${i}` }), WrongPasswordError);
+      await track(doomed, versions);
+    }
+    assert.ok(versions.every(found), 'before destruction every version is still in the files (the search can fail)');
+    await assert.rejects(recoverBackupKey({ ...c, password: 'wrong-last' }), KeyDestroyedError);
+    const tombstone = (await stored(doomed))!.sealed;
+    assert.equal(found(tombstone), true);
+    assert.deepEqual(versions.map(found), versions.map(() => false), 'no earlier version left once destruction returned');
+
+    const deleted = 'quinn';
+    const d = await conn(deleted);
+    const dv: Uint8Array[] = [];
+    await registerBackupKey({ ...d, password: PASSWORD, backupKey: newKey() });
+    await track(deleted, dv);
+    await assert.rejects(recoverBackupKey({ ...d, password: 'wrong' }), WrongPasswordError);
+    await track(deleted, dv);
+    assert.ok(dv.every(found));
+    assert.deepEqual(await deleteBackupKey(d), { deleted: true });
+    assert.deepEqual(dv.map(found), [false, false], 'nothing of a deleted record left');
+  });
+
   it('50 concurrent logins never release more real KE2s than the limit', async () => {
     // The vault cannot tell a right from a wrong password at login-start, so the attacker's best
     // case is modelled with the right password and no final message: a KE2 the client can verify

@@ -10,7 +10,7 @@ import * as opaque from '@serenity-kit/opaque';
 import { INSECURE_TEST_ONLY_FAST_KEY_STRETCHING, protocol, recoverBackupKey, registerBackupKey, vaultStatus, type VaultConnection } from '@coffer/core/vault';
 import { INSECURE_TEST_ONLY_PAUSE_ENV } from '../src/server.js';
 import { PostgresRecordStore } from '../src/store/postgres.js';
-import { cleanup, issueToken, rawCall, runVault, startVault, tempDir, type VaultProcess } from './helpers.js';
+import { cleanup, issueToken, postRaw, rawCall, runVault, startVault, tempDir, type VaultProcess } from './helpers.js';
 import { startPostgres, type PostgresServer } from './postgres-server.js';
 
 const PASSWORD = 'shared realm password';
@@ -152,6 +152,51 @@ describe('three vault nodes, three SoftHSM2 tokens, one PostgreSQL', () => {
     assert.equal(r3.inner?.status, 'ticket-expired');
     // And the client API, each request to the next node.
     assert.deepEqual(await recoverBackupKey({ ...c, password: PASSWORD }), key);
+  });
+
+  it('a captured request is accepted once per realm: replays to the other nodes and after a restart are refused', async () => {
+    const a = 'captured-login';
+    const c = await conn(a);
+    await registerBackupKey({ ...c, password: PASSWORD, backupKey: new Uint8Array(32), maxAttempts: 10 });
+    const t = await token(a);
+    const s = opaque.client.startLogin({ password: 'a guess' });
+    const first = await rawCall(nodes[0]!, t, a, 'login-start', { startLoginRequest: s.startLoginRequest });
+    assert.equal(first.inner?.status, 'ok');
+    const counted = await version(a);
+    const replayTo = async (n: VaultProcess, body: Uint8Array) => {
+      const r = await postRaw(n.url, t, body);
+      return [r.status, (JSON.parse(new TextDecoder().decode(r.body)) as { error?: string }).error];
+    };
+    for (const n of nodes) assert.deepEqual(await replayTo(n, first.requestBody), [400, 'replayed-request']);
+    await nodes[0]!.stop();
+    nodes[0] = await start(0);
+    assert.deepEqual(await replayTo(nodes[0]!, first.requestBody), [400, 'replayed-request'], 'after a restart too');
+    assert.equal(await version(a), counted, 'the guess was paid once');
+    assert.equal((await vaultStatus(c)).guessesRemaining, 9);
+
+    // A delete, captured and replayed after the account registered again, deletes nothing.
+    const recordId = (await rawCall(nodes[1]!, t, a, 'status', {})).inner!['recordId'];
+    const del = await rawCall(nodes[1]!, t, a, 'delete', { recordId });
+    assert.equal(del.inner?.['deleted'], true);
+    await registerBackupKey({ ...c, password: PASSWORD, backupKey: new Uint8Array(32).fill(1), maxAttempts: 10 });
+    for (const n of nodes) assert.deepEqual(await replayTo(n, del.requestBody), [400, 'replayed-request']);
+    assert.equal((await vaultStatus(c)).registered, true);
+
+    // A delete held back (never delivered) and sent after a new registration deletes nothing either.
+    const realm = protocol.parseRealmPublicKey(nodes[0]!.realmPublicKey);
+    const held = await protocol.sealRequest(realm, {
+      v: 1,
+      op: 'delete',
+      id: protocol.b64u(protocol.randomBytes(16)),
+      ts: Date.now(),
+      realm: realm.realmIdText,
+      account: a,
+      body: { recordId: (await rawCall(nodes[2]!, t, a, 'status', {})).inner!['recordId'] },
+    });
+    await registerBackupKey({ ...c, password: PASSWORD, backupKey: new Uint8Array(32).fill(2), maxAttempts: 10 });
+    const late = await postRaw(nodes[2]!.url, t, held.body);
+    assert.equal((await protocol.openResponse(held.context, held.enc, late.body)).status, 'conflict');
+    assert.deepEqual(await recoverBackupKey({ ...c, password: PASSWORD }), new Uint8Array(32).fill(2));
   });
 
   it('a correct login on one node resets the count on every node', async () => {
