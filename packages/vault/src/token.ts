@@ -1,7 +1,9 @@
-// Account tokens: JWT (RFC 7519) HS256 or EdDSA (Ed25519), spec/vault-protocol.md §4.
-// No algorithm negotiation: the configured algorithm is the only one accepted.
+// Account tokens: JWT (RFC 7519) HS256 or EdDSA (Ed25519), spec/vault-protocol.md §4. Verified by
+// jose; issued here (development tokens only). No algorithm negotiation: the configured algorithm
+// is the only one accepted.
 
-import { createHmac, createPrivateKey, createPublicKey, sign, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
+import { createHmac, createPrivateKey, createPublicKey, sign, type KeyObject } from 'node:crypto';
+import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import { protocol } from '@coffer/core/vault';
 const { isValidAccountId } = protocol;
 import { InvalidTokenError } from './errors.js';
@@ -31,43 +33,53 @@ export function issueToken(signer: TokenSigner, claims: { account: string; audie
   return `${input}.${sig.toString('base64url')}`;
 }
 
-/** Verifies a token and returns its account id (`sub`). Reasons in errors never include the token. */
-export function verifyToken(verifier: TokenVerifier, token: string, audience: string, nowMs: number): string {
+/** base64url without padding, spelled the one way its bytes encode to (no stray trailing bits). */
+function canonicalB64u(part: string): boolean {
+  return /^[A-Za-z0-9_-]*$/.test(part) && Buffer.from(part, 'base64url').toString('base64url') === part;
+}
+
+/** Why jose refused a token, in words for the client (never the token itself). */
+function reason(e: unknown, alg: string): string {
+  if (e instanceof joseErrors.JWTExpired) return 'expired';
+  if (e instanceof joseErrors.JWTClaimValidationFailed) {
+    if (e.claim === 'aud') return 'wrong audience (a token for another realm or service)';
+    if (e.claim === 'nbf') return 'not valid yet (nbf is in the future)';
+    if (e.claim === 'iat') return 'issued in the future';
+    return `claim ${e.claim} missing or malformed`;
+  }
+  if (e instanceof joseErrors.JOSEAlgNotAllowed) return `algorithm must be ${alg}`;
+  if (e instanceof joseErrors.JWSSignatureVerificationFailed) return 'bad signature';
+  if (e instanceof joseErrors.JOSENotSupported) return 'it uses a header extension (crit) this vault does not understand';
+  return 'not a valid JWT';
+}
+
+/**
+ * Verifies a token (jose) and returns its account id (`sub`). Spec §4: only the configured
+ * algorithm, canonical base64url, no `crit` extension, `aud`, `exp`, `nbf` and `iat` with 60 s
+ * leeway. Reasons in errors never include the token.
+ */
+export async function verifyToken(verifier: TokenVerifier, token: string, audience: string, nowMs: number): Promise<string> {
   if (typeof token !== 'string' || token.length === 0) throw new InvalidTokenError('missing');
   if (token.length > MAX_TOKEN_CHARS) throw new InvalidTokenError('too long');
   const parts = token.split('.');
   if (parts.length !== 3) throw new InvalidTokenError('not a JWT');
-  const [h, p, s] = parts as [string, string, string];
-  let header: unknown;
-  let payload: unknown;
+  if (!parts.every(canonicalB64u)) throw new InvalidTokenError('not canonical base64url (each part must be spelled the one way its bytes encode)');
+  let payload: JWTPayload;
   try {
-    header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8'));
-    payload = JSON.parse(Buffer.from(p, 'base64url').toString('utf8'));
-  } catch {
-    throw new InvalidTokenError('not base64url JSON');
+    ({ payload } = await jwtVerify(token, verifier.alg === 'HS256' ? verifier.secret : verifier.publicKey, {
+      algorithms: [verifier.alg],
+      audience,
+      clockTolerance: LEEWAY_S,
+      currentDate: new Date(nowMs),
+      requiredClaims: ['exp', 'sub'],
+    }));
+  } catch (e) {
+    throw new InvalidTokenError(reason(e, verifier.alg));
   }
-  if (typeof header !== 'object' || header === null || (header as { alg?: unknown }).alg !== verifier.alg) {
-    throw new InvalidTokenError(`algorithm must be ${verifier.alg}`);
-  }
-  const sig = Buffer.from(s, 'base64url');
-  const input = Buffer.from(`${h}.${p}`);
-  let ok: boolean;
-  if (verifier.alg === 'HS256') {
-    const mac = createHmac('sha256', verifier.secret).update(input).digest();
-    ok = sig.length === mac.length && timingSafeEqual(sig, mac);
-  } else {
-    ok = sig.length === 64 && verify(null, input, verifier.publicKey, sig);
-  }
-  if (!ok) throw new InvalidTokenError('bad signature');
-  const c = payload as { sub?: unknown; aud?: unknown; exp?: unknown; iat?: unknown };
-  if (typeof payload !== 'object' || payload === null) throw new InvalidTokenError('payload is not an object');
-  const auds = Array.isArray(c.aud) ? c.aud : [c.aud];
-  if (!auds.includes(audience)) throw new InvalidTokenError('wrong audience (a token for another realm or service)');
-  const now = nowMs / 1000;
-  if (typeof c.exp !== 'number' || c.exp + LEEWAY_S < now) throw new InvalidTokenError('expired');
-  if (c.iat !== undefined && (typeof c.iat !== 'number' || c.iat - LEEWAY_S > now)) throw new InvalidTokenError('issued in the future');
-  if (!isValidAccountId(c.sub)) throw new InvalidTokenError('sub is not a valid account id');
-  return c.sub;
+  // jose checks `iat` only against a maximum age; a token from the future is refused here.
+  if (payload.iat !== undefined && payload.iat - LEEWAY_S > nowMs / 1000) throw new InvalidTokenError('issued in the future');
+  if (!isValidAccountId(payload.sub)) throw new InvalidTokenError('sub is not a valid account id');
+  return payload.sub;
 }
 
 export function ed25519PublicKeyFromPem(pem: string): KeyObject {

@@ -1,6 +1,7 @@
 // Operations: rate limits, readiness (database and HSM), graceful shutdown, metrics hygiene.
 
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as opaque from '@serenity-kit/opaque';
@@ -123,6 +124,23 @@ describe('vault server operations (in process, software HSM realm)', () => {
     assert.deepEqual([await send(naive, '198.51.100.1'), await send(naive, '198.51.100.2')], [401, 429], 'an untrusted header is ignored: one bucket for the proxy');
     const otherProxy = (await start({ rateLimits: limits, trustProxy: ['192.0.2.1'] })).s;
     assert.deepEqual([await send(otherProxy, '198.51.100.1'), await send(otherProxy, '198.51.100.2')], [401, 429], 'only the proxies named are trusted');
+  });
+
+  it('closes a connection whose body trickles in slower than the body timeout', async () => {
+    const { v, s } = await start({ bodyTimeoutMs: 600, rateLimits: { perAccount: false, perAddress: false } });
+    const u = new URL(v.url);
+    const t0 = Date.now();
+    const sock = connect(Number(u.port), u.hostname);
+    await new Promise<void>((r) => sock.once('connect', () => r()));
+    sock.write(`POST /v1/vault HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: 2000\r\n\r\n`);
+    // One byte every 100 ms keeps the socket busy, so no idle timeout fires.
+    const drip = setInterval(() => sock.writable && sock.write('x'), 100);
+    const closedAfter = await new Promise<number>((r) => sock.once('close', () => r(Date.now() - t0)));
+    clearInterval(drip);
+    assert.ok(closedAfter >= 550 && closedAfter < 2500, `closed after ${closedAfter} ms, timeout 600 ms`);
+    assert.match(await s.metrics.registry.metrics(), /coffer_vault_rejected_total\{code="body-timeout"\} 1/);
+    // A request that arrives in time is unaffected.
+    assert.equal((await rawCall(v, boundary.issueDevelopmentToken('quick', 600), 'quick', 'status', {})).httpStatus, 200);
   });
 
   it('is ready only when the database answers and the HSM answers', async () => {

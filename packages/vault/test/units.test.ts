@@ -1,7 +1,7 @@
 // Unit tests: tokens, the vault CLI, and client-side input checks (no server needed).
 
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { createHmac, generateKeyPairSync } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
@@ -18,31 +18,56 @@ const aud = 'coffer-vault:test';
 const now = Date.UTC(2026, 10, 26, 12);
 
 describe('account tokens', () => {
-  it('verifies HS256 and returns the account', () => {
-    const t = issueToken({ alg: 'HS256', secret }, { account: 'alice', audience: aud, ttlSeconds: 60, nowMs: now });
-    assert.equal(verifyToken({ alg: 'HS256', secret }, t, aud, now), 'alice');
+  const hs = { alg: 'HS256' as const, secret };
+  /** A token with this header and payload, signed with the test secret. */
+  const signed = (header: object, payload: object) => {
+    const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`;
+    return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
+  };
+  const claims = (o: object = {}) => ({ sub: 'alice', aud, iat: now / 1000, exp: now / 1000 + 600, ...o });
+  const refused = (tok: string, re: RegExp, at = now, a = aud) =>
+    assert.rejects(verifyToken(hs, tok, a, at), (e: unknown) => e instanceof InvalidTokenError && re.test(e.message) && !e.message.includes(tok));
+
+  it('verifies HS256 and returns the account', async () => {
+    const t = issueToken(hs, { account: 'alice', audience: aud, ttlSeconds: 60, nowMs: now });
+    assert.equal(await verifyToken(hs, t, aud, now), 'alice');
+    assert.equal(await verifyToken(hs, signed({ alg: 'HS256', typ: 'JWT' }, claims()), aud, now), 'alice', 'the hand-made token of the cases below is valid as such');
   });
 
-  it('verifies EdDSA with the public key only', () => {
+  it('verifies EdDSA with the public key only', async () => {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
     const t = issueToken({ alg: 'EdDSA', privateKey }, { account: 'bob', audience: aud, ttlSeconds: 60, nowMs: now });
-    assert.equal(verifyToken({ alg: 'EdDSA', publicKey }, t, aud, now), 'bob');
+    assert.equal(await verifyToken({ alg: 'EdDSA', publicKey }, t, aud, now), 'bob');
   });
 
-  it('rejects expired, wrong-audience, forged and algorithm-swapped tokens', () => {
-    const t = issueToken({ alg: 'HS256', secret }, { account: 'alice', audience: aud, ttlSeconds: 60, nowMs: now });
-    const check = (tok: string, at: number, re: RegExp, a = aud) =>
-      assert.throws(() => verifyToken({ alg: 'HS256', secret }, tok, a, at), (e: unknown) => e instanceof InvalidTokenError && re.test(e.message) && !e.message.includes(tok));
-    check(t, now + 200_000, /expired/);
-    check(t, now, /audience/, 'coffer-vault:other');
-    check(t, now - 200_000, /future/);
-    check(t.slice(0, -2) + (t.endsWith('AA') ? 'BB' : 'AA'), now, /signature/);
-    const [, p] = t.split('.');
+  it('rejects expired, wrong-audience, forged and algorithm-swapped tokens', async () => {
+    const t = issueToken(hs, { account: 'alice', audience: aud, ttlSeconds: 60, nowMs: now });
+    await refused(t, /expired/, now + 200_000);
+    await refused(t, /audience/, now, 'coffer-vault:other');
+    await refused(t, /future/, now - 200_000);
+    const [h, p, sig] = t.split('.') as [string, string, string];
+    const flipped = sig.slice(0, 10) + (sig[10] === 'A' ? 'B' : 'A') + sig.slice(11);
+    await refused(`${h}.${p}.${flipped}`, /bad signature/);
     const none = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${p}.`;
-    check(none, now, /algorithm/);
-    check('a.b', now, /not a JWT/);
+    await refused(none, /algorithm/);
+    await refused('a.b', /not a JWT/);
     const { privateKey } = generateKeyPairSync('ed25519');
-    check(issueToken({ alg: 'EdDSA', privateKey }, { account: 'alice', audience: aud, ttlSeconds: 60, nowMs: now }), now, /algorithm/);
+    await refused(issueToken({ alg: 'EdDSA', privateKey }, { account: 'alice', audience: aud, ttlSeconds: 60, nowMs: now }), /algorithm/);
+  });
+
+  it('rejects a future nbf, an unknown crit header and a non-canonical encoding', async () => {
+    await refused(signed({ alg: 'HS256' }, claims({ nbf: now / 1000 + 3600 })), /not valid yet/);
+    assert.equal(await verifyToken(hs, signed({ alg: 'HS256' }, claims({ nbf: now / 1000 - 10 })), aud, now), 'alice', 'a past nbf is fine');
+    await refused(signed({ alg: 'HS256', crit: ['x-coffer-ext'], 'x-coffer-ext': 1 }, claims()), /crit/);
+    // The last character of a 32-byte MAC carries 4 bits and 2 unused ones: setting an unused bit
+    // gives another spelling of the same bytes, which a lenient decoder accepts.
+    const t = signed({ alg: 'HS256' }, claims());
+    const last = t.at(-1)!;
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const twin = t.slice(0, -1) + alphabet[alphabet.indexOf(last) + 1]!;
+    assert.deepEqual(Buffer.from(twin.split('.')[2]!, 'base64url'), Buffer.from(t.split('.')[2]!, 'base64url'), 'the same signature bytes');
+    await refused(twin, /not canonical base64url/);
+    await refused(`${t}=`.replace(/\.([^.]*)$/, '.$1'), /not canonical|not a valid/);
   });
 });
 
