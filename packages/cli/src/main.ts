@@ -6,9 +6,10 @@ import {
   backup, CofferError, DamagedBackupError, formatRecoveryKey, generateBackupKey, parseRecoveryKey, Repository,
   restore, UsageError, verify, type SecretKey, type Storage,
 } from '@coffer/core';
-import { FolderSource, FolderTarget, isEmptyOrMissing, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, workerCodec } from '@coffer/node';
-import { Exit, formatBytes, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, type Io } from './output.js';
-import { keyHex, loadProfile, loadState, profileDir, profileExists, profileKey, rememberSeq, removeProfile, saveProfile, type Profile } from './profile.js';
+import { FolderIndexCache, FolderSource, FolderTarget, isEmptyOrMissing, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, workerCodec } from '@coffer/node';
+import { hostname } from 'node:os';
+import { Exit, formatBytes, onInterrupt, printable, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, type Io } from './output.js';
+import { indexCacheDir, keyHex, loadProfile, loadState, profileDir, profileExists, profileKey, rememberSeq, removeProfile, saveProfile, tempDir, type Profile } from './profile.js';
 import { readPassword, recoverKey, vaultConnection } from './vault.js';
 import { changePassword, deleteBackupKey, registerBackupKey, vaultStatus } from '@coffer/core/vault';
 
@@ -45,7 +46,8 @@ Options for every command:
 LOCATION is a folder path, a file:// URL, s3://bucket/prefix or webdav(s)://host/path
 (credentials from AWS_* or COFFER_WEBDAV_USER / COFFER_WEBDAV_PASSWORD; see the README).
 Exit codes: 0 ok, 1 failure, 2 bad usage, 3 wrong key or password, 4 damaged backup,
-5 storage unreachable, 6 key destroyed by the vault, 7 vault unreachable or refused.
+5 storage unreachable, 6 key destroyed by the vault, 7 vault unreachable or refused,
+8 backup completed with files skipped or changing while read, 9 local disk full, read-only or not writable.
 `;
 
 const COMMAND_HELP: Record<string, string> = {
@@ -69,22 +71,29 @@ Changes the vault password. With --password-stdin, the current and the new passw
 two lines of standard input. A wrong current password costs one guess.
 `,
   vault: 'Run `coffer vault --help`.\n',
-  backup: `Usage: coffer backup DIR [--profile DIR] [--json] [--quiet]
+  backup: `Usage: coffer backup DIR [--sqlite GLOB]... [--profile DIR] [--json] [--quiet]
        coffer backup disable --yes [--profile DIR]   (turn backups off: delete the key from the vault and this profile)
 
 Backs up the folder DIR. Files unchanged since the last backup are not read again, and chunks the
 store already holds are not uploaded again. An interrupted backup leaves earlier ones intact; run
 it again to finish.
+
+The folder may change while it is backed up. A file that vanishes or cannot be read is skipped
+with a warning; a file that keeps changing while it is read is stored marked "changed while read".
+Either way the backup completes, and exits with code 8. SQLite databases (found by their header,
+or named by --sqlite GLOB, e.g. --sqlite '*.db') are stored from a consistent snapshot.
 `,
   restore: `Usage: coffer restore DIR [--storage LOCATION (--recovery-key-stdin | prompt)] [--backup N]
-                     [--overwrite] [--allow-rollback] [--profile DIR] [--json] [--quiet]
+                     [--overwrite] [--allow-rollback] [--keep-special-modes] [--profile DIR] [--json] [--quiet]
        coffer restore DIR --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
 
 Restores the newest backup (or backup number N) into DIR. Without --storage, uses the profile.
 With --vault, the backup key is recovered from the vault with the password; each wrong password
 costs one of a limited number of guesses, after which the vault destroys the key for good.
 DIR must be new or empty unless --overwrite is given. Nothing appears in DIR until every file has
-been verified.
+been verified, and nothing is ever written outside DIR. setuid, setgid and sticky bits are dropped
+unless --keep-special-modes is given. A newest backup that does not open is skipped, with a
+warning, for the newest one that does.
 `,
   status: `Usage: coffer status [--profile DIR] [--json]\n\nShows the profile, the store and its backups.\n`,
   verify: `Usage: coffer verify [--profile DIR] [--json] [--quiet]\n\nReads back every object of every backup and checks it; exit code 4 if any is damaged.\n`,
@@ -150,6 +159,7 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
   const conn = password ? vaultConnection(io, values) : undefined;
   const profile = (key: SecretKey, repo: Repository): Profile => ({
     version: 1, storage: values.storage!, backupId: repo.config.backupId, key: keyHex(key), createdAt: new Date().toISOString(),
+    ...(repo.config.mac ? { configMac: repo.config.mac } : {}),
     ...(conn ? { protection: 'password', vault: { url: conn.vaultUrl, realmKey: conn.realmPublicKey, token: conn.token } } : { protection: 'recovery-key' }),
   });
   const connect = async (key: SecretKey, how: string) => {
@@ -206,50 +216,73 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
   }
 }
 
-/** This device's backup: the profile's store, opened and checked with the profile's key. */
+/** This device's backup: the profile's store, opened and checked with the profile's key and pinned config. */
 async function openProfileBackup(io: Io, values: { profile?: string | undefined }) {
   const home = profileDir(values.profile, io.env);
-  const profile = await loadProfile(home);
+  let profile = await loadProfile(home);
   const storage = await openStorage(profile.storage);
   const key = profileKey(profile);
   try {
-    const repo = await Repository.open(storage, crypto, key);
+    const repo = await Repository.open(storage, crypto, key, { pinnedMac: profile.configMac ?? null });
     if (repo.config.backupId !== profile.backupId) {
       throw new CofferError('usage', 'the store holds another backup than this profile', { hint: 'check the storage location in profile.json' });
     }
+    // A profile made before configs had MACs (or before a migration) pins the config it sees now.
+    if (repo.config.mac && !profile.configMac) {
+      profile = { ...profile, configMac: repo.config.mac };
+      await saveProfile(home, profile);
+    }
     const lastSeenSeq = (await loadState(home)).seen[repo.config.backupId] ?? null;
-    return { home, profile, storage, repo, lastSeenSeq };
+    const indexCache = new FolderIndexCache(indexCacheDir(home, repo.config.backupId));
+    return { home, profile, storage, repo, lastSeenSeq, indexCache };
   } finally {
     key.wipe(); // the repository holds the derived keys it needs
   }
 }
 
+/** At most this many paths in a human-readable list; --json lists them all. */
+const SHOWN = 10;
+const listPaths = (paths: string[]) => paths.slice(0, SHOWN).map((p) => `  ${p}\n`).join('') + (paths.length > SHOWN ? `  ... and ${paths.length - SHOWN} more (--json lists them all)\n` : '');
+
 async function cmdBackup(io: Io, args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { yes: { type: 'boolean' }, token: { type: 'string' } }, 1);
+  const { values, positionals } = parse(args, { yes: { type: 'boolean' }, token: { type: 'string' }, sqlite: { type: 'string', multiple: true } }, 1);
   const json = !!values.json;
   const dir = positionals[0];
   if (dir === 'disable') return disableBackups(io, values);
   if (!dir) throw new UsageError('which folder should be backed up?', 'coffer backup DIR');
-  const { home, repo, lastSeenSeq } = await openProfileBackup(io, values);
+  const sqlite = (values.sqlite as string[] | undefined) ?? [];
+  for (const g of sqlite) if (!g || g.startsWith('/')) throw new UsageError(`--sqlite takes a pattern relative to the folder, not ${JSON.stringify(g)}`, "for example --sqlite '*.db' or --sqlite 'databases/**'");
+  const { home, repo, lastSeenSeq, indexCache } = await openProfileBackup(io, values);
+  if (repo.version === 1) throw new UsageError('this store uses backup format version 1, which this coffer reads but no longer writes', 'run `coffer migrate` once to convert it to version 2 (your backups stay restorable throughout)');
   const view = ProgressView.for(io, json, 'backup', values.quiet);
   const codec = workerCodec(repo.keys, repo.config);
+  const source = new FolderSource(dir, { sqlite, tempDir: tempDir(home) });
+  // Ctrl-C: the snapshots (chats in the clear) go with the process.
+  const stopWatching = onInterrupt(() => source.close());
   try {
-    const source = new FolderSource(dir);
-    const r = await backup(repo, source, { codec, lastSeenSeq, onProgress: view.update });
+    const r = await backup(repo, source, { codec, lastSeenSeq, onProgress: view.update, indexCache, host: hostname(), pid: process.pid });
     view.end();
     await rememberSeq(home, repo.config.backupId, r.seq);
     const secs = view.elapsedSeconds();
+    const special = r.skipped.filter((k) => k.reason === 'special');
+    const warned = r.skipped.filter((k) => k.reason !== 'special');
+    const incomplete = warned.length > 0 || r.changed.length > 0;
     say(
       io,
       json,
-      `Backup #${r.seq} done in ${secs.toFixed(1)} s: ${r.files} files, ${formatBytes(r.bytes)}; ` +
+      `Backup #${r.seq} ${incomplete ? 'completed with warnings' : 'done'} in ${secs.toFixed(1)} s: ${r.files} files, ${formatBytes(r.bytes)}; ` +
         `${r.filesRead} files read, ${r.chunksUploaded} new chunks (${formatBytes(r.bytesUploaded)}) uploaded, ${r.chunksReused} reused.\n` +
-        (source.skipped.length ? `Skipped ${source.skipped.length} special files (sockets, pipes, devices).\n` : ''),
-      { ...r, seconds: secs, skipped: source.skipped },
+        (special.length ? `Skipped ${special.length} special files (sockets, pipes, devices).\n` : '') +
+        (warned.length ? `Warning: ${warned.length} files skipped (they vanished or could not be read during the backup):\n${listPaths(warned.map((k) => `${printable(k.path)} (${k.reason})`))}` : '') +
+        (r.changed.length ? `Warning: ${r.changed.length} files kept changing while they were read; they are stored marked "changed while read":\n${listPaths(r.changed.map(printable))}` : '') +
+        (source.snapshotted.length ? `${source.snapshotted.length} SQLite databases stored from a consistent snapshot.\n` : ''),
+      { ...r, seconds: secs, snapshots: source.snapshotted, incomplete },
     );
-    return Exit.ok;
+    return incomplete ? Exit.incomplete : Exit.ok;
   } finally {
+    stopWatching();
     view.end();
+    await source.close();
     await codec.close();
   }
 }
@@ -308,7 +341,7 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
     args,
     {
       storage: { type: 'string' }, 'recovery-key-stdin': { type: 'boolean' }, overwrite: { type: 'boolean' }, backup: { type: 'string' },
-      'allow-rollback': { type: 'boolean' }, ...vaultOptions,
+      'allow-rollback': { type: 'boolean' }, 'keep-special-modes': { type: 'boolean' }, ...vaultOptions,
     },
     1,
   );
@@ -326,6 +359,7 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
   let key: SecretKey;
   const password = values.vault !== undefined || values['password-stdin'] !== undefined;
   if (password && values['recovery-key-stdin']) throw new UsageError('--recovery-key-stdin and --vault (password) do not go together');
+  let pinnedMac: string | null = null;
   if (values.storage) {
     storage = await openStorage(values.storage);
     // Check that the store holds a backup before a password guess is spent on it.
@@ -336,22 +370,35 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
     const profile = await loadProfile(home);
     storage = await openStorage(profile.storage);
     key = profileKey(profile);
+    pinnedMac = profile.configMac ?? null;
   }
   const view = ProgressView.for(io, json, 'restore', values.quiet);
   let codec;
   try {
-    const repo = await Repository.open(storage, crypto, key);
+    const repo = await Repository.open(storage, crypto, key, { pinnedMac });
     codec = workerCodec(repo.keys, repo.config);
     const state = await loadState(home);
-    const r = await restore(repo, new FolderTarget(dir, { overwrite: !!values.overwrite }), {
-      codec, seq, lastSeenSeq: state.seen[repo.config.backupId] ?? null, allowRollback: !!values['allow-rollback'], onProgress: view.update,
-    });
+    const target = new FolderTarget(dir, { overwrite: !!values.overwrite });
+    // Ctrl-C: what was restored so far goes with the process (§6.1 rule 6).
+    const stopWatching = onInterrupt(() => target.abort());
+    const r = await restore(repo, target, {
+      codec, seq, lastSeenSeq: state.seen[repo.config.backupId] ?? null, allowRollback: !!values['allow-rollback'],
+      keepSpecialModes: !!values['keep-special-modes'], onProgress: view.update,
+      indexCache: new FolderIndexCache(indexCacheDir(home, repo.config.backupId)),
+    }).finally(stopWatching);
     view.end();
     await rememberSeq(home, repo.config.backupId, r.seq);
     const secs = view.elapsedSeconds();
-    say(io, json, `Restored backup #${r.seq} (${r.createdAt}) into ${dir}: ${r.files} files, ${formatBytes(r.bytes)} in ${secs.toFixed(1)} s, every byte verified.\n`, {
-      ...r, target: dir, seconds: secs,
-    });
+    say(
+      io,
+      json,
+      r.skippedManifests.map((k) => `Warning: backup #${k.seq} does not open (${k.message}); restored #${r.seq} instead.\n`).join('') +
+        `Restored backup #${r.seq} (${printable(r.createdAt)}) into ${dir}: ${r.files} files, ${formatBytes(r.bytes)} in ${secs.toFixed(1)} s, every byte verified.\n` +
+        (r.changed.length ? `Warning: ${r.changed.length} files were changing while they were backed up and may be inconsistent:\n${listPaths(r.changed.map(printable))}` : '') +
+        target.warnings.map((w) => `Warning: ${w}\n`).join('') +
+        (r.specialModesDropped ? `Dropped the setuid, setgid or sticky bits of ${r.specialModesDropped} files (--keep-special-modes keeps them).\n` : ''),
+      { ...r, target: dir, seconds: secs, ...(target.warnings.length ? { warnings: target.warnings } : {}) },
+    );
     return Exit.ok;
   } finally {
     view.end();
@@ -364,19 +411,19 @@ async function cmdStatus(io: Io, args: string[]): Promise<number> {
   const { values } = parse(args, {}, 0);
   const json = !!values.json;
   const { home, profile, storage, repo, lastSeenSeq } = await openProfileBackup(io, values);
-  const seqs = await repo.manifests();
-  const shown = seqs.slice(-10);
+  const refs = await repo.manifests();
+  const seqs = refs.map((r) => r.seq);
   const backups = [];
-  for (const s of shown) {
+  for (const ref of refs.slice(-10)) {
     try {
-      const h = (await repo.readManifest(s)).header;
-      backups.push({ seq: s, createdAt: h.createdAt, files: h.files, bytes: h.bytes });
+      const h = (await repo.readManifest(ref)).header;
+      backups.push({ seq: ref.seq, name: ref.name, createdAt: h.createdAt, files: h.files, bytes: h.bytes });
     } catch (e) {
       if (!(e instanceof DamagedBackupError)) throw e;
-      backups.push({ seq: s, damaged: e.message });
+      backups.push({ seq: ref.seq, name: ref.name, damaged: e.message });
     }
   }
-  const objects = (await storage.list('data/')).length;
+  const objects = (await storage.list(repo.version === 1 ? 'data/' : 'packs/')).length;
   let vault: Record<string, unknown> | undefined;
   if (profile.vault) {
     try {
@@ -387,10 +434,10 @@ async function cmdStatus(io: Io, args: string[]): Promise<number> {
   }
   const data = {
     ...(vault ? { vault } : {}),
-    profile: home, storage: redactUrl(profile.storage), backupId: repo.config.backupId, protection: profile.protection,
+    profile: home, storage: redactUrl(profile.storage), backupId: repo.config.backupId, format: repo.version, protection: profile.protection,
     backups: seqs.length, newest: seqs.at(-1) ?? null, lastSeen: lastSeenSeq, objects, recent: backups,
   };
-  const lines = backups.map((b) => ('damaged' in b ? `  #${b.seq}  damaged: ${b.damaged}` : `  #${b.seq}  ${b.createdAt}  ${b.files} files  ${formatBytes(b.bytes!)}`));
+  const lines = backups.map((b) => ('damaged' in b ? `  #${b.seq}  damaged: ${b.damaged}` : `  #${b.seq}  ${printable(b.createdAt!)}  ${b.files} files  ${formatBytes(b.bytes!)}`));
   say(
     io,
     json,
@@ -398,7 +445,7 @@ async function cmdStatus(io: Io, args: string[]): Promise<number> {
       (vault
         ? `Vault:      ${vault['url']}: ${'error' in vault ? `unreachable (${vault['error']})` : vault['registered'] ? `${vault['guessesRemaining']} of ${vault['maxAttempts']} guesses left` : vault['destroyed'] ? 'the key was destroyed after too many wrong passwords' : 'no key registered'}\n`
         : '') +
-      `Backups:    ${seqs.length}${seqs.length ? ` (newest #${data.newest})` : ''}; ${objects} stored chunks\n` +
+      `Backups:    ${seqs.length}${seqs.length ? ` (newest #${data.newest})` : ''}; ${objects} ${repo.version === 1 ? 'stored chunks (format version 1: run `coffer migrate`)' : 'packs'}\n` +
       (lines.length ? `Recent backups:\n${lines.join('\n')}\n` : 'No backup yet: run `coffer backup DIR`.\n'),
     data,
   );
@@ -408,11 +455,11 @@ async function cmdStatus(io: Io, args: string[]): Promise<number> {
 async function cmdVerify(io: Io, args: string[]): Promise<number> {
   const { values } = parse(args, {}, 0);
   const json = !!values.json;
-  const { repo, lastSeenSeq } = await openProfileBackup(io, values);
+  const { repo, lastSeenSeq, indexCache } = await openProfileBackup(io, values);
   const view = ProgressView.for(io, json, 'verify', values.quiet);
   const codec = workerCodec(repo.keys, repo.config);
   try {
-    const r = await verify(repo, { codec, lastSeenSeq, onProgress: view.update });
+    const r = await verify(repo, { codec, lastSeenSeq, onProgress: view.update, indexCache });
     view.end();
     const ok = r.damaged.length === 0;
     say(

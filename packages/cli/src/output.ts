@@ -1,5 +1,5 @@
 /** What the user sees: progress on long work, readable errors with a hint, `--json` for scripts. */
-import { CofferError, DamagedBackupError, StorageUnavailableError, UsageError, WrongKeyError, type Progress } from '@coffer/core';
+import { CofferError, DamagedBackupError, LocalDiskError, StorageUnavailableError, UsageError, WrongKeyError, type Progress } from '@coffer/core';
 
 export interface Io {
   stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
@@ -18,6 +18,10 @@ export const Exit = {
   storage: 5,
   keyDestroyed: 6,
   vault: 7,
+  /** The backup completed, but left files out or stored files that kept changing (spec/format.md §6.2). */
+  incomplete: 8,
+  /** The local disk refused a restore's writes: full, read-only or no permission. */
+  localDisk: 9,
 } as const;
 
 export function exitCodeFor(e: unknown): number {
@@ -25,6 +29,7 @@ export function exitCodeFor(e: unknown): number {
   if (e instanceof WrongKeyError) return Exit.wrongKey;
   if (e instanceof DamagedBackupError) return Exit.damaged;
   if (e instanceof StorageUnavailableError) return Exit.storage;
+  if (e instanceof LocalDiskError) return Exit.localDisk;
   if (e instanceof CofferError) {
     const byCode: Record<string, number> = {
       usage: Exit.usage, 'target-not-empty': Exit.usage, 'no-profile': Exit.usage, 'no-backup': Exit.usage,
@@ -169,4 +174,31 @@ export async function promptSecret(io: Io, question: string): Promise<string> {
     stdin.pause();
     io.stderr.write('\n');
   }
+}
+
+/**
+ * A name or text from a backup, safe to print on a terminal: control characters and bidirectional
+ * overrides (which a backup's author could use to redraw the screen or disguise a name) are shown
+ * as escapes.
+ */
+export function printable(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * Runs `cleanup` if the process is interrupted (Ctrl-C, SIGTERM), then exits with 128 + the signal's
+ * number. Returns the function that stops watching.
+ */
+export function onInterrupt(cleanup: () => Promise<unknown>): () => void {
+  const handler = (signal: NodeJS.Signals) => {
+    const done = () => process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+    setTimeout(done, 5000).unref();
+    cleanup().then(done, done);
+  };
+  process.once('SIGINT', handler);
+  process.once('SIGTERM', handler);
+  return () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
 }

@@ -17,6 +17,8 @@ export interface Profile {
   key: string;
   protection: 'recovery-key' | 'password';
   vault?: { url: string; realmKey: string; token: string };
+  /** The MAC of the store's config when this device connected (format.md §2): the config is pinned. */
+  configMac?: string;
   createdAt: string;
 }
 
@@ -85,6 +87,10 @@ export async function removeProfile(dir: string): Promise<void> {
 }
 
 export const profileKey = (p: Profile): SecretKey => new SecretKey(fromHex(p.key));
+/** Where this profile keeps copies of a store's index objects (format.md §3.3). */
+export const indexCacheDir = (dir: string, backupId: string): string => join(dir, 'cache', backupId, 'index');
+/** A private folder for SQLite snapshots taken during a backup (format.md §6.2). */
+export const tempDir = (dir: string): string => join(dir, 'tmp');
 export const keyHex = (k: SecretKey): string => toHex(k.expose());
 
 export async function loadState(dir: string): Promise<State> {

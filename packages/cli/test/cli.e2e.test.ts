@@ -131,6 +131,9 @@ test('the full story in a real shell: init, backup, changes, incremental backup,
     bytesUploaded: fresh.reduce((n, [, len]) => n + sealedSize(len), 0),
     chunksReused: chunks2.total - fresh.length,
     skipped: [],
+    changed: [],
+    snapshots: [],
+    incomplete: false,
   });
   t.diagnostic(`incremental backup: ${r2.stdout.trim()}`);
   assert.ok(out2.filesRead < files2.length / 2 && out2.chunksUploaded < chunks2.total / 2, `a small incremental backup: ${r2.stdout}`);
@@ -151,9 +154,14 @@ test('the full story in a real shell: init, backup, changes, incremental backup,
     await sh(`printf '%s\\n' "$RK" | coffer restore ${quote(target)} --storage ${quote(store)} --recovery-key-stdin`, { HOME: b.dir, COFFER_HOME: freshHome, RK: recoveryKey }),
     0,
   );
-  assert.match(rr.stdout, new RegExp(`^Restored backup #2 \\(.*\\) into ${re(target)}: ${files2.length} files, .* every byte verified\\.\\n$`));
+  assert.match(
+    rr.stdout,
+    new RegExp(`^Restored backup #2 \\(.*\\) into ${re(target)}: ${files2.length} files, .* every byte verified\\.\\nDropped the setuid, setgid or sticky bits of 1 files \\(--keep-special-modes keeps them\\)\\.\\n$`),
+  );
   assert.ok(!rr.stdout.includes(recoveryKey) && !rr.stderr.includes(recoveryKey), 'the key is not echoed');
-  assert.deepEqual(await tree(target), snap2, 'the restored tree equals the source: content, modes, mtimes, empty files and folders, symlinks');
+  // The sticky folder comes back without its sticky bit (spec/format.md §6.1 rule 5); all else is equal.
+  const shared = (e: Entry) => (e.path === 'shared' ? { ...e, mode: '777' } : e);
+  assert.deepEqual(await tree(target), snap2.map(shared), 'the restored tree equals the source: content, modes, mtimes, empty files and folders, symlinks');
   assert.deepEqual((await readdir(b.dir)).sort(), ['fresh-profile', 'home', 'restored', 'src', 'store'], 'no temporary folder is left beside the target');
   assert.deepEqual(await readdir(freshHome), ['state.json'], 'a restore with --storage remembers the backup it saw, and stores no key');
   assert.deepEqual((await readState(freshHome)).seen, { [profile.backupId]: 2 });
@@ -425,7 +433,7 @@ test('--json: one JSON document on stdout for init/backup/restore/status/verify 
   const r = jsonOut(bk);
   assert.deepEqual(
     { ...r, seconds: 0, bytesUploaded: 0 },
-    { ok: true, seq: 1, files: files.length, entries: snap.length, bytes, filesRead: files.length, chunksUploaded: 4, bytesUploaded: 0, chunksReused: 0, seconds: 0, skipped: [] },
+    { ok: true, seq: 1, files: files.length, entries: snap.length, bytes, filesRead: files.length, chunksUploaded: 4, bytesUploaded: 0, chunksReused: 0, seconds: 0, skipped: [], changed: [], snapshots: [], incomplete: false },
   );
   let progress = progressLines(bk, 'backup');
   assert.deepEqual({ ...progress.at(-1), rate: 0, etaSeconds: 0 }, {
@@ -436,7 +444,10 @@ test('--json: one JSON document on stdout for init/backup/restore/status/verify 
   const target = join(b.dir, 'target');
   const rs = exits(await coffer(b, ['restore', target, '--json']), 0);
   const restored = jsonOut(rs);
-  assert.deepEqual({ ...restored, seconds: 0, createdAt: '' }, { ok: true, seq: 1, files: files.length, entries: snap.length, bytes, createdAt: '', target, seconds: 0 });
+  assert.deepEqual({ ...restored, seconds: 0, createdAt: '' }, {
+    ok: true, seq: 1, files: files.length, entries: snap.length, bytes, createdAt: '', target, seconds: 0,
+    skippedManifests: [], specialModesDropped: 0, changed: [], symlinksSkipped: 0,
+  });
   assert.ok(!Number.isNaN(Date.parse(restored.createdAt)));
   progress = progressLines(rs, 'restore');
   assert.equal(progress.at(-1)!.phase, 'done');
@@ -483,7 +494,7 @@ test('usage: --help exits 0, unknown commands and options and bad arguments exit
   const b = await box(t);
   const help = exits(await coffer(b, ['--help']), 0);
   assert.match(help.stdout, /^coffer \d+\.\d+\.\d+ - end-to-end encrypted backups\n\nUsage: coffer <command> \[options\]/);
-  assert.match(help.stdout, /Exit codes: 0 ok, 1 failure, 2 bad usage, 3 wrong key or password, 4 damaged backup,\n5 storage unreachable, 6 key destroyed by the vault, 7 vault unreachable or refused\./);
+  assert.match(help.stdout, /Exit codes: 0 ok, 1 failure, 2 bad usage, 3 wrong key or password, 4 damaged backup,\n5 storage unreachable, 6 key destroyed by the vault, 7 vault unreachable or refused,\n8 backup completed with files skipped or changing while read, 9 local disk full, read-only or not writable\./);
   for (const cmd of ['init', 'backup', 'restore', 'status', 'verify']) {
     const h = exits(await coffer(b, [cmd, '--help']), 0);
     assert.match(h.stdout, new RegExp(`^Usage: coffer ${cmd}`), cmd);

@@ -13,6 +13,7 @@ export interface CryptoProvider {
   readonly name: string;
   randomBytes(n: number): Uint8Array;
   hmacSha256(key: Uint8Array, data: Uint8Array): Promise<Uint8Array>;
+  sha256(data: Uint8Array): Promise<Uint8Array>;
   hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Promise<Uint8Array>;
   aeadKey(raw: Uint8Array): Promise<AeadKey>;
   /** AES-256-GCM; returns ciphertext || 16-byte tag, written into `into` when given (it must fit). */
@@ -54,6 +55,9 @@ export const webCryptoProvider: CryptoProvider = {
   async hmacSha256(key, data) {
     const k = await subtle().importKey('raw', bs(key), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
     return new Uint8Array(await subtle().sign('HMAC', k, bs(data)));
+  },
+  async sha256(data) {
+    return new Uint8Array(await subtle().digest('SHA-256', bs(data)));
   },
   async hkdfSha256(ikm, salt, info, length) {
     const k = await subtle().importKey('raw', bs(ikm), 'HKDF', false, ['deriveBits']);

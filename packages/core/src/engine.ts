@@ -1,56 +1,40 @@
-/** Backup, restore and verify (spec/format.md §6) over a Storage, a source tree and a restore target. */
-import type { CryptoProvider } from './crypto.js';
-import { DamagedBackupError, ObjectExistsError, ObjectNotFoundError } from './errors.js';
-import type { DerivedKeys } from './keys.js';
-import { compareEntryPaths, type Manifest, type TreeEntry } from './manifest.js';
-import { chunkId, ObjectType, openObject, sealObject } from './object.js';
-import { dataObjectName, storageCall, type Repository } from './repo.js';
+/**
+ * Backup, restore and verify (spec/format.md §3, §6) over a Storage, a source tree and a restore
+ * target. Backups write version 2 (packs); restore and verify read versions 1 and 2.
+ */
+import { toHex } from './bytes.js';
+import { inlineCodec, type ChunkCodec, type SealedBatch } from './codec.js';
+import { ConflictError, DamagedBackupError, ObjectNotFoundError, SourceChangedError, SourceSkipError } from './errors.js';
+import { condemnedPacks, takeLock } from './journal.js';
+import { idOf, packName, type ManifestRef } from './layout.js';
+import { compareEntryPaths, entryPathProblem, parentPath, type Manifest, type TreeEntry } from './manifest.js';
+import { sealedSize } from './object.js';
+import { PackBuilder, type PackEntry } from './pack.js';
+import { storageCall, type BlobIndex, type IndexCache, type Repository, type SkippedManifest } from './repo.js';
 
-/** Turns chunks into named sealed objects and back. Node runs these on worker threads. */
-export interface ChunkCodec {
-  /** Names and seals one chunk. May take ownership of `plaintext` (it may be transferred). */
-  seal(plaintext: Uint8Array): Promise<{ id: string; sealed: Uint8Array }>;
+/** A file or folder a backup left out, and why (spec/format.md §6.2). */
+export interface SkippedFile {
+  path: string;
   /**
-   * Opens the sealed chunk stored as `data/<id>`, whose plaintext the manifest says has
-   * `expectedLength` bytes; with `checkId` also recomputes the id (§4.4 step 4).
+   * `special`: a socket, pipe or device (never backed up); the others are warnings: it vanished,
+   * could not be read, or has a name that cannot be stored (not valid Unicode, §5).
    */
-  open(id: string, sealed: Uint8Array, expectedLength: number, checkId: boolean): Promise<Uint8Array>;
-  /**
-   * Optional buffer recycling, so memory stays flat however much data flows: `alloc` hands out a
-   * buffer for reading chunks into, and `release` takes back any buffer from `alloc`, `seal` or
-   * `open` once the caller no longer uses it.
-   */
-  alloc?(size: number): Uint8Array;
-  release?(buffer: Uint8Array): void;
-  close(): Promise<void>;
-}
-
-/** A ChunkCodec on the calling thread, using any CryptoProvider (browsers, tests). */
-export function inlineCodec(crypto: CryptoProvider, keys: DerivedKeys, segmentSize: number): ChunkCodec {
-  return {
-    async seal(plaintext) {
-      const id = await chunkId(crypto, keys, plaintext);
-      return { id, sealed: await sealObject(crypto, keys, { type: ObjectType.data, id }, plaintext, { segmentSize }) };
-    },
-    async open(id, sealed, expectedLength, checkId) {
-      const name = dataObjectName(id);
-      const plain = await openObject(crypto, keys, { type: ObjectType.data, id }, sealed, name, { segmentSize, expectedLength });
-      if (checkId && (await chunkId(crypto, keys, plain)) !== id) throw new DamagedBackupError('misplaced', name, { detail: 'content does not match its name' });
-      return plain;
-    },
-    async close() {},
-  };
+  reason: 'special' | 'vanished' | 'unreadable' | 'bad-name';
 }
 
 /** What a backup reads: a tree of files (Node: a folder; browsers: app data). */
 export interface BackupSource {
   /** Every entry below the root, without chunk lists. Order does not matter. */
   scan(): Promise<TreeEntry[]>;
+  /** What the last scan left out (it may also throw on a root it cannot read). */
+  readonly skipped?: readonly SkippedFile[];
   /**
    * The file's content in pieces of exactly `chunkSize` bytes (the last one shorter), read into
-   * buffers from `alloc` when given.
+   * buffers from `alloc` when given. The source may update `entry`'s mode, mtime and hints to
+   * those of the file it actually read. Throws SourceSkipError when the file vanished or cannot
+   * be read, and SourceChangedError, after the last piece, when it changed while it was read.
    */
-  read(path: string, chunkSize: number, alloc?: (size: number) => Uint8Array): AsyncIterable<Uint8Array>;
+  read(entry: TreeEntry, chunkSize: number, alloc?: (size: number) => Uint8Array): AsyncIterable<Uint8Array>;
 }
 
 export interface FileSink {
@@ -58,13 +42,19 @@ export interface FileSink {
   close(): Promise<void>;
 }
 
-/** Where a restore writes. Nothing is visible at the final place until `commit`. */
+/**
+ * Where a restore writes. Nothing is visible at the final place until `commit`. The engine calls
+ * `dir` and `file` parents first, each parent being a folder made by `dir`, and `symlink` only
+ * after every file is closed (spec/format.md §6.1): a target never has to create anything below
+ * a symlink, and must refuse to.
+ */
 export interface RestoreTarget {
   begin(): Promise<void>;
   dir(entry: TreeEntry): Promise<void>;
-  symlink(entry: TreeEntry): Promise<void>;
   file(entry: TreeEntry): Promise<FileSink>;
-  /** Sets modes and times, makes everything durable and moves the tree into place. */
+  /** Returns false when the target cannot hold symlinks (the browser's OPFS) and skipped it. */
+  symlink(entry: TreeEntry): Promise<boolean | void>;
+  /** Sets folder modes and times, makes everything durable and moves the tree into place. */
   commit(entries: TreeEntry[]): Promise<void>;
   /** Removes whatever `begin` and later calls created. */
   abort(): Promise<void>;
@@ -76,40 +66,17 @@ export interface Progress {
   bytesTotal: number;
   filesDone: number;
   filesTotal: number;
-  /** Backup: bytes of new objects written. */
+  /** Backup: bytes of new packs written. */
   uploadedBytes: number;
 }
 
-export interface BackupOptions {
-  codec?: ChunkCodec;
-  /** Newest seq this device has seen (rollback check); `null` for none. */
-  lastSeenSeq?: number | null;
-  onProgress?: (p: Progress) => void;
-  /** Chunks in flight at once (memory is about 2 x this x chunkSize). */
-  concurrency?: number;
-  now?: () => Date;
-}
-
-export interface BackupResult {
-  seq: number;
-  files: number;
-  entries: number;
-  bytes: number;
-  /** Files read this time (others were unchanged since the previous backup). */
-  filesRead: number;
-  chunksUploaded: number;
-  bytesUploaded: number;
-  chunksReused: number;
-}
-
-/**
- * Chunks in flight at once. Each holds at most a plaintext and a sealed chunk (2 MiB), and enough
- * must be in flight for storage writes that wait on the disk or the network to overlap.
- */
+/** Chunks in flight at once, by default: each holds at most a plaintext and a sealed chunk. */
 export const DEFAULT_CONCURRENCY = 16;
+/** Reads of a file that keeps changing before it is stored marked `changed` (§6.2). */
+export const READ_ATTEMPTS = 3;
 
 /** Runs async tasks with at most `limit` in flight; `run` waits for a free slot. */
-class Limiter {
+export class Limiter {
   private active = 0;
   private waiters: (() => void)[] = [];
   private failure: unknown = null;
@@ -136,6 +103,23 @@ class Limiter {
   }
 }
 
+/** A budget of bytes in flight: `take` waits until the bytes fit (one oversized take is let through alone). */
+class ByteBudget {
+  private used = 0;
+  private waiters: (() => void)[] = [];
+  constructor(private readonly limit: number) {}
+  async take(n: number): Promise<void> {
+    while (this.used > 0 && this.used + n > this.limit) await new Promise<void>((r) => this.waiters.push(r));
+    this.used += n;
+  }
+  give(n: number): void {
+    this.used -= n;
+    const w = this.waiters;
+    this.waiters = [];
+    for (const r of w) r();
+  }
+}
+
 function sameFile(a: TreeEntry, b: TreeEntry | undefined): boolean {
   return (
     b !== undefined && b.kind === 'file' && a.size === b.size && a.mtimeNs === b.mtimeNs && a.mode === b.mode &&
@@ -143,15 +127,176 @@ function sameFile(a: TreeEntry, b: TreeEntry | undefined): boolean {
   );
 }
 
-/** §6: backs up `source` as a new manifest; only chunks the store lacks are uploaded. */
+/* ------------------------------------------------------------------------------------------------
+ * Backup
+ * --------------------------------------------------------------------------------------------- */
+
+export interface BackupOptions {
+  codec?: ChunkCodec;
+  /** Newest seq this device has seen (rollback check); `null` for none. */
+  lastSeenSeq?: number | null;
+  onProgress?: (p: Progress) => void;
+  /** Chunks in flight at once (memory is about 2 x this x chunkSize). */
+  concurrency?: number;
+  /** Packs being written at once (each holds up to packSize bytes). */
+  packsInFlight?: number;
+  /** Files read at once (small files gain from several). */
+  filesInFlight?: number;
+  /** Copies of the index objects, kept between backups (§3.3). */
+  indexCache?: IndexCache;
+  /** Who holds the lock (§9.3). */
+  host?: string;
+  pid?: number;
+  now?: () => Date;
+}
+
+export interface BackupResult {
+  seq: number;
+  /** The manifest's name. */
+  name: string;
+  /** Left out of this backup: special files, and files that vanished or could not be read. */
+  skipped: SkippedFile[];
+  /** Files stored from a read during which they kept changing (marked `changed`). */
+  changed: string[];
+  files: number;
+  entries: number;
+  bytes: number;
+  /** Files read this time (others were unchanged since the previous backup). */
+  filesRead: number;
+  chunksUploaded: number;
+  bytesUploaded: number;
+  chunksReused: number;
+  packsWritten: number;
+}
+
+/** Small chunks go to the codec in batches of up to this many bytes (one message per batch). */
+const BATCH_BYTES = 1024 * 1024;
+const BATCH_CHUNKS = 128;
+
+/** Collects chunks into batches for the codec; each `seal` resolves with its chunk's id and sealed view. */
+class SealBatcher {
+  private chunks: Uint8Array[] = [];
+  private waiting: { resolve(v: { id: string; sealed: Uint8Array; batch: SealedBatch; done(): void }): void; reject(e: unknown): void }[] = [];
+  private bytes = 0;
+  private scheduled = false;
+  constructor(private readonly codec: ChunkCodec) {}
+
+  seal(chunk: Uint8Array): Promise<{ id: string; sealed: Uint8Array; done(): void }> {
+    return new Promise((resolve, reject) => {
+      this.chunks.push(chunk);
+      this.waiting.push({ resolve, reject });
+      this.bytes += chunk.length;
+      if (this.bytes >= BATCH_BYTES || this.chunks.length >= BATCH_CHUNKS) this.flush();
+      else if (!this.scheduled) {
+        // Whatever arrives in the same turn joins the batch; a lone chunk waits no longer.
+        this.scheduled = true;
+        setTimeout(() => this.flush(), 0);
+      }
+    });
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    if (this.chunks.length === 0) return;
+    const chunks = this.chunks;
+    const waiting = this.waiting;
+    this.chunks = [];
+    this.waiting = [];
+    this.bytes = 0;
+    this.codec.seal(chunks).then(
+      (batch) => {
+        // The batch's buffer goes back to the codec once every chunk in it is copied into a pack.
+        let left = waiting.length;
+        const done = () => {
+          if (--left === 0) this.codec.release?.(batch.buffer);
+        };
+        waiting.forEach((w, i) => w.resolve({ id: batch.ids[i]!, sealed: batch.sealed[i]!, batch, done }));
+      },
+      (e) => waiting.forEach((w) => w.reject(e)),
+    );
+  }
+}
+
+/** Fills packs with sealed blobs and writes each when full (§3.2), a few at once. */
+class Packer {
+  readonly written: PackEntry[] = [];
+  private current: PackBuilder | null = null;
+  private readonly ids = new Set<string>();
+  private readonly limiter: Limiter;
+  private readonly free: Uint8Array[] = [];
+  bytesWritten = 0;
+  constructor(private readonly repo: Repository, inFlight: number, private readonly onWritten: (bytes: number) => void) {
+    this.limiter = new Limiter(inFlight);
+  }
+
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+
+  async add(id: string, sealed: Uint8Array, plainLength: number): Promise<void> {
+    this.ids.add(id);
+    if (this.current?.wouldOverflow(sealed.length)) await this.ship();
+    this.current ??= this.newBuilder();
+    this.current.add(id, sealed, plainLength);
+  }
+
+  private newBuilder(): PackBuilder {
+    const maxBlob = sealedSize(this.repo.config.chunkSize, this.repo.config.segmentSize);
+    return new PackBuilder(toHex(this.repo.crypto.randomBytes(32)), this.repo.packSize, maxBlob, this.free.pop());
+  }
+
+  private async ship(): Promise<void> {
+    const pack = this.current;
+    this.current = null;
+    if (!pack || pack.blobs.length === 0) return;
+    await this.limiter.run(async () => {
+      const bytes = await pack.finish(this.repo.crypto, this.repo.keys, this.repo.config.segmentSize);
+      const name = packName(pack.id);
+      await storageCall(this.repo.storage, `writing ${name}`, () => this.repo.storage.put(name, bytes));
+      this.written.push({ id: pack.id, blobs: pack.blobs });
+      this.bytesWritten += bytes.length;
+      this.onWritten(bytes.length);
+      this.free.push(new Uint8Array(bytes.buffer, 0, bytes.buffer.byteLength));
+    });
+  }
+
+  async finish(): Promise<PackEntry[]> {
+    await this.ship();
+    await this.limiter.drain();
+    return this.written;
+  }
+}
+
+/** §6: backs up `source` as a new manifest; only chunks the store lacks are stored. */
 export async function backup(repo: Repository, source: BackupSource, options: BackupOptions = {}): Promise<BackupResult> {
+  if (repo.version !== 2) {
+    throw new ConflictError('this store uses backup format version 1; run `coffer migrate` to convert it to version 2 before backing up');
+  }
   const { storage, config } = repo;
   const codec = options.codec ?? inlineCodec(repo.crypto, repo.keys, config.segmentSize);
   const ownCodec = options.codec === undefined;
+  const now = options.now ?? (() => new Date());
+  // §6 step 1: the lock comes before the journal is read (§9.2 safety argument).
+  const lock = await takeLock(repo, 'backup', { host: options.host ?? 'unknown', pid: options.pid ?? 0 }, now);
   try {
+    // Numbered past every manifest name, junk included; incremental from the newest that opens (§4.4).
     const latest = await repo.latest(options.lastSeenSeq);
-    const previous = latest === null ? null : await repo.readManifest(latest);
-    const entries = (await source.scan()).sort((a, b) => compareEntryPaths(a.path, b.path));
+    // A store whose every manifest is junk still takes a new (full) backup.
+    const previous = await repo.newestReadable().catch((e) => {
+      if (e instanceof DamagedBackupError) return null;
+      throw e;
+    });
+    const index = await repo.loadIndex(options.indexCache);
+    index.exclude(await condemnedPacks(repo));
+
+    const scanned = await source.scan();
+    const skipped: SkippedFile[] = [...(source.skipped ?? [])];
+    // A name no restore could create is left out (with everything below it) rather than stored.
+    const badNames = scanned.filter((e) => entryPathProblem(e.path) !== null).map((e) => e.path);
+    for (const path of badNames) skipped.push({ path, reason: 'bad-name' });
+    const entries = (badNames.length ? scanned.filter((e) => !badNames.some((b) => e.path === b || e.path.startsWith(b + '/'))) : scanned).sort((a, b) =>
+      compareEntryPaths(a.path, b.path),
+    );
     const files = entries.filter((e) => e.kind === 'file');
     const progress: Progress = {
       phase: 'backup', bytesDone: 0, filesDone: 0, uploadedBytes: 0,
@@ -160,182 +305,400 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
     const report = () => options.onProgress?.({ ...progress });
     report();
 
-    const known = new Set<string>();
-    for (const name of await storageCall(storage, 'listing data', () => storage.list('data/'))) known.add(name.slice(5));
     const prevFiles = new Map<string, TreeEntry>();
-    for (const e of previous?.entries ?? []) if (e.kind === 'file') prevFiles.set(e.path, e);
+    for (const e of previous?.manifest.entries ?? []) if (e.kind === 'file') prevFiles.set(e.path, e);
 
-    const limiter = new Limiter(options.concurrency ?? DEFAULT_CONCURRENCY);
     const result = { filesRead: 0, chunksUploaded: 0, bytesUploaded: 0, chunksReused: 0 };
-    for (const entry of files) {
+    const reusedPacks = new Set<string>();
+    const packer = new Packer(repo, options.packsInFlight ?? 2, (n) => {
+      result.bytesUploaded += n;
+      progress.uploadedBytes += n;
+    });
+    const batcher = new SealBatcher(codec);
+    const budget = new ByteBudget((options.concurrency ?? DEFAULT_CONCURRENCY) * config.chunkSize);
+    const left = new Set<TreeEntry>();
+    const changed: string[] = [];
+
+    /** Reads one file and stores its new chunks; resolves when every chunk has a place. */
+    const readFile = async (entry: TreeEntry, chunks: string[], got: { size: number }): Promise<void> => {
+      const stored: Promise<void>[] = [];
+      let index_ = 0;
+      try {
+        for await (const piece of source.read(entry, config.chunkSize, codec.alloc?.bind(codec))) {
+          const i = index_++;
+          const n = piece.length;
+          got.size += n;
+          await budget.take(n);
+          stored.push(
+            batcher.seal(piece).then(async ({ id, sealed, done }) => {
+              try {
+                chunks[i] = id;
+                const loc = index.get(id);
+                if (loc) {
+                  reusedPacks.add(loc.pack);
+                  result.chunksReused++;
+                } else if (packer.has(id)) {
+                  result.chunksReused++;
+                } else {
+                  await packer.add(id, sealed, n);
+                  result.chunksUploaded++;
+                }
+              } finally {
+                done();
+                budget.give(n);
+              }
+              progress.bytesDone += n;
+              report();
+            }),
+          );
+        }
+      } finally {
+        // Every piece handed out is accounted for before the file's outcome is decided.
+        const outcomes = await Promise.allSettled(stored);
+        const failed = outcomes.find((o) => o.status === 'rejected');
+        if (failed) throw (failed as PromiseRejectedResult).reason;
+      }
+    };
+
+    const backupFile = async (entry: TreeEntry): Promise<void> => {
       const prev = prevFiles.get(entry.path);
-      if (sameFile(entry, prev) && prev!.chunks!.every((c) => known.has(c))) {
+      if (sameFile(entry, prev) && prev!.chunks!.every((c) => index.has(c))) {
         entry.chunks = prev!.chunks!.slice();
+        if (prev!.changed) entry.changed = true;
+        for (const c of entry.chunks) reusedPacks.add(index.get(c)!.pack);
         result.chunksReused += entry.chunks.length;
         progress.bytesDone += entry.size ?? 0;
         progress.filesDone++;
         report();
-        continue;
+        return;
       }
       result.filesRead++;
-      // Chunks of many files are in flight at once; the list fills in as they finish.
-      const chunks: string[] = [];
-      entry.chunks = chunks;
-      let size = 0;
-      let index = 0;
-      for await (const piece of source.read(entry.path, config.chunkSize, codec.alloc?.bind(codec))) {
-        const i = index++;
-        const n = piece.length;
-        size += n;
-        await limiter.run(async () => {
-          const { id, sealed } = await codec.seal(piece);
-          chunks[i] = id;
-          if (known.has(id)) {
-            result.chunksReused++;
-          } else {
-            known.add(id);
-            try {
-              await storageCall(storage, `writing ${dataObjectName(id)}`, () => storage.put(dataObjectName(id), sealed));
-              result.chunksUploaded++;
-              result.bytesUploaded += sealed.length;
-              progress.uploadedBytes += sealed.length;
-            } catch (e) {
-              // Same name, same plaintext (§3): someone stored it first.
-              if (!(e instanceof ObjectExistsError)) {
-                known.delete(id);
-                throw e;
-              }
-            }
+      // §6.2: a file that changes while it is read is read again, up to READ_ATTEMPTS times.
+      for (let attempt = 1; ; attempt++) {
+        const chunks: string[] = [];
+        entry.chunks = chunks;
+        const got = { size: 0 };
+        try {
+          await readFile(entry, chunks, got);
+        } catch (e) {
+          if (e instanceof SourceSkipError) {
+            skipped.push({ path: entry.path, reason: e.reason });
+            left.add(entry);
+            progress.bytesTotal -= entry.size ?? 0;
+            break;
           }
-          codec.release?.(sealed);
-          progress.bytesDone += n;
-          report();
-        });
+          if (!(e instanceof SourceChangedError)) throw e;
+          if (attempt < READ_ATTEMPTS) {
+            progress.bytesTotal += got.size;
+            continue;
+          }
+          // Stored from the last read, and marked: it is never presented as consistent.
+          entry.changed = true;
+          changed.push(entry.path);
+        }
+        // The file may have changed size since the scan: record what was read.
+        progress.bytesTotal += got.size - (entry.size ?? 0);
+        entry.size = got.size;
+        break;
       }
-      // The file may have changed size while it was read: record what was read.
-      progress.bytesTotal += size - (entry.size ?? 0);
-      entry.size = size;
       progress.filesDone++;
       report();
-    }
-    await limiter.drain();
+    };
+
+    const fileLimiter = new Limiter(options.filesInFlight ?? 8);
+    for (const entry of files) await fileLimiter.run(() => backupFile(entry));
+    await fileLimiter.drain();
+    const packs = await packer.finish();
+    if (packs.length) await repo.writeIndex(packs, options.indexCache);
     await storageCall(storage, 'flush', () => storage.flush());
 
+    // §6 step 6: a prune may have removed a pack this backup reused while it ran.
+    if (reusedPacks.size) {
+      const present = new Set((await storageCall(storage, 'listing packs', () => storage.list('packs/'))).map((n) => idOf(n, 'packs')));
+      const gone = [...reusedPacks].filter((p) => !present.has(p));
+      if (gone.length) {
+        throw new ConflictError(`a prune removed ${gone.length} packs this backup relies on while it ran; run the backup again to store those chunks anew`);
+      }
+    }
+
     const seq = (latest ?? 0) + 1;
-    const bytes = files.reduce((n, f) => n + (f.size ?? 0), 0);
+    const kept = left.size ? entries.filter((e) => !left.has(e)) : entries;
+    const keptFiles = kept.filter((e) => e.kind === 'file');
+    const bytes = keptFiles.reduce((n, f) => n + (f.size ?? 0), 0);
+    const parent = previous ? { name: previous.ref.name, hash: await repo.manifestHash(previous.ref) } : null;
     const manifest: Manifest = {
       header: {
-        type: 'coffer-manifest', version: 1, backupId: config.backupId, seq, parentSeq: latest,
-        createdAt: (options.now?.() ?? new Date()).toISOString(), entries: entries.length, files: files.length, bytes,
+        type: 'coffer-manifest', version: 2, backupId: config.backupId, seq, writer: toHex(repo.crypto.randomBytes(8)), parent,
+        createdAt: now().toISOString(), entries: kept.length, files: keptFiles.length, bytes,
       },
-      entries,
+      entries: kept,
     };
     options.onProgress?.({ ...progress, phase: 'manifest' });
-    await repo.writeManifest(manifest);
+    const ref = await repo.writeManifest(manifest);
     options.onProgress?.({ ...progress, phase: 'done' });
-    return { seq, files: files.length, entries: entries.length, bytes, ...result };
+    return { seq, name: ref.name, files: keptFiles.length, entries: kept.length, bytes, skipped, changed, packsWritten: packs.length, ...result };
   } finally {
+    await lock.release();
     if (ownCodec) await codec.close();
   }
 }
 
-export interface RestoreOptions {
-  codec?: ChunkCodec;
-  /** Which backup; the newest by default. */
-  seq?: number;
-  lastSeenSeq?: number | null;
-  allowRollback?: boolean;
-  onProgress?: (p: Progress) => void;
-  concurrency?: number;
-}
-
-export interface RestoreResult {
-  seq: number;
-  files: number;
-  entries: number;
-  bytes: number;
-  createdAt: string;
-}
+/* ------------------------------------------------------------------------------------------------
+ * Reading blobs: restore and verify
+ * --------------------------------------------------------------------------------------------- */
 
 /** Expected plaintext length of chunk `i` of a file of `size` bytes. */
 const chunkLength = (size: number, i: number, chunkSize: number) => Math.min(chunkSize, size - i * chunkSize);
 
-async function fetchChunk(repo: Repository, id: string, codec: ChunkCodec): Promise<Uint8Array> {
-  const name = dataObjectName(id);
-  try {
-    return await storageCall(repo.storage, `reading ${name}`, () => repo.storage.get(name, undefined, codec.alloc?.bind(codec)));
-  } catch (e) {
-    if (e instanceof ObjectNotFoundError) throw new DamagedBackupError('missing', name, { cause: e });
-    throw e;
+/** One blob to read, and where its plaintext goes. */
+interface BlobRead {
+  id: string;
+  plainLength: number;
+  name: string;
+  offset: number;
+  sealedLength: number;
+  /** Called with the verified plaintext (a view that is only valid during the call). */
+  deliver(plain: Uint8Array): Promise<void>;
+}
+
+/** Requests of at most this many bytes read adjacent blobs of one pack with one ranged get. */
+const MAX_READ_BYTES = 8 * 1024 * 1024;
+/** Blobs of one request delivered at once (each may create, write and close a small file). */
+const DELIVER_AT_ONCE = 16;
+
+/**
+ * Reads blobs in the given order, merging blobs that lie next to each other in one object into one
+ * ranged get, with at most `inFlight` bytes being fetched or opened at once.
+ */
+async function readBlobs(repo: Repository, codec: ChunkCodec, reads: Iterable<BlobRead>, options: { inFlight: number; checkId: boolean; onDamage?: (e: DamagedBackupError, r: BlobRead) => void }): Promise<void> {
+  const budget = new ByteBudget(options.inFlight);
+  const limiter = new Limiter(64);
+  // Version 1 blobs are whole objects: one byte more shows an object longer than it may be (§4.4).
+  const extra = repo.version === 1 ? 1 : 0;
+  const run = async (group: BlobRead[]) => {
+    const first = group[0]!;
+    const length = group.reduce((n, r) => n + r.sealedLength, 0);
+    await budget.take(length);
+    await limiter.run(async () => {
+      try {
+        let bytes: Uint8Array;
+        try {
+          bytes = await storageCall(repo.storage, `reading ${first.name}`, () =>
+            repo.storage.get(first.name, { offset: first.offset, length: length + extra }, codec.alloc?.bind(codec)),
+          );
+        } catch (e) {
+          if (e instanceof ObjectNotFoundError) throw new DamagedBackupError('missing', first.name, { cause: e });
+          throw e;
+        }
+        // Each blob is judged by §4.4 on what arrived: past the end of a cut object it is short
+        // (truncated), and a version 1 object with a byte too many is longer than expected (corrupt).
+        let o = 0;
+        const blobs = group.map((r, i) => {
+          const sealed = i === group.length - 1 ? bytes.subarray(o) : bytes.subarray(o, o + r.sealedLength);
+          o += r.sealedLength;
+          return { id: r.id, sealed, plainLength: r.plainLength };
+        });
+        const opened = await codec.open(blobs, options.checkId);
+        // Several files at once: small files are mostly waiting on their own creation.
+        for (let i = 0; i < group.length; i += DELIVER_AT_ONCE) {
+          await Promise.all(group.slice(i, i + DELIVER_AT_ONCE).map((r, j) => r.deliver(opened.plain[i + j]!)));
+        }
+        codec.release?.(opened.buffer);
+      } catch (e) {
+        if (!(e instanceof DamagedBackupError) || !options.onDamage) throw e;
+        // One bad blob among many: read them one by one to say which (and check the good ones).
+        if (group.length > 1) for (const r of group) await readBlobs(repo, codec, [r], options);
+        else options.onDamage(e, first);
+      } finally {
+        budget.give(length);
+      }
+    });
+  };
+  let group: BlobRead[] = [];
+  let groupBytes = 0;
+  for (const r of reads) {
+    const last = group[group.length - 1];
+    if (last && (last.name !== r.name || last.offset + last.sealedLength !== r.offset || groupBytes + r.sealedLength > MAX_READ_BYTES)) {
+      await run(group);
+      group = [];
+      groupBytes = 0;
+    }
+    group.push(r);
+    groupBytes += r.sealedLength;
   }
+  if (group.length) await run(group);
+  await limiter.drain();
+}
+
+/** §6.3: databases first, then small files (in the order they are stored), then the rest, newest first. */
+export function restoreOrder(files: TreeEntry[]): TreeEntry[] {
+  const isDb = (p: string) => /\.(db|sqlite|sqlite3)$/i.test(p);
+  const rank = (e: TreeEntry) => (isDb(e.path) ? 0 : (e.size ?? 0) < 1024 * 1024 ? 1 : 2);
+  return files
+    .map((e, i) => ({ e, i, r: rank(e) }))
+    .sort((a, b) => a.r - b.r || (a.r === 0 ? (a.e.size ?? 0) - (b.e.size ?? 0) : a.r === 2 ? (BigInt(b.e.mtimeNs) > BigInt(a.e.mtimeNs) ? 1 : BigInt(b.e.mtimeNs) < BigInt(a.e.mtimeNs) ? -1 : 0) : 0) || a.i - b.i)
+    .map((x) => x.e);
+}
+
+export interface RestoreOptions {
+  codec?: ChunkCodec;
+  /** Which backup: a seq (the newest of that number) or a manifest; the newest that opens by default. */
+  seq?: number | ManifestRef;
+  lastSeenSeq?: number | null;
+  allowRollback?: boolean;
+  /** Keep setuid, setgid and sticky bits (dropped by default, §6.1 rule 5). */
+  keepSpecialModes?: boolean;
+  onProgress?: (p: Progress) => void;
+  /** Called as each file is complete and verified (§6.3), in the order files finish. */
+  onFile?: (entry: TreeEntry) => void;
+  /** The order of files (§6.3 by default). */
+  priority?: (files: TreeEntry[]) => TreeEntry[];
+  /** Bytes being read or opened at once. */
+  readAhead?: number;
+  /** Kept for compatibility: chunks in flight (readAhead = this x chunkSize). */
+  concurrency?: number;
+  indexCache?: IndexCache;
+}
+
+export interface RestoreResult {
+  seq: number;
+  name: string;
+  files: number;
+  entries: number;
+  bytes: number;
+  createdAt: string;
+  /** Newer manifest names that did not open, skipped to reach this one (§4.4). */
+  skippedManifests: SkippedManifest[];
+  /** Entries whose setuid, setgid or sticky bits were dropped. */
+  specialModesDropped: number;
+  /** Files the backup marked as changing while they were read: possibly inconsistent. */
+  changed: string[];
+  /** Symlinks the target could not hold (the browser's OPFS). */
+  symlinksSkipped: number;
+}
+
+/**
+ * What a restore creates, in order (§6.1): the manifest's entries, with the special mode bits
+ * dropped unless kept, and a folder (mode 0700) for every parent the manifest does not list.
+ */
+function restorePlan(manifest: Manifest, keepSpecialModes: boolean): { entries: TreeEntry[]; specialModesDropped: number } {
+  const present = new Set(manifest.entries.map((e) => e.path));
+  const entries: TreeEntry[] = [];
+  let specialModesDropped = 0;
+  const created = Date.parse(String(manifest.header.createdAt));
+  const implicitTime = (BigInt(Number.isFinite(created) ? created : 0) * 1_000_000n).toString();
+  for (const e of manifest.entries) {
+    const missing: string[] = [];
+    for (let p = parentPath(e.path); p !== null && !present.has(p); p = parentPath(p)) missing.push(p);
+    for (const p of missing.reverse()) {
+      present.add(p);
+      entries.push({ path: p, kind: 'dir', mode: 0o700, mtimeNs: implicitTime });
+    }
+    if (e.kind !== 'symlink' && e.mode & 0o7000 && !keepSpecialModes) {
+      specialModesDropped++;
+      entries.push({ ...e, mode: e.mode & 0o777 });
+    } else entries.push(e);
+  }
+  return { entries, specialModesDropped };
+}
+
+/** The manifest a restore or verify reads: a given one, or the newest that opens. */
+async function chooseManifest(repo: Repository, options: { seq?: number | ManifestRef; lastSeenSeq?: number | null; allowRollback?: boolean }) {
+  await repo.latest(options.lastSeenSeq, options.allowRollback);
+  if (options.seq !== undefined) {
+    const ref = typeof options.seq === 'number' ? null : options.seq;
+    const manifest = await repo.readManifest(options.seq);
+    return { manifest, ref: ref ?? { name: '', seq: manifest.header.seq, writer: manifest.header.writer ?? null }, skipped: [] as SkippedManifest[] };
+  }
+  const found = await repo.newestReadable({ lastSeenSeq: options.lastSeenSeq ?? null, allowRollback: options.allowRollback ?? false });
+  if (!found) throw new DamagedBackupError('missing', undefined, { detail: 'there is no completed backup in this store yet' });
+  return found;
 }
 
 /** §6: restores a backup into `target`; nothing appears at the final place unless all of it verified. */
 export async function restore(repo: Repository, target: RestoreTarget, options: RestoreOptions = {}): Promise<RestoreResult> {
   const codec = options.codec ?? inlineCodec(repo.crypto, repo.keys, repo.config.segmentSize);
   const ownCodec = options.codec === undefined;
-  const latest = await repo.latest(options.lastSeenSeq, options.allowRollback);
-  const seq = options.seq ?? latest;
-  if (seq === null || seq === undefined) {
-    if (ownCodec) await codec.close();
-    throw new DamagedBackupError('missing', undefined, { detail: 'there is no completed backup in this store yet' });
-  }
-  const manifest = await repo.readManifest(seq);
-  const { entries } = manifest;
-  const files = entries.filter((e) => e.kind === 'file');
-  const progress: Progress = {
-    phase: 'restore', bytesDone: 0, filesDone: 0, uploadedBytes: 0,
-    bytesTotal: manifest.header.bytes, filesTotal: files.length,
-  };
-  const report = () => options.onProgress?.({ ...progress });
   let begun = false;
   try {
+    const { manifest, ref, skipped: skippedManifests } = await chooseManifest(repo, options);
+    const seq = manifest.header.seq;
+    const { entries, specialModesDropped } = restorePlan(manifest, options.keepSpecialModes ?? false);
+    const files = entries.filter((e) => e.kind === 'file');
+    const index: BlobIndex = await repo.loadIndex(options.indexCache);
+    const chunkSize = repo.config.chunkSize;
+    const ordered = (options.priority ?? restoreOrder)(files);
+    // Every blob is located before anything is written: a missing one fails the restore at once.
+    const located = ordered.map((e) => e.chunks!.map((id, i) => ({ id, ...repo.locate(index, id, chunkLength(e.size!, i, chunkSize)) })));
+    const progress: Progress = {
+      phase: 'restore', bytesDone: 0, filesDone: 0, uploadedBytes: 0,
+      bytesTotal: manifest.header.bytes, filesTotal: files.length,
+    };
+    const report = () => options.onProgress?.({ ...progress });
     await target.begin();
     begun = true;
     report();
-    const limiter = new Limiter(options.concurrency ?? DEFAULT_CONCURRENCY);
-    const chunkSize = repo.config.chunkSize;
-    for (const entry of entries) {
-      if (entry.kind === 'dir') await target.dir(entry);
-      else if (entry.kind === 'symlink') await target.symlink(entry);
-      else {
-        const size = entry.size!;
-        const ids = entry.chunks!;
-        if (ids.length !== Math.ceil(size / chunkSize)) {
-          throw new DamagedBackupError('corrupt', `manifest ${seq}`, { detail: `chunk list of an entry does not fit its size` });
-        }
-        const sink = await target.file(entry);
-        let remaining = ids.length;
-        const done = async () => {
-          await sink.close();
-          progress.filesDone++;
-          report();
-        };
-        if (remaining === 0) await done();
-        for (let i = 0; i < ids.length; i++) {
-          const id = ids[i]!;
-          const len = chunkLength(size, i, chunkSize);
-          await limiter.run(async () => {
-            const plain = await codec.open(id, await fetchChunk(repo, id, codec), len, false);
-            await sink.write(i * chunkSize, plain);
-            codec.release?.(plain);
-            progress.bytesDone += len;
-            report();
-            if (--remaining === 0) await done();
-          });
+    for (const entry of entries) if (entry.kind === 'dir') await target.dir(entry);
+
+    const finished = async (entry: TreeEntry, sink: FileSink) => {
+      await sink.close();
+      progress.filesDone++;
+      report();
+      options.onFile?.(entry);
+    };
+    // Files open at their first chunk and close at their last, so only a few are open at once.
+    const sinks = new Map<TreeEntry, { sink: Promise<FileSink>; left: number }>();
+    const sinkFor = (entry: TreeEntry) => {
+      let s = sinks.get(entry);
+      if (!s) sinks.set(entry, (s = { sink: target.file(entry), left: entry.chunks!.length }));
+      return s;
+    };
+    function* reads(): Iterable<BlobRead> {
+      for (let f = 0; f < ordered.length; f++) {
+        const entry = ordered[f]!;
+        const locs = located[f]!;
+        for (let i = 0; i < locs.length; i++) {
+          const loc = locs[i]!;
+          yield {
+            id: loc.id, plainLength: chunkLength(entry.size!, i, chunkSize), name: loc.name, offset: loc.offset, sealedLength: loc.sealedLength,
+            async deliver(plain) {
+              const s = sinkFor(entry);
+              const sink = await s.sink;
+              await sink.write(i * chunkSize, plain);
+              progress.bytesDone += plain.length;
+              report();
+              if (--s.left === 0) {
+                sinks.delete(entry);
+                await finished(entry, sink);
+              }
+            },
+          };
         }
       }
     }
-    await limiter.drain();
+    // Empty files first: they need no reads.
+    for (const entry of ordered) if (entry.chunks!.length === 0) await finished(entry, await target.file(entry));
+    try {
+      await readBlobs(repo, codec, reads(), { inFlight: options.readAhead ?? (options.concurrency ?? DEFAULT_CONCURRENCY) * chunkSize * 2, checkId: false });
+    } finally {
+      // A failure leaves files open: close them before the target removes what it made.
+      await Promise.allSettled([...sinks.values()].map(async (s) => (await s.sink).close()));
+    }
+    // Symlinks last, once every file is closed: nothing is created below one (§6.1 rule 4).
+    let symlinksSkipped = 0;
+    for (const entry of entries) if (entry.kind === 'symlink' && (await target.symlink(entry)) === false) symlinksSkipped++;
     await target.commit(entries);
+    options.onProgress?.({ ...progress, phase: 'done' });
+    return {
+      seq, name: ref.name, files: files.length, entries: manifest.entries.length, bytes: manifest.header.bytes, createdAt: manifest.header.createdAt,
+      skippedManifests, specialModesDropped, changed: files.filter((f) => f.changed).map((f) => f.path), symlinksSkipped,
+    };
   } catch (e) {
     if (begun) await target.abort().catch(() => {});
     throw e;
   } finally {
     if (ownCodec) await codec.close();
   }
-  options.onProgress?.({ ...progress, phase: 'done' });
-  return { seq, files: files.length, entries: entries.length, bytes: manifest.header.bytes, createdAt: manifest.header.createdAt };
 }
 
 export interface VerifyResult {
@@ -345,53 +708,74 @@ export interface VerifyResult {
   damaged: { object: string; reason: string; message: string }[];
 }
 
-/** Reads back every object that the chosen manifests (all by default) name and checks it (§4.4). */
+/** Reads back every blob that the chosen manifests (all by default) name and checks it (§4.4). */
 export async function verify(
   repo: Repository,
-  options: { codec?: ChunkCodec; seqs?: number[]; lastSeenSeq?: number | null; onProgress?: (p: Progress) => void; concurrency?: number } = {},
+  options: { codec?: ChunkCodec; seqs?: number[]; lastSeenSeq?: number | null; onProgress?: (p: Progress) => void; concurrency?: number; indexCache?: IndexCache } = {},
 ): Promise<VerifyResult> {
   const codec = options.codec ?? inlineCodec(repo.crypto, repo.keys, repo.config.segmentSize);
   const ownCodec = options.codec === undefined;
   try {
     await repo.latest(options.lastSeenSeq);
-    const seqs = options.seqs ?? (await repo.manifests());
+    const refs = (await repo.manifests()).filter((r) => !options.seqs || options.seqs.includes(r.seq));
+    // Junk under manifests/ that is not even a manifest name of this store's version.
+    const named = new Set((await repo.manifests()).map((r) => r.name));
+    const junk = options.seqs ? [] : (await storageCall(repo.storage, 'listing manifests', () => repo.storage.list('manifests/'))).filter((n) => !named.has(n));
     const damaged: VerifyResult['damaged'] = [];
-    const record = (e: unknown, object: string) => {
+    const seen = new Set<string>();
+    const record = (e: unknown, fallback: string, object = (e as DamagedBackupError).object ?? fallback) => {
       if (!(e instanceof DamagedBackupError)) throw e;
-      damaged.push({ object: e.object ?? object, reason: e.reason, message: e.message });
+      const key = `${object}:${e.reason}`;
+      if (seen.has(key)) return;
+      seen.add(key);
+      damaged.push({ object, reason: e.reason, message: e.message });
     };
+    for (const name of junk) record(new DamagedBackupError('corrupt', name, { detail: 'not a manifest name of this store' }), name);
+    const index = await repo.loadIndex(options.indexCache).catch((e) => {
+      record(e, 'index/');
+      return repo.loadIndex().catch(() => null);
+    });
     const chunks = new Map<string, number>();
-    for (const seq of seqs) {
+    for (const ref of refs) {
       try {
-        const m = await repo.readManifest(seq);
+        const m = await repo.readManifest(ref);
         for (const e of m.entries) {
           if (e.kind !== 'file') continue;
           e.chunks!.forEach((id, i) => chunks.set(id, chunkLength(e.size!, i, repo.config.chunkSize)));
         }
       } catch (e) {
-        record(e, `manifests/${seq}`);
+        record(e, ref.name);
       }
     }
     const progress: Progress = {
       phase: 'verify', bytesDone: 0, filesDone: 0, uploadedBytes: 0, filesTotal: chunks.size,
       bytesTotal: [...chunks.values()].reduce((a, b) => a + b, 0),
     };
-    const limiter = new Limiter(options.concurrency ?? DEFAULT_CONCURRENCY);
+    const reads: BlobRead[] = [];
     for (const [id, len] of chunks) {
-      await limiter.run(async () => {
-        try {
-          const plain = await codec.open(id, await fetchChunk(repo, id, codec), len, true);
-          codec.release?.(plain);
-        } catch (e) {
-          record(e, dataObjectName(id));
-        }
-        progress.bytesDone += len;
-        progress.filesDone++;
-        options.onProgress?.({ ...progress });
-      });
+      try {
+        const loc = repo.locate(index ?? (await repo.loadIndex()), id, len);
+        reads.push({
+          id, plainLength: len, ...loc,
+          async deliver(plain) {
+            progress.bytesDone += plain.length;
+            progress.filesDone++;
+            options.onProgress?.({ ...progress });
+          },
+        });
+      } catch (e) {
+        record(e, `data/${id}`);
+      }
     }
-    await limiter.drain();
-    return { manifests: seqs, objectsChecked: chunks.size, bytesChecked: progress.bytesDone, damaged };
+    // In storage order, so adjacent blobs are read together.
+    reads.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.offset - b.offset));
+    await readBlobs(repo, codec, reads, {
+      inFlight: (options.concurrency ?? DEFAULT_CONCURRENCY) * repo.config.chunkSize * 2,
+      checkId: true,
+      // A blob in a pack is named by where it is (`packs/<id>@<offset>`); a missing pack by its name.
+      onDamage: (e, r) => record(e, r.name, repo.version === 1 ? undefined : e.reason === 'missing' ? r.name : `${r.name}@${r.offset}`),
+    });
+    return { manifests: refs.map((r) => r.seq), objectsChecked: chunks.size, bytesChecked: progress.bytesDone, damaged };
   } finally {
     if (ownCodec) await codec.close();
   }

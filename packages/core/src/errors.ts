@@ -65,8 +65,8 @@ export class UnsupportedFormatError extends CofferError {
 /** The store could not be reached or failed transiently; nothing was changed by us. */
 export class StorageUnavailableError extends CofferError {
   override name = 'StorageUnavailableError';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('storage-unavailable', message, { ...options, hint: 'check that the storage location exists and is reachable, then try again' });
+  constructor(message: string, options?: { cause?: unknown; hint?: string }) {
+    super('storage-unavailable', message, { cause: options?.cause, hint: options?.hint ?? 'check that the storage location exists and is reachable, then try again' });
   }
 }
 
@@ -97,5 +97,45 @@ export class UsageError extends CofferError {
   override name = 'UsageError';
   constructor(message: string, hint?: string) {
     super('usage', message, hint === undefined ? undefined : { hint });
+  }
+}
+
+/**
+ * Thrown by a BackupSource when a file or folder vanished between the scan and its read, or
+ * cannot be read: the backup leaves it out and goes on (spec/format.md §6.2).
+ */
+export class SourceSkipError extends CofferError {
+  override name = 'SourceSkipError';
+  constructor(readonly path: string, readonly reason: 'vanished' | 'unreadable', options?: { cause?: unknown; detail?: string }) {
+    super('source-skip', `${path} ${reason === 'vanished' ? 'vanished during the backup' : 'cannot be read'}${options?.detail ? ` (${options.detail})` : ''}`, { cause: options?.cause });
+  }
+}
+
+/**
+ * Thrown by a BackupSource's read after it yielded the last piece of a file, when the file
+ * changed while it was read: the pieces may mix old and new bytes (spec/format.md §6.2).
+ */
+export class SourceChangedError extends CofferError {
+  override name = 'SourceChangedError';
+  constructor(readonly path: string) {
+    super('source-changed', `${path} changed while it was read`);
+  }
+}
+
+/**
+ * The local disk refused a write during a restore (full, read-only, no permission). Nothing
+ * half-restored is left behind.
+ */
+export class LocalDiskError extends CofferError {
+  override name = 'LocalDiskError';
+  constructor(readonly reason: 'full' | 'read-only' | 'permission' | 'name-too-long', path: string, options?: { cause?: unknown }) {
+    const what = { full: 'the disk is full', 'read-only': 'the file system is read-only', permission: 'permission denied', 'name-too-long': 'the path is too long for this file system' }[reason];
+    const hint = {
+      full: 'free some space (or restore to another disk) and run the restore again; nothing was left behind',
+      'read-only': 'restore into a folder on a writable disk',
+      permission: 'restore into a folder you can write to, or fix its permissions',
+      'name-too-long': 'restore into a folder with a shorter path',
+    }[reason];
+    super(`local-${reason}`, `cannot write ${path}: ${what}`, { cause: options?.cause, hint });
   }
 }

@@ -74,6 +74,8 @@ export interface DerivedKeys {
   readonly manifestEncryption: Uint8Array;
   readonly bindingTag: Uint8Array;
   readonly keyCheck: Uint8Array;
+  /** format.md §2 (version 2): the config's MAC. */
+  readonly configMac: Uint8Array;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -83,14 +85,15 @@ const label = (l: string): Uint8Array => utf8(`coffer v1 ${l}`);
 export async function deriveKeys(crypto: CryptoProvider, key: SecretKey): Promise<DerivedKeys> {
   const k = key.expose();
   const d = (l: string) => crypto.hkdfSha256(k, EMPTY, label(l), 32);
-  const [objectId, objectEncryption, manifestEncryption, bindingTag, keyCheck] = await Promise.all([
+  const [objectId, objectEncryption, manifestEncryption, bindingTag, keyCheck, configMac] = await Promise.all([
     d('object-id'),
     d('object-encryption'),
     d('manifest-encryption'),
     d('binding-tag'),
     d('key-check'),
+    d('config-mac'),
   ]);
-  return { objectId, objectEncryption, manifestEncryption, bindingTag, keyCheck } as DerivedKeys;
+  return { objectId, objectEncryption, manifestEncryption, bindingTag, keyCheck, configMac } as DerivedKeys;
 }
 
 /** §3: the key-check value for a repository. */

@@ -10,14 +10,25 @@ export const DEFAULT_SEGMENT_SIZE = 65536;
 const MAGIC = [0x43, 0x4f, 0x46, 0x52]; // "COFR"
 const VERSION = 1;
 
-export const ObjectType = { data: 1, manifest: 2 } as const;
+export const ObjectType = { data: 1, manifest: 2, packHeader: 3, index: 4, journal: 5, lock: 6 } as const;
 export type ObjectType = (typeof ObjectType)[keyof typeof ObjectType];
 
-/** What an object is bound to (§4.1): a chunk's id, or a manifest's backup id and sequence number. */
-export type Binding = { type: typeof ObjectType.data; id: string } | { type: typeof ObjectType.manifest; backupId: Uint8Array; seq: number };
+/**
+ * What an object is bound to (§4.1): a blob's id; a manifest's backup id, sequence number and writer
+ * (`null` in version 1); or the 32-byte id of a pack header, an index, a journal record or a lock.
+ */
+export type Binding =
+  | { type: typeof ObjectType.data | typeof ObjectType.packHeader | typeof ObjectType.index | typeof ObjectType.journal | typeof ObjectType.lock; id: string }
+  | { type: typeof ObjectType.manifest; backupId: Uint8Array; seq: number; writer?: string | null };
 
 function bindingBytes(b: Binding): Uint8Array {
-  return b.type === ObjectType.data ? fromHex(b.id) : concat(b.backupId, u64be(b.seq));
+  if (b.type !== ObjectType.manifest) return fromHex(b.id);
+  return b.writer ? concat(b.backupId, u64be(b.seq), fromHex(b.writer)) : concat(b.backupId, u64be(b.seq));
+}
+
+/** §4.1: the binding tag an object stored for `binding` carries in its header (bytes 24 to 40). */
+export async function expectedBindingTag(crypto: CryptoProvider, keys: DerivedKeys, binding: Binding): Promise<Uint8Array> {
+  return bindingTag(crypto, keys, binding);
 }
 
 /** Total size of the sealed object for `n` plaintext bytes (§4.3). */

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
-  backup, ConflictError, DamagedBackupError, generateBackupKey, manifestName, MemoryStorage, Repository, restore, SecretKey,
+  backup, ConflictError, DamagedBackupError, entryPathProblem, generateBackupKey, padme, readPackHeader, manifestName, MemoryStorage, Repository, restore, SecretKey,
   StorageUnavailableError, storageConformance, verify, WrongKeyError, type Storage,
 } from '@coffer/core';
 import { MemorySource, MemoryTarget, providers, sameTree, type MemFile } from './helpers.js';
@@ -19,7 +19,7 @@ const fileArb = fc.record({
   mode: fc.constantFrom(0o644, 0o600, 0o755, 0o700),
   mtimeNs: fc.bigInt({ min: 0n, max: 2n ** 62n }).map(String),
 });
-const nameArb = fc.stringMatching(/^[a-zA-Z0-9 éü☕👨‍👩‍👧._-]{1,8}$/).filter((s) => s !== '.' && s !== '..');
+const nameArb = fc.stringMatching(/^[a-zA-Z0-9 éü☕👨‍👩‍👧._-]{1,8}$/).filter((s) => entryPathProblem(s) === null);
 
 function treeFrom(items: { path: string[]; f: { kind: 'file' | 'dir' | 'symlink'; data: Uint8Array; mode: number; mtimeNs: string } }[]): Map<string, MemFile> {
   const tree = new Map<string, MemFile>();
@@ -35,6 +35,11 @@ function treeFrom(items: { path: string[]; f: { kind: 'file' | 'dir' | 'symlink'
     const p = path.join('/');
     if (!ok || tree.has(p)) continue;
     tree.set(p, f.kind === 'file' ? { kind: 'file', data: f.data, mode: f.mode, mtimeNs: f.mtimeNs } : f.kind === 'dir' ? { kind: 'dir', mode: f.mode, mtimeNs: f.mtimeNs } : { kind: 'symlink', target: 'somewhere/else', mode: 0o777, mtimeNs: f.mtimeNs });
+  }
+  // As on a real file system, nothing lies below a file or a symlink.
+  for (const p of [...tree.keys()]) {
+    const parts = p.split('/');
+    for (let i = 1; i < parts.length; i++) if (tree.get(parts.slice(0, i).join('/'))?.kind !== 'dir') tree.delete(p);
   }
   return tree;
 }
@@ -111,43 +116,89 @@ test('the wrong key is "wrong key", never "damaged"', async () => {
 
 test('rollback: a store older than what this device saw is refused (and can be allowed)', async () => {
   const { storage, repo } = await setup(bigTree());
-  await backup(repo, new MemorySource(bigTree()), { lastSeenSeq: 1 });
-  await storage.delete(manifestName(2));
+  const second = await backup(repo, new MemorySource(bigTree()), { lastSeenSeq: 1 });
+  await storage.delete(second.name);
   const isRollback = (e: unknown) => e instanceof DamagedBackupError && e.reason === 'rolled-back';
   await assert.rejects(restore(repo, new MemoryTarget(), { lastSeenSeq: 2 }), isRollback);
   await assert.rejects(backup(repo, new MemorySource(bigTree()), { lastSeenSeq: 2 }), isRollback);
   const out = new MemoryTarget();
   assert.equal((await restore(repo, out, { lastSeenSeq: 2, allowRollback: true })).seq, 1);
-  // A manifest renamed to a newer number is detected too.
-  storage.objects.set(manifestName(5), storage.objects.get(manifestName(1))!);
-  await assert.rejects(restore(repo, new MemoryTarget()), (e: unknown) => e instanceof DamagedBackupError && e.reason === 'misplaced');
+  // A manifest copied to a newer number does not open there (misplaced): restore falls back past it and says so.
+  const first = (await repo.manifests())[0]!;
+  const copy = manifestName(5, first.writer);
+  storage.objects.set(copy, storage.objects.get(first.name)!);
+  const fell = await restore(repo, new MemoryTarget());
+  assert.equal(fell.seq, 1);
+  assert.deepEqual(fell.skippedManifests.map((k) => [k.seq, k.reason]), [[5, 'misplaced']]);
+  // A device that has seen #2 does not accept the fall back to #1 without --allow-rollback.
+  await assert.rejects(restore(repo, new MemoryTarget(), { lastSeenSeq: 2 }), isRollback);
 });
 
-test('a missing or damaged chunk fails the restore before anything is committed, and verify lists it', async () => {
-  const { storage, repo } = await setup(bigTree());
-  const names = (await storage.list('data/')).sort();
-  storage.objects.delete(names[0]!);
-  const flipped = storage.objects.get(names[1]!)!;
-  flipped[flipped.length - 3]! ^= 0x10;
+/** Small packs, so that a small tree's blobs lie in several packs. */
+const PACK = 64 * 1024;
+
+async function setupPacks(tree: Map<string, MemFile>, storage = new MemoryStorage()) {
+  const key = new SecretKey(new Uint8Array(32).fill(3));
+  const repo = await Repository.init(storage, crypto, key, { chunkSize: CHUNK, packSize: PACK });
+  const first = await backup(repo, new MemorySource(tree));
+  return { storage, key, repo, first };
+}
+
+test('blobs go into packs of about packSize, listed by one index object per backup (§3)', async () => {
+  const { storage, repo, first } = await setupPacks(bigTree());
+  const packs = await storage.list('packs/');
+  assert.equal(packs.length, first.packsWritten);
+  assert.ok(packs.length >= 2, `several packs: ${packs.length}`);
+  assert.equal((await storage.list('index/')).length, 1);
+  assert.equal((await storage.list('data/')).length, 0, 'no loose blobs');
+  for (const p of packs) {
+    const size = storage.objects.get(p)!.length;
+    assert.equal(size, padme(size), 'every pack is padded to a Padmé length');
+    assert.ok(size <= padme(PACK + CHUNK + 4096), `${p}: ${size}`);
+  }
+  const index = await repo.loadIndex();
+  assert.equal(index.size, first.chunksUploaded);
+  // The pack header alone says what the pack holds.
+  for (const p of packs) {
+    const listed = (await readPackHeader(crypto, repo.keys, storage.objects.get(p)!, p.slice(6), repo.config.segmentSize)).map((b) => b.id).sort();
+    assert.deepEqual(listed, index.packs.get(p.slice(6))!.blobs.map((b) => b.id).sort());
+  }
+  // Nothing changed: no pack, no index object.
+  const again = await backup(repo, new MemorySource(new Map()), { lastSeenSeq: 1 });
+  assert.equal(again.packsWritten, 0);
+});
+
+test('a missing pack or a damaged blob fails the restore before anything is committed, and verify lists each', async () => {
+  const { storage, repo } = await setupPacks(bigTree());
+  const index = await repo.loadIndex();
+  const packs = (await storage.list('packs/')).sort();
+  storage.objects.delete(packs[0]!);
+  const victim = packs[1]!;
+  const blob = index.packs.get(victim.slice(6))!.blobs[0]!;
+  storage.objects.get(victim)![blob.offset + 100]! ^= 0x10;
   const out = new MemoryTarget();
   await assert.rejects(restore(repo, out), DamagedBackupError);
   assert.equal(out.committed, null);
   assert.ok(out.aborted);
   const v = await verify(repo);
-  assert.deepEqual(v.damaged.map((d) => [d.object, d.reason]).sort(), [[names[0], 'missing'], [names[1], 'corrupt']].sort());
+  const reasons = new Map(v.damaged.map((d) => [d.object, d.reason]));
+  assert.equal(reasons.get(packs[0]!), 'missing');
+  assert.equal(reasons.get(`${victim}@${blob.offset}`), 'corrupt');
+  assert.equal(v.damaged.length, 2, JSON.stringify(v.damaged));
 });
 
-test('swapped objects are detected as misplaced', async () => {
-  const { storage, repo } = await setup(bigTree());
-  const [a, b] = (await storage.list('data/')).sort();
+test('exchanged packs are detected as misplaced', async () => {
+  const { storage, repo } = await setupPacks(bigTree());
+  const [a, b] = (await storage.list('packs/')).sort();
   const A = storage.objects.get(a!)!;
   storage.objects.set(a!, storage.objects.get(b!)!);
   storage.objects.set(b!, A);
   const v = await verify(repo);
-  assert.deepEqual(v.damaged.map((d) => d.reason), ['misplaced', 'misplaced']);
+  assert.ok(v.damaged.length > 0 && v.damaged.every((d) => d.reason === 'misplaced' || d.reason === 'truncated' || d.reason === 'corrupt'), JSON.stringify(v.damaged));
+  assert.ok(v.damaged.some((d) => d.reason === 'misplaced'));
 });
 
-/** Fails every operation after `budget` puts: a store that goes away in the middle of a backup. */
+/** Fails every put after `budget` puts: a store that goes away in the middle of a backup. */
 class FailingStorage extends MemoryStorage {
   constructor(public budget: number) {
     super();
@@ -158,34 +209,64 @@ class FailingStorage extends MemoryStorage {
   }
 }
 
-test('an interrupted backup leaves the previous one intact, and the re-run uploads only what is missing', async () => {
+test('an interrupted backup leaves the previous one intact, and the re-run stores what is missing', async () => {
   const storage = new FailingStorage(1000);
-  const key = new SecretKey(new Uint8Array(32).fill(5));
-  const repo = await Repository.init(storage, crypto, key, { chunkSize: CHUNK });
-  const t1 = bigTree();
-  await backup(repo, new MemorySource(t1));
+  const { repo } = await setupPacks(bigTree(), storage);
+  const t1 = (await (async () => {
+    const out = new MemoryTarget();
+    await restore(repo, out);
+    return out.committed!;
+  })());
   const t2 = bigTree();
-  storage.budget = 5;
+  storage.budget = 2; // its lock and one pack, then the store goes away
   await assert.rejects(backup(repo, new MemorySource(t2), { lastSeenSeq: 1, concurrency: 1 }), StorageUnavailableError);
-  assert.deepEqual(await repo.manifests(), [1]);
+  assert.deepEqual((await repo.manifests()).map((r) => r.seq), [1]);
   const out = new MemoryTarget();
   await restore(repo, out);
   assert.ok(sameTree(t1, out.committed!));
   storage.budget = 1000;
   const rerun = await backup(repo, new MemorySource(t2), { lastSeenSeq: 1 });
-  // 16 new chunks (the zero chunk of same.bin is shared with t1), 5 stored by the interrupted run.
-  assert.equal(rerun.chunksUploaded, 16 - 5);
+  assert.equal(rerun.seq, 2);
   const out2 = new MemoryTarget();
   await restore(repo, out2);
   assert.ok(sameTree(t2, out2.committed!));
+  assert.deepEqual((await verify(repo)).damaged, []);
 });
 
-test('two backups racing for the same sequence number: one wins, the other gets ConflictError', async () => {
-  const { repo } = await setup(bigTree());
-  const results = await Promise.allSettled([backup(repo, new MemorySource(bigTree())), backup(repo, new MemorySource(bigTree()))]);
-  assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
-  const rejected = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
-  assert.ok(rejected.reason instanceof ConflictError);
+test('two devices backing up at the same moment: both backups are kept, under names of their own (§6)', async () => {
+  const { repo } = await setupPacks(bigTree());
+  const trees = [bigTree(), bigTree()];
+  const results = await Promise.all(trees.map((t) => backup(repo, new MemorySource(t))));
+  assert.deepEqual(results.map((r) => r.seq), [2, 2]);
+  assert.notEqual(results[0]!.name, results[1]!.name);
+  for (let i = 0; i < 2; i++) {
+    const out = new MemoryTarget();
+    await restore(repo, out, { seq: (await repo.manifests()).find((r) => r.name === results[i]!.name)! });
+    assert.ok(sameTree(trees[i]!, out.committed!), `backup ${i} restores`);
+  }
+  // The next backup numbers past both, and names one of them as its parent.
+  const next = await backup(repo, new MemorySource(bigTree()));
+  assert.equal(next.seq, 3);
+  const parent = (await repo.readManifest(3)).header.parent!;
+  assert.ok(results.some((r) => r.name === parent.name));
+});
+
+test('the config is authenticated: a changed field, or a tampered key check with the right key, is "config" damage, not "wrong key" (§2)', async () => {
+  const { utf8 } = await import('@coffer/core');
+  const { storage, key } = await setupPacks(bigTree());
+  const original = storage.objects.get('config')!;
+  const config = JSON.parse(new TextDecoder().decode(original));
+  const isConfig = (detail: RegExp) => (e: unknown) => e instanceof DamagedBackupError && e.reason === 'config' && detail.test(e.message);
+  storage.objects.set('config', utf8(JSON.stringify({ ...config, chunkSize: 8192 })));
+  await assert.rejects(Repository.open(storage, crypto, key), isConfig(/MAC does not match/));
+  storage.objects.set('config', utf8(JSON.stringify({ ...config, keyCheck: '00'.repeat(32) })));
+  await assert.rejects(Repository.open(storage, crypto, key), isConfig(/key check does not match, but the key opens/));
+  await assert.rejects(Repository.open(storage, crypto, new SecretKey(new Uint8Array(32).fill(4))), WrongKeyError);
+  storage.objects.set('config', original);
+  // A device pins the config it connected to.
+  const repo = await Repository.open(storage, crypto, key, { pinnedMac: config.mac });
+  assert.equal(repo.config.mac, config.mac);
+  await assert.rejects(Repository.open(storage, crypto, key, { pinnedMac: 'ab'.repeat(32) }), isConfig(/changed since this device connected/));
 });
 
 test('init refuses a store that already holds a backup', async () => {
@@ -197,7 +278,7 @@ test('a config from a newer format version is "unsupported"; an unreadable one i
   const { UnsupportedFormatError, utf8 } = await import('@coffer/core');
   const { storage, key } = await setup(bigTree());
   const config = JSON.parse(new TextDecoder().decode(storage.objects.get('config')!));
-  storage.objects.set('config', utf8(JSON.stringify({ ...config, version: 2 })));
+  storage.objects.set('config', utf8(JSON.stringify({ ...config, version: 3 })));
   await assert.rejects(Repository.open(storage, crypto, key), UnsupportedFormatError);
   storage.objects.set('config', utf8('{"format":"coffer-backup","version":1,"backupId":"zz"}'));
   await assert.rejects(Repository.open(storage, crypto, key), (e: unknown) => e instanceof DamagedBackupError && e.reason === 'config');

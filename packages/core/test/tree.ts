@@ -32,8 +32,8 @@ export class MemorySource implements BackupSource {
     }
     return out;
   }
-  async *read(path: string, chunkSize: number): AsyncIterable<Uint8Array> {
-    const d = this.files.get(path)!.data!;
+  async *read(entry: TreeEntry, chunkSize: number): AsyncIterable<Uint8Array> {
+    const d = this.files.get(entry.path)!.data!;
     for (let o = 0; o < d.length; o += chunkSize) yield d.slice(o, o + chunkSize);
   }
 }

@@ -6,3 +6,4 @@ export * from './storage-url.js';
 export * from './s3-storage.js';
 export * from './webdav-storage.js';
 export { StorageRefusedError, DEFAULT_RETRY, type RetryPolicy } from './retry.js';
+export * from './index-cache.js';

@@ -1,16 +1,30 @@
 /**
- * The local-folder backend (spec/format.md §7). Layout: `config`, `manifests/<seq>`,
- * `data/<first two hex digits>/<id>`. A put writes a temporary file in `tmp/`, fsyncs it and
+ * The local-folder backend (spec/format.md §7). Layout: object names as folders, with `packs/<id>`
+ * (and version 1's `data/<id>`) sharded by the id's first two hex digits (core's layout.ts). A put writes a temporary file in `tmp/`, fsyncs it and
  * hard-links it into place, which is atomic and fails if the name exists (write-once).
  * `flush` fsyncs the folders whose entries changed, so the links themselves survive a crash.
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { link, mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { access, link, mkdir, open, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { checkObjectName, ObjectExistsError, ObjectNotFoundError, StorageUnavailableError, type ByteRange, type Storage } from '@coffer/core';
+import { checkObjectName, isShardFolder, ObjectExistsError, ObjectNotFoundError, shardedPath, StorageUnavailableError, unshardedName, type ByteRange, type Storage } from '@coffer/core';
 
 const code = (e: unknown) => (e as NodeJS.ErrnoException)?.code;
+
+/** A failed write to the store, named: full, read-only and permission failures get their own hint. */
+function writeFailure(label: string, name: string, e: unknown): StorageUnavailableError {
+  const c = code(e);
+  const why: Record<string, [string, string]> = {
+    ENOSPC: ['the disk is full', 'free some space on the store\'s disk; earlier backups are intact'],
+    EDQUOT: ['the disk quota is used up', 'free some space on the store\'s disk; earlier backups are intact'],
+    EROFS: ['the store is on a read-only file system', 'back up to a writable store; earlier backups are intact'],
+    EACCES: ['permission denied', 'make the store folder writable for this user; earlier backups are intact'],
+    EPERM: ['permission denied', 'make the store folder writable for this user; earlier backups are intact'],
+  };
+  const known = c ? why[c] : undefined;
+  return new StorageUnavailableError(`${label}: writing ${name} failed: ${known ? known[0] : (c ?? String(e))}`, { cause: e, ...(known ? { hint: known[1] } : {}) });
+}
 
 export class LocalStorage implements Storage {
   readonly label: string;
@@ -53,8 +67,7 @@ export class LocalStorage implements Storage {
   private file(name: string): string {
     checkObjectName(name);
     if (name.startsWith('tmp/') || name === 'tmp') throw new TypeError('object names may not start with tmp/');
-    const m = /^data\/([0-9a-f]{2})([0-9a-f]+)$/.exec(name);
-    return m ? join(this.root, 'data', m[1]!, m[1]! + m[2]!) : join(this.root, ...name.split('/'));
+    return join(this.root, ...shardedPath(name).split('/'));
   }
 
   private async ensureDir(dir: string): Promise<void> {
@@ -87,7 +100,9 @@ export class LocalStorage implements Storage {
       this.dirty.add(dir);
     } catch (e) {
       if (e instanceof ObjectExistsError) throw e;
-      throw new StorageUnavailableError(`${this.label}: writing ${name} failed: ${code(e) ?? e}`, { cause: e });
+      // A read-only or unwritable store can fail with a less telling code (mkdir says ENOENT).
+      const probe = await access(this.root, constants.W_OK).then(() => e, (p: unknown) => p);
+      throw writeFailure(this.label, name, code(probe) === 'ENOENT' ? e : probe);
     } finally {
       await unlink(tmp).catch(() => {});
     }
@@ -143,10 +158,9 @@ export class LocalStorage implements Storage {
         if (r === 'tmp') continue;
         if (it.isDirectory()) {
           // Only descend where names with this prefix can be.
-          const asData = /^data\/[0-9a-f]{2}$/.test(r);
-          if (asData || prefix.startsWith(r + '/') || r.startsWith(prefix) || (r + '/').startsWith(prefix)) await walk(join(dir, it.name), r);
+          if (isShardFolder(r) || prefix.startsWith(r + '/') || r.startsWith(prefix) || (r + '/').startsWith(prefix)) await walk(join(dir, it.name), r);
         } else if (it.isFile()) {
-          const name = /^data\/[0-9a-f]{2}\/[0-9a-f]+$/.test(r) ? `data/${it.name}` : r;
+          const name = unshardedName(r);
           if (name.startsWith(prefix)) out.push(name);
         }
       }

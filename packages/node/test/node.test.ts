@@ -54,17 +54,25 @@ test('worker codec and inline codec agree, and worker errors keep their reason',
   const inline = inlineCodec(crypto, repo.keys, repo.config.segmentSize);
   const pool = workerCodec(repo.keys, repo.config, { threads: 2 });
   try {
-    for (const n of [0, 1, 65536, 65537, 1 << 20]) {
-      const data = crypto.randomBytes(n);
-      const a = await inline.seal(data.slice());
-      const b = await pool.seal(data.slice());
-      assert.equal(a.id, b.id);
-      assert.deepEqual(await pool.open(a.id, a.sealed, n, true), data);
-      assert.deepEqual(await inline.open(b.id, b.sealed, n, true), data);
-    }
-    const { id, sealed } = await inline.seal(crypto.randomBytes(1000));
+    // One batch of chunks of every awkward size, and each size alone.
+    const sizes = [0, 1, 65536, 65537, 1 << 20];
+    const data = sizes.map((n) => crypto.randomBytes(n));
+    const a = await inline.seal(data.map((d) => d.slice()));
+    const b = await pool.seal(data.map((d) => d.slice()));
+    assert.deepEqual(a.ids, b.ids);
+    const blobs = (batch: typeof a) => batch.ids.map((id, i) => ({ id, sealed: batch.sealed[i]!, plainLength: sizes[i]! }));
+    assert.deepEqual((await pool.open(blobs(a), true)).plain, data);
+    assert.deepEqual((await inline.open(blobs(b), true)).plain, data);
+    for (let i = 0; i < sizes.length; i++) assert.deepEqual((await pool.seal([data[i]!.slice()])).ids, [a.ids[i]]);
+    // Views into a shared buffer (a Node Buffer from its pool, say) are copied, never taken away.
+    const shared = Buffer.from('a small chunk from Node\'s shared pool');
+    const before = Buffer.from(shared);
+    await pool.seal([shared.subarray(2, 10)]);
+    assert.deepEqual(shared, before);
+    const one = await inline.seal([crypto.randomBytes(1000)]);
+    const sealed = one.sealed[0]!;
     sealed[sealed.length - 1]! ^= 1;
-    await assert.rejects(pool.open(id, sealed, 1000, false), (e: unknown) => e instanceof DamagedBackupError && e.reason === 'corrupt' && e.object === `data/${id}`);
+    await assert.rejects(pool.open([{ id: one.ids[0]!, sealed, plainLength: 1000 }], false), (e: unknown) => e instanceof DamagedBackupError && e.reason === 'corrupt' && e.object === `data/${one.ids[0]}`);
   } finally {
     await pool.close();
   }
@@ -127,8 +135,8 @@ test('a failed restore leaves no target and no temporary folder', async (t) => {
   const storage = await LocalStorage.open(join(dir, 'store'), { create: true });
   const repo = await Repository.init(storage, crypto, generateBackupKey(crypto));
   await backup(repo, new FolderSource(src));
-  const [victim] = await storage.list('data/');
-  await rm(join(dir, 'store', 'data', victim!.slice(5, 7), victim!.slice(5)));
+  const [victim] = await storage.list('packs/');
+  await rm(join(dir, 'store', 'packs', victim!.slice(6, 8), victim!.slice(6)));
   await assert.rejects(restore(repo, new FolderTarget(join(dir, 'out'))), (e: unknown) => e instanceof DamagedBackupError && e.reason === 'missing');
   assert.deepEqual((await readdir(dir)).sort(), ['src', 'store']);
 });

@@ -21,17 +21,20 @@ async function files(root: string): Promise<Record<string, string>> {
 }
 
 const names = await listVectors(VECTORS);
+const V1 = join(VECTORS, 'v1');
+const v1Names = await listVectors(V1);
 
-test('there is a valid vector and one per failure class', () => {
-  for (const n of ['valid', 'wrong-key', 'truncated-object', 'flipped-bit', 'swapped-objects', 'rolled-back-manifest', 'missing-object']) assert.ok(names.includes(n), n);
+test('there is a valid vector and one per failure class, in version 2 and in version 1', () => {
+  for (const n of ['valid', 'wrong-key', 'altered-key-check', 'altered-chunk-size', 'truncated-pack', 'flipped-bit', 'swapped-indexes', 'rolled-back-manifest', 'missing-pack']) assert.ok(names.includes(n), n);
+  for (const n of ['valid', 'wrong-key', 'truncated-object', 'flipped-bit', 'swapped-objects', 'rolled-back-manifest', 'missing-object']) assert.ok(v1Names.includes(n), `v1/${n}`);
 });
 
-for (const name of names) {
-  test(`vector ${name}`, async (t) => {
-    const v = JSON.parse(await readFile(join(VECTORS, name, 'vector.json'), 'utf8')) as Vector;
+for (const [root, name] of [...names.map((n) => [VECTORS, n]), ...v1Names.map((n) => [V1, n])] as [string, string][]) {
+  test(`vector ${root === V1 ? 'v1/' : ''}${name}`, async (t) => {
+    const v = JSON.parse(await readFile(join(root, name, 'vector.json'), 'utf8')) as Vector;
     const dir = await mkdtemp(join(tmpdir(), 'coffer-vector-'));
     t.after(() => rm(dir, { recursive: true, force: true }));
-    await cp(join(VECTORS, name, 'repo'), join(dir, 'repo'), { recursive: true });
+    await cp(join(root, name, 'repo'), join(dir, 'repo'), { recursive: true });
     const run = async () => {
       const repo = await Repository.open(await LocalStorage.open(join(dir, 'repo')), crypto, parseRecoveryKey(v.recoveryKey));
       await restore(repo, new FolderTarget(join(dir, 'out')), { lastSeenSeq: v.lastSeenSeq });

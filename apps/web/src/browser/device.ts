@@ -23,9 +23,9 @@ export class PhoneSource implements BackupSource {
     const files = (await r.json()) as { path: string; size: number; mode: number; mtimeMs: number }[];
     return files.map((f) => ({ path: f.path, kind: 'file', mode: f.mode, mtimeNs: ns(f.mtimeMs), size: f.size }));
   }
-  async *read(path: string, chunkSize: number): AsyncIterable<Uint8Array> {
-    const r = await fetch(phoneFileUrl(path), { cache: 'no-store' });
-    if (!r.ok) throw new Error(`could not read ${path}: HTTP ${r.status}`);
+  async *read(entry: TreeEntry, chunkSize: number): AsyncIterable<Uint8Array> {
+    const r = await fetch(phoneFileUrl(entry.path), { cache: 'no-store' });
+    if (!r.ok) throw new Error(`could not read ${entry.path}: HTTP ${r.status}`);
     // Chromium keeps large blobs on disk; slices are read one chunk at a time.
     yield* sliceBlob(await r.blob(), chunkSize);
   }
@@ -70,8 +70,8 @@ export class OpfsSource implements BackupSource {
     this.files = new Map(out.map((f) => [f.path, f.file]));
     return out.map(({ path, file }) => ({ path, kind: 'file', mode: 0o600, mtimeNs: ns(file.lastModified), size: file.size }));
   }
-  async *read(path: string, chunkSize: number): AsyncIterable<Uint8Array> {
-    yield* sliceBlob(this.files.get(path)!, chunkSize);
+  async *read(entry: TreeEntry, chunkSize: number): AsyncIterable<Uint8Array> {
+    yield* sliceBlob(this.files.get(entry.path)!, chunkSize);
   }
 }
 
@@ -89,7 +89,9 @@ export class OpfsTarget implements RestoreTarget {
   async dir(e: TreeEntry): Promise<void> {
     await dirAt(this.root!, e.path.split('/'), true);
   }
-  async symlink(): Promise<void> {}
+  async symlink(): Promise<boolean> {
+    return false; // OPFS has no symlinks (spec/format.md §6.1)
+  }
   async file(e: TreeEntry): Promise<FileSink> {
     const parts = e.path.split('/');
     const d = await dirAt(this.root!, parts.slice(0, -1), true);
