@@ -10,16 +10,17 @@ import { sealResponse } from './channel.js';
 import type { StepOutcome } from './commit.js';
 import { InvalidTokenError, UnsealFailedError } from './errors.js';
 import type { Hsm } from './hsm/types.js';
+import { HpkeRecipientKey, type HpkeExporter } from './hpke.js';
 import { OPAQUE_OPS, type OpaqueRecord } from './opaque-ops.js';
 import { RecordSealer } from './records.js';
 import type { RecordChange, StoredRecord } from './store/types.js';
 import { TicketSealer } from './tickets.js';
-import { audienceFor, issueToken, verifyToken, type TokenVerifier } from './token.js';
+import { audienceFor, issueToken, TokenVerifierCache, type TokenVerifier } from './token.js';
 
 export { DEFAULT_POLICY, type AttemptPolicy } from './attempts.js';
 export { TICKET_TTL_MS } from './tickets.js';
 
-const { ENC_BYTES, PAD_BLOCK, PROTOCOL_LABEL, REQUEST_MAX_SKEW_MS, VAULT_OPS, WIRE_VERSION_BYTE, concat, fromB64u, fromUtf8, hpkeSuite, isRecord, isValidAccountId, requestAad, requestInfo, unpad, utf8 } =
+const { ENC_BYTES, PAD_BLOCK, PROTOCOL_LABEL, REQUEST_MAX_SKEW_MS, VAULT_OPS, WIRE_VERSION_BYTE, concat, fromB64u, fromUtf8, isRecord, isValidAccountId, requestAad, requestInfo, unpad, utf8 } =
   protocol;
 type InnerRequest = protocol.InnerRequest;
 type InnerResponse = protocol.InnerResponse;
@@ -81,20 +82,20 @@ export interface Answered {
 /** An opened request. Its contents are for the boundary module only (`parts`); the front end sees the account id. */
 export class OpenedRequest {
   readonly #inner: InnerRequest;
-  readonly #ctx: protocol.Exporter;
+  readonly #ctx: HpkeExporter;
   readonly #enc: Uint8Array;
   /** Account the token named; the front end uses it to fetch the record. */
   readonly accountId: string;
   /** The request id, claimed once per realm when the step commits (§6.2 step 6). */
   readonly requestId: string;
-  constructor(inner: InnerRequest, ctx: protocol.Exporter, enc: Uint8Array) {
+  constructor(inner: InnerRequest, ctx: HpkeExporter, enc: Uint8Array) {
     this.#inner = inner;
     this.#ctx = ctx;
     this.#enc = enc;
     this.accountId = inner.account;
     this.requestId = inner.id;
   }
-  static parts(r: OpenedRequest): { inner: InnerRequest; ctx: protocol.Exporter; enc: Uint8Array } {
+  static parts(r: OpenedRequest): { inner: InnerRequest; ctx: HpkeExporter; enc: Uint8Array } {
     return { inner: r.#inner, ctx: r.#ctx, enc: r.#enc };
   }
   toJSON(): string {
@@ -128,16 +129,17 @@ export class Boundary {
   readonly #hsm: Hsm;
   readonly #recordKeyLabel: string;
   readonly #serverSetup: string;
-  readonly #hpkeKey: CryptoKeyPair;
-  readonly #previousKeys: { key: CryptoKeyPair; retireAt: number }[];
+  readonly #hpkeKey: HpkeRecipientKey;
+  readonly #previousKeys: { key: HpkeRecipientKey; retireAt: number }[];
   readonly #tokenVerifier: TokenVerifier;
+  readonly #tokens: TokenVerifierCache;
   readonly #now: () => number;
   readonly #tickets: TicketSealer;
   readonly #records: RecordSealer<OpaqueRecord>;
 
   private constructor(
     o: BoundaryOptions,
-    secrets: { serverSetup: string; hpkeKey: CryptoKeyPair; previousKeys: { key: CryptoKeyPair; retireAt: number }[]; ticketKey: Uint8Array; verifier: TokenVerifier },
+    secrets: { serverSetup: string; hpkeKey: HpkeRecipientKey; previousKeys: { key: HpkeRecipientKey; retireAt: number }[]; ticketKey: Uint8Array; verifier: TokenVerifier },
   ) {
     this.realmIdText = o.realmIdText;
     this.realmId = fromB64u(o.realmIdText);
@@ -148,6 +150,7 @@ export class Boundary {
     this.#hpkeKey = secrets.hpkeKey;
     this.#previousKeys = secrets.previousKeys;
     this.#tokenVerifier = secrets.verifier;
+    this.#tokens = new TokenVerifierCache(secrets.verifier, audienceFor(o.realmIdText));
     this.#now = o.now ?? Date.now;
     this.#tickets = new TicketSealer(secrets.ticketKey, this.#now);
     this.#records = new RecordSealer<OpaqueRecord>({ hsm: o.hsm, recordKeyLabel: o.recordKeyLabel, realmIdText: o.realmIdText, kind: 'record' });
@@ -159,7 +162,7 @@ export class Boundary {
     const plain = await o.hsm.unseal(o.realmKeyLabel, o.sealedSecrets, realmSecretsAad(fromB64u(o.realmIdText)));
     const s = JSON.parse(fromUtf8(plain)) as RealmSecrets;
     plain.fill(0);
-    const hpkeKey = await currentChannelKey(o, s.hpkePrivateKey);
+    const hpkeKey = await channelKey(o, s.hpkePrivateKey, o.realmPublicKey);
     const previousKeys = await previousChannelKeys(o, s.previousHpkeKeys ?? []);
     let verifier: TokenVerifier;
     if (o.tokenVerifier) verifier = o.tokenVerifier;
@@ -180,7 +183,7 @@ export class Boundary {
 
   /** Verifies an account token; returns the account id. */
   async authenticate(token: string): Promise<string> {
-    return verifyToken(this.#tokenVerifier, token, this.audience, this.#now());
+    return this.#tokens.verify(token, this.#now());
   }
 
   /** Development helper: issues an HS256 token with the realm's own secret. */
@@ -198,7 +201,7 @@ export class Boundary {
       throw new RequestRejectedError('malformed-request', `not a protocol v1 request (expected version byte 0x01 and at least ${1 + ENC_BYTES + PAD_BLOCK + 16} bytes)`);
     }
     const enc = body.slice(1, 1 + ENC_BYTES);
-    const { pt, ctx } = await this.#open(enc, body.subarray(1 + ENC_BYTES));
+    const { pt, ctx } = this.#open(enc, body.subarray(1 + ENC_BYTES));
     const inner = parseInner(pt);
     if (inner.realm !== this.realmIdText) throw new RequestRejectedError('malformed-request', 'the request names another realm');
     if (inner.account !== account) throw new RequestRejectedError('account-mismatch', 'the request was made for another account than the token names', 400, 'use the token of the account the request is for');
@@ -218,13 +221,12 @@ export class Boundary {
   }
 
   /** HPKE open with the current channel key, then with keys still in their overlap period (§3). */
-  async #open(enc: Uint8Array, ct: Uint8Array): Promise<{ pt: Uint8Array; ctx: protocol.Exporter }> {
-    const suite = hpkeSuite();
+  #open(enc: Uint8Array, ct: Uint8Array): { pt: Uint8Array; ctx: HpkeExporter } {
     const now = this.#now();
     for (const key of [this.#hpkeKey, ...this.#previousKeys.filter((p) => p.retireAt > now).map((p) => p.key)]) {
       try {
-        const rc = await suite.createRecipientContext({ recipientKey: key, enc, info: requestInfo(this.realmId) });
-        return { pt: new Uint8Array(await rc.open(ct, requestAad(this.realmId))), ctx: rc };
+        const { plaintext, exporter } = key.open(enc, requestInfo(this.realmId), requestAad(this.realmId), ct);
+        return { pt: plaintext, ctx: exporter };
       } catch {
         /* not sealed to this key */
       }
@@ -289,36 +291,31 @@ function parseInner(pt: Uint8Array): InnerRequest {
   return inner as unknown as InnerRequest;
 }
 
-/** The current channel key, checked: a request sealed to the published key must open with it. */
-async function currentChannelKey(o: BoundaryOptions, privateKeyText: string): Promise<CryptoKeyPair> {
-  const suite = hpkeSuite();
-  const skBytes = fromB64u(privateKeyText);
-  const privateKey = await suite.kem.deserializePrivateKey(skBytes);
-  skBytes.fill(0);
-  const published = protocol.parseRealmPublicKey(o.realmPublicKey);
-  const probe = await protocol.sealRequest(published, { v: 1, op: 'status', id: 'probe', ts: 0, realm: o.realmIdText, account: 'probe', body: {} });
+/**
+ * A channel key from the sealed secrets, checked against the realm public key published for it:
+ * a request sealed to that key by the client's own HPKE code (@hpke/core) must open here.
+ */
+async function channelKey(o: BoundaryOptions, privateKeyText: string, realmPublicKey: string): Promise<HpkeRecipientKey> {
+  const sk = fromB64u(privateKeyText);
+  const key = HpkeRecipientKey.fromPrivateKey(sk);
+  sk.fill(0);
+  const published = protocol.parseRealmPublicKey(realmPublicKey);
   try {
     if (published.realmIdText !== o.realmIdText) throw new Error('realm id differs');
-    const rc = await suite.createRecipientContext({ recipientKey: privateKey, enc: probe.enc, info: requestInfo(published.realmId) });
-    await rc.open(probe.body.slice(1 + ENC_BYTES), requestAad(published.realmId));
+    const probe = await protocol.sealRequest(published, { v: 1, op: 'status', id: 'probe', ts: 0, realm: o.realmIdText, account: 'probe', body: {} });
+    key.open(probe.enc, requestInfo(published.realmId), requestAad(published.realmId), probe.body.subarray(1 + ENC_BYTES));
   } catch (cause) {
     throw new UnsealFailedError('realm configuration (the published realm public key does not match the sealed private key)', { cause });
   }
-  return { privateKey, publicKey: await suite.kem.deserializePublicKey(published.publicKey) };
+  return key;
 }
 
 /** Channel keys still in their overlap period (§3). */
-async function previousChannelKeys(o: BoundaryOptions, previous: NonNullable<RealmSecrets['previousHpkeKeys']>): Promise<{ key: CryptoKeyPair; retireAt: number }[]> {
-  const suite = hpkeSuite();
+async function previousChannelKeys(o: BoundaryOptions, previous: NonNullable<RealmSecrets['previousHpkeKeys']>): Promise<{ key: HpkeRecipientKey; retireAt: number }[]> {
   const now = (o.now ?? Date.now)();
-  const out: { key: CryptoKeyPair; retireAt: number }[] = [];
+  const out: { key: HpkeRecipientKey; retireAt: number }[] = [];
   for (const p of previous) {
-    if (p.retireAt <= now) continue;
-    const old = protocol.parseRealmPublicKey(p.realmPublicKey);
-    if (old.realmIdText !== o.realmIdText) throw new UnsealFailedError('realm configuration (a previous channel key belongs to another realm)');
-    const sk = fromB64u(p.privateKey);
-    out.push({ key: { privateKey: await suite.kem.deserializePrivateKey(sk), publicKey: await suite.kem.deserializePublicKey(old.publicKey) }, retireAt: p.retireAt });
-    sk.fill(0);
+    if (p.retireAt > now) out.push({ key: await channelKey(o, p.privateKey, p.realmPublicKey), retireAt: p.retireAt });
   }
   return out;
 }

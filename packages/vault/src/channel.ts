@@ -1,9 +1,11 @@
 // Server-side twins of protocol.sealResponse / protocol.sealRelease (spec/vault-protocol.md §6.3,
 // §7.4) on node:crypto's synchronous HKDF and AES-GCM: the same construction with fewer async
 // WebCrypto hops. Both are checked against the same test vectors as the client's WebCrypto code.
+// The request side (HPKE open) is hpke.ts.
 
 import { createCipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { protocol } from '@coffer/core/vault';
+import type { HpkeExporter } from './hpke.js';
 
 const { PAD_BLOCK, PROTOCOL_LABEL, RESPONSE_NONCE_BYTES, pad, utf8 } = protocol;
 
@@ -13,13 +15,14 @@ const { PAD_BLOCK, PROTOCOL_LABEL, RESPONSE_NONCE_BYTES, pad, utf8 } = protocol;
  * operation has one size whatever its status (spec §10).
  */
 export async function sealResponse(
-  ctx: protocol.Exporter,
+  ctx: protocol.Exporter | HpkeExporter,
   enc: Uint8Array,
   response: protocol.InnerResponse,
   fixed: protocol.FixedRandomness = {},
   minPadded = 0,
 ): Promise<Uint8Array> {
-  const secret = Buffer.from(await ctx.export(utf8(`${PROTOCOL_LABEL} response`), 32));
+  const label = utf8(`${PROTOCOL_LABEL} response`);
+  const secret = Buffer.from('exportSync' in ctx ? ctx.exportSync(label, 32) : new Uint8Array(await ctx.export(label, 32)));
   const nonceR = fixed.nonce ? Buffer.from(fixed.nonce) : randomBytes(RESPONSE_NONCE_BYTES);
   if (nonceR.length !== RESPONSE_NONCE_BYTES) throw new RangeError('response nonce must be 32 bytes');
   const salt = Buffer.concat([enc, nonceR]);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { InvalidVaultConfigError, protocol, registerBackupKey, vaultStatus } from '@coffer/core/vault';
 import { InvalidTokenError } from '../src/errors.js';
-import { issueToken, verifyToken } from '../src/token.js';
+import { canonicalB64u, issueToken, TokenVerifierCache, verifyToken } from '../src/token.js';
 import { cleanup, runVault, serveInProcess, tempDir } from './helpers.js';
 import { vaultCommand } from '../src/cli.js';
 
@@ -68,6 +68,25 @@ describe('account tokens', () => {
     assert.deepEqual(Buffer.from(twin.split('.')[2]!, 'base64url'), Buffer.from(t.split('.')[2]!, 'base64url'), 'the same signature bytes');
     await refused(twin, /not canonical base64url/);
     await refused(`${t}=`.replace(/\.([^.]*)$/, '.$1'), /not canonical|not a valid/);
+  });
+});
+
+describe('token verification cache', () => {
+  it('skips the signature check only for the same string, and still checks the clock', async () => {
+    const hs = { alg: 'HS256' as const, secret };
+    const cache = new TokenVerifierCache(hs, aud);
+    const t = issueToken(hs, { account: 'carol', audience: aud, ttlSeconds: 60, nowMs: now });
+    assert.equal(await cache.verify(t, now), 'carol');
+    assert.equal(await cache.verify(t, now + 1000), 'carol');
+    await assert.rejects(cache.verify(t, now + 200_000), /expired/, 'a remembered token expires like any other');
+    const [h, p, sig] = t.split('.') as [string, string, string];
+    await assert.rejects(cache.verify(`${h}.${p}.${sig.slice(0, 5)}${sig[5] === 'A' ? 'B' : 'A'}${sig.slice(6)}`, now), /bad signature/);
+    await assert.rejects(cache.verify(issueToken(hs, { account: 'carol', audience: 'coffer-vault:other', ttlSeconds: 60, nowMs: now }), now), /audience/);
+  });
+
+  it('knows canonical base64url', () => {
+    for (const ok of ['', 'AA', 'AAA', 'AAAA', 'QQ', 'QUE', 'QUFB', Buffer.from('any bytes!').toString('base64url')]) assert.equal(canonicalB64u(ok), true, ok);
+    for (const bad of ['A', 'AB', 'AAB', 'QR', 'QUF', 'AA==', 'A+A/', 'AAAAA']) assert.equal(canonicalB64u(bad), false, bad);
   });
 });
 
