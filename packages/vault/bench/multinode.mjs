@@ -59,7 +59,7 @@ try {
   await cli(['init', '--data-dir', dirs[0], '--hsm', 'softhsm', '--multi-node']);
   for (const d of dirs.slice(1)) {
     await cli(['hsm', 'transport-key', '--data-dir', d, '--out', d + '.t.json']);
-    // One machine, one operator: the fingerprint comes from the file (docs/operating.md §3 does it properly).
+    // One machine, one operator: the fingerprint comes from the file (docs/operating.md §1.4 does it properly).
     const fingerprint = JSON.parse(readFileSync(d + '.t.json', 'utf8')).fingerprint;
     await cli(['hsm', 'export-wrapped', '--data-dir', dirs[0], '--to', d + '.t.json', '--fingerprint', fingerprint, '--out', d + '.b.json']);
     await cli(['hsm', 'import-wrapped', '--data-dir', d, '--in', d + '.b.json']);

@@ -1,4 +1,4 @@
-// Realm key ceremony for several HSMs (docs/operating.md, "Key ceremony"). The realm keys are
+// Realm key ceremony for several HSMs (docs/operating.md §1.4). The realm keys are
 // created once (`coffer vault init --multi-node`) and copied to each further node's token only
 // wrapped, through a transport key that the receiving token makes and never lets out:
 //

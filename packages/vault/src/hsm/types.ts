@@ -28,7 +28,7 @@ export interface Hsm {
 }
 
 /**
- * Key transport between tokens for the multi-node key ceremony (docs/operating.md §3; the
+ * Key transport between tokens for the multi-node key ceremony (docs/operating.md §1.4; the
  * sequence is in ceremony.ts). No key value is ever outside a token in the clear.
  */
 export interface KeyTransport {

@@ -79,8 +79,8 @@ export function postgresError(what: string, url: string, cause: unknown): Record
   }
   const known: Record<string, [string, string]> = {
     '28P01': [`PostgreSQL refused the password of ${user}`, 'check the password in the URL ($COFFER_VAULT_DATABASE); percent-encode special characters (@ : / ? #)'],
-    '28000': [`PostgreSQL refused ${user} (no such role, or pg_hba.conf has no entry for this host and user)`, 'create the role (docs/operating.md §1) or add a pg_hba.conf line for this host'],
-    '3D000': [`${db} does not exist`, 'create it (CREATE DATABASE ... OWNER ...; docs/operating.md §1), or fix the URL'],
+    '28000': [`PostgreSQL refused ${user} (no such role, or pg_hba.conf has no entry for this host and user)`, 'create the role (docs/operating.md §1.1) or add a pg_hba.conf line for this host'],
+    '3D000': [`${db} does not exist`, 'create it (CREATE DATABASE ... OWNER ...; docs/operating.md §1.1), or fix the URL'],
     '42501': [`${user} lacks a privilege the vault needs`, 'the vault role must own its database (CREATE DATABASE ... OWNER role) or at least its tables'],
     '53300': ['PostgreSQL has no free connection slot', 'raise max_connections, or lower the number of nodes (each opens up to 10 connections)'],
     '57P03': ['PostgreSQL is starting up or shutting down', 'try again in a moment'],
