@@ -55,6 +55,11 @@ export interface ServerOptions {
   trustProxy?: string[];
   /** A request must arrive whole (headers and body) within this (default BODY_TIMEOUT_MS). */
   bodyTimeoutMs?: number;
+  /**
+   * Further protocols on the same port (a Juicebox realm at `POST /req`): each registers its
+   * routes, and uses the context for rate limits, durable steps (commit) and backend failures.
+   */
+  protocols?: { register(app: FastifyInstance, ctx: VaultRouteContext): void }[];
 }
 
 export const DEFAULT_RATE_LIMITS: { perAccount: RateLimit; perAddress: RateLimit } = {
@@ -102,6 +107,7 @@ export async function buildVaultServer(o: ServerOptions): Promise<VaultServer> {
   app.get('/metrics', async (_req, reply) => reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics()));
   app.get('/v1/realm', async () => ({ realmPublicKey: o.realmPublicKey, protocolVersion: protocol.PROTOCOL_VERSION }));
   app.post(protocol.VAULT_PATH, (req, reply) => opaqueRoute(ctx, o.boundary, req, reply));
+  for (const p of o.protocols ?? []) p.register(app, ctx);
 
   return { app, metrics, drain: () => readiness.drain() };
 }

@@ -67,9 +67,10 @@ describe('vault end to end (SoftHSM2, SQLite, HTTP)', () => {
     const init = await runVault(['init', '--data-dir', dir, '--hsm', 'softhsm', '--json']);
     assert.equal(init.code, 0, init.stderr);
     assert.match(JSON.parse(init.stdout).hsm, /PKCS#11 token/);
-    // The race tests send dozens of requests for one account at once; the per-account rate limit
-    // (tested in ops.test.ts) would refuse most of them before they reach the attempt counter.
-    v = await startVault(dir, {}, ['--account-rate', '0']);
+    // The race tests send dozens of requests for one account at once, and the whole file several
+    // hundred from one address; the rate limits (tested in ops.test.ts) would refuse many of them
+    // before they reach the attempt counter.
+    v = await startVault(dir, {}, ['--account-rate', '0', '--address-rate', '0']);
     await opaque.ready;
   });
 
@@ -312,7 +313,7 @@ describe('vault end to end (SoftHSM2, SQLite, HTTP)', () => {
     const t = await token(acct);
     const ids = protocol.opaqueIdentifiers(protocol.parseRealmPublicKey(v.realmPublicKey).realmIdText, acct);
     // Two vault processes on one database: only compare-and-set can serialise them.
-    const node2 = await startVault(dir, {}, ['--account-rate', '0']);
+    const node2 = await startVault(dir, {}, ['--account-rate', '0', '--address-rate', '0']);
     const nodes = [v, node2];
     const results = await Promise.all(
       Array.from({ length: 50 }, async (_, i) => {

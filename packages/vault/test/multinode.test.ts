@@ -336,7 +336,9 @@ describe('three vault nodes, three SoftHSM2 tokens, one PostgreSQL', () => {
           else if (r.inner?.status === 'ok') okAnswers++;
           else if (r.httpStatus === 503 && r.error?.error === 'unavailable') refused++;
           else bad.push(r.inner?.status ?? `http-${r.httpStatus} ${r.error?.error}`);
-          await new Promise((res) => setTimeout(res, 5));
+          // Paced so that the account's 100 guesses outlast the test: every ok answer spends one,
+          // and the nodes take up to a second to report a change of readiness (cached for 1 s).
+          await new Promise((res) => setTimeout(res, 60));
         }
       }),
     );

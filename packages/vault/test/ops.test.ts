@@ -131,6 +131,7 @@ describe('vault server operations (in process, software HSM realm)', () => {
     const u = new URL(v.url);
     const t0 = Date.now();
     const sock = connect(Number(u.port), u.hostname);
+    sock.on('error', () => undefined); // the server resets the connection: that is the point
     await new Promise<void>((r) => sock.once('connect', () => r()));
     sock.write(`POST /v1/vault HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: 2000\r\n\r\n`);
     // One byte every 100 ms keeps the socket busy, so no idle timeout fires.
@@ -141,6 +142,27 @@ describe('vault server operations (in process, software HSM realm)', () => {
     assert.match(await s.metrics.registry.metrics(), /coffer_vault_rejected_total\{code="body-timeout"\} 1/);
     // A request that arrives in time is unaffected.
     assert.equal((await rawCall(v, boundary.issueDevelopmentToken('quick', 600), 'quick', 'status', {})).httpStatus, 200);
+  });
+
+  it('lets a second protocol register its routes with the shared limits and durable steps', async () => {
+    const { s } = await start({
+      rateLimits: { perAccount: { perMinute: 60, burst: 2 }, perAddress: false },
+      protocols: [
+        {
+          register(app, ctx) {
+            app.post('/second-protocol', async (req, reply) => {
+              const { account, id } = req.body as { account: string; id: string };
+              if (!ctx.allowAccount(account, reply)) return reply;
+              const r = await ctx.commit(account, id, async (stored) => ({ change: { kind: 'none' }, answer: { had: stored !== null } }));
+              return r.kind === 'ok' ? r.answer : reply.code(400).send({ error: r.kind });
+            });
+          },
+        },
+      ],
+    });
+    const call = (id: string) => s.app.inject({ method: 'POST', url: '/second-protocol', payload: { account: 'juice', id } });
+    assert.deepEqual((await call('request-1')).json(), { had: false });
+    assert.deepEqual([(await call('request-1')).statusCode, (await call('request-2')).statusCode], [400, 429], 'a request id once per store; the account limit applies');
   });
 
   it('is ready only when the database answers and the HSM answers', async () => {
