@@ -384,7 +384,8 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
     const r = await restore(repo, target, {
       codec, seq, lastSeenSeq: state.seen[repo.config.backupId] ?? null, allowRollback: !!values['allow-rollback'],
       keepSpecialModes: !!values['keep-special-modes'], onProgress: view.update,
-      indexCache: new FolderIndexCache(indexCacheDir(home, repo.config.backupId)),
+      // A device with a profile keeps index copies; a restore with --storage leaves no cache behind.
+      ...(values.storage ? {} : { indexCache: new FolderIndexCache(indexCacheDir(home, repo.config.backupId)) }),
     }).finally(stopWatching);
     view.end();
     await rememberSeq(home, repo.config.backupId, r.seq);

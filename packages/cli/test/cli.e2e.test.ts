@@ -12,7 +12,7 @@ import { hkdfSync, randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readdir, readFile, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { BIN, MiB, CHUNK, sealedSize, type Run, quote, sh, type Box, box, coffer, show, exits, jsonOut, progressLines, recoveryKeyFromInit, re, formatKey, readProfile, readState, type Entry, tree, chunksOf, objectNames, objectFile, manifestsIn, seqName, writeRandomFile, smallTree } from './helpers.js';
+import { BIN, MiB, CHUNK, sealedSize, type Run, quote, sh, type Box, box, coffer, show, exits, jsonOut, progressLines, recoveryKeyFromInit, re, formatKey, readProfile, readState, type Entry, tree, chunksOf, objectNames, objectFile, manifestSeqs, manifestFile, blobsOf, writeRandomFile, smallTree } from './helpers.js';
 
 interface Ready extends Box {
   recoveryKey: string;
@@ -61,7 +61,8 @@ test('the full story in a real shell: init, backup, changes, incremental backup,
   assert.equal(profile.storage, store);
   assert.equal(profile.protection, 'recovery-key');
   const config = JSON.parse(await readFile(join(store, 'config'), 'utf8'));
-  assert.deepEqual(Object.keys(config).sort(), ['backupId', 'chunkSize', 'format', 'keyCheck', 'segmentSize', 'version']);
+  assert.deepEqual(Object.keys(config).sort(), ['backupId', 'chunkSize', 'format', 'keyCheck', 'mac', 'packSize', 'segmentSize', 'version']);
+  assert.equal(config.version, 2);
   assert.equal(config.backupId, profile.backupId);
   assert.equal(config.chunkSize, CHUNK);
 
@@ -77,8 +78,9 @@ test('the full story in a real shell: init, backup, changes, incremental backup,
         `${chunks1.distinct.size} new chunks \\([0-9.]+ MiB\\) uploaded, ${chunks1.total - chunks1.distinct.size} reused\\.\\n$`,
     ),
   );
-  assert.equal(objectNames(store).length, chunks1.distinct.size, 'one object per distinct chunk');
-  assert.deepEqual(await manifestsIn(store), [seqName(1)]);
+  assert.equal((await blobsOf(b)).length, chunks1.distinct.size, 'one blob per distinct chunk');
+  assert.ok(objectNames(store).length >= 1 && objectNames(store).length < chunks1.distinct.size, 'blobs go into packs');
+  assert.deepEqual(await manifestSeqs(store), [1]);
   assert.deepEqual(await tree(src), snap1, 'a backup does not change its source');
 
   // Changes: a day of chat activity, then one file of each kind of change.
@@ -128,21 +130,27 @@ test('the full story in a real shell: init, backup, changes, incremental backup,
     bytes: files2.reduce((n, f) => n + f.size!, 0),
     filesRead: changed.length,
     chunksUploaded: fresh.length,
-    bytesUploaded: fresh.reduce((n, [, len]) => n + sealedSize(len), 0),
+    bytesUploaded: out2.bytesUploaded,
+    packsWritten: 1,
     chunksReused: chunks2.total - fresh.length,
+    name: out2.name,
     skipped: [],
     changed: [],
     snapshots: [],
     incomplete: false,
   });
+  // What was uploaded is the new chunks, sealed, in one pack padded to a Padmé length (§3.2).
+  const sealedNew = fresh.reduce((n, [, len]) => n + sealedSize(len), 0);
+  assert.ok(out2.bytesUploaded > sealedNew && out2.bytesUploaded < sealedNew * 1.13 + 4096, `${out2.bytesUploaded} bytes for ${sealedNew} sealed`);
+  assert.match(out2.name, /^manifests\/0{19}2-[0-9a-f]{16}$/);
   t.diagnostic(`incremental backup: ${r2.stdout.trim()}`);
   assert.ok(out2.filesRead < files2.length / 2 && out2.chunksUploaded < chunks2.total / 2, `a small incremental backup: ${r2.stdout}`);
-  assert.equal(objectNames(store).length, new Set([...chunks1.distinct.keys(), ...chunks2.distinct.keys()]).size);
-  assert.deepEqual(await manifestsIn(store), [seqName(1), seqName(2)]);
+  assert.equal((await blobsOf(b)).length, new Set([...chunks1.distinct.keys(), ...chunks2.distinct.keys()]).size);
+  assert.deepEqual(await manifestSeqs(store), [1, 2]);
 
   // status and verify on the profile.
   const status = exits(await coffer(b, ['status']), 0);
-  assert.match(status.stdout, /^Backups: {4}2 \(newest #2\); \d+ stored chunks$/m);
+  assert.match(status.stdout, /^Backups: {4}2 \(newest #2\); \d+ packs$/m);
   const objects = new Set([...chunks1.distinct.keys(), ...chunks2.distinct.keys()]).size;
   const verify = exits(await coffer(b, ['verify']), 0);
   assert.match(verify.stdout, new RegExp(`^All ${objects} objects of 2 backups check out \\(.*\\)\\.\\n$`));
@@ -246,45 +254,45 @@ test('restore: a wrong key exits 3 and creates nothing, a malformed key exits 2,
  * 3. Damage, rollback, an unreachable store
  * --------------------------------------------------------------------------------------------- */
 
-test('a flipped byte in one stored object: verify exits 4 naming it; restore exits 4 and leaves nothing behind', async (t) => {
+test('a flipped byte in one stored blob: verify exits 4 naming it; restore exits 4 and leaves nothing behind', async (t) => {
   const b = await ready(t);
-  const names = objectNames(b.store);
-  assert.equal(names.length, 4, 'a.bin is 3 chunks, docs/readme.txt 1, docs/empty.txt none');
-  const victim = names[0]!;
-  const path = objectFile(b.store, victim);
+  const blobs = await blobsOf(b);
+  assert.equal(blobs.length, 4, 'a.bin is 3 chunks, docs/readme.txt 1, docs/empty.txt none');
+  const victim = blobs[0]!;
+  const where = `${victim.pack}@${victim.offset}`;
+  const path = objectFile(b.store, victim.pack);
   const bytes = await readFile(path);
-  bytes[40 + 5]! ^= 0x01; // in the first segment's ciphertext (spec/format.md §4: a 40-byte header comes first)
+  bytes[victim.offset + 40 + 5]! ^= 0x01; // in the first segment's ciphertext (spec/format.md §4: a 40-byte header comes first)
   await writeFile(path, bytes);
 
   const v = exits(await coffer(b, ['verify']), 4);
-  assert.equal(v.stdout, `1 damaged objects:\n  ${victim}: corrupt\n`);
+  assert.equal(v.stdout, `1 damaged objects:\n  ${where}: corrupt\n`);
   const vj = exits(await coffer(b, ['verify', '--json']), 4);
   const report = jsonOut(vj);
-  assert.deepEqual(report.damaged, [{ object: victim, reason: 'corrupt', message: `object ${victim} is damaged (its contents do not authenticate)` }]);
-  assert.equal(report.objectsChecked, names.length);
+  assert.deepEqual(report.damaged, [{ object: where, reason: 'corrupt', message: `object ${where} is damaged (its contents do not authenticate): segment 0 does not authenticate` }]);
+  assert.equal(report.objectsChecked, blobs.length);
   assert.deepEqual(report.manifests, [1]);
 
   const listing = (await readdir(b.dir)).sort();
   const target = join(b.dir, 'target');
   const r = exits(await coffer(b, ['restore', target]), 4);
   // (`m`: stderr may also carry Node's "Closing file descriptor … on garbage collection" warning; see the todo test)
-  assert.match(r.stderr, new RegExp(`^coffer: object ${victim} is damaged \\(its contents do not authenticate\\)\\n {2}hint: run \`coffer verify\``, 'm'));
+  assert.match(r.stderr, new RegExp(`^coffer: object ${re(where)} is damaged \\(its contents do not authenticate\\): segment 0 does not authenticate\\n {2}hint: run \`coffer verify\``, 'm'));
   const rj = exits(await coffer(b, ['restore', target, '--json']), 4);
   assert.deepEqual(
     { ...jsonOut(rj).error, hint: undefined },
-    { code: 'damaged', name: 'DamagedBackupError', message: `object ${victim} is damaged (its contents do not authenticate)`, hint: undefined, exitCode: 4 },
+    { code: 'damaged', name: 'DamagedBackupError', message: `object ${where} is damaged (its contents do not authenticate): segment 0 does not authenticate`, hint: undefined, exitCode: 4 },
   );
   assert.deepEqual((await readdir(b.dir)).sort(), listing, 'no target and no .target.coffer-restore-* folder');
 
-  // A cut-short object is told apart from a damaged one.
-  const other = names[1]!;
-  const whole = await readFile(objectFile(b.store, other));
-  await writeFile(objectFile(b.store, other), whole.subarray(0, whole.length - 1));
+  // A pack cut inside a blob is told apart from a damaged one.
+  const last = blobs[blobs.length - 1]!;
+  const whole = await readFile(objectFile(b.store, last.pack));
+  await writeFile(objectFile(b.store, last.pack), whole.subarray(0, last.offset + last.sealedLength - 1));
   const v2 = jsonOut(exits(await coffer(b, ['verify', '--json']), 4));
-  assert.deepEqual(
-    v2.damaged.map((d: { object: string; reason: string }) => `${d.object}: ${d.reason}`).sort(),
-    [`${victim}: corrupt`, `${other}: truncated`].sort(),
-  );
+  const found = v2.damaged.map((d: { object: string; reason: string }) => `${d.object}: ${d.reason}`);
+  assert.ok(found.includes(`${where}: corrupt`), found);
+  assert.ok(found.includes(`${last.pack}@${last.offset}: truncated`), found);
 });
 
 test('a store rolled back to an older backup: restore, backup and verify exit 4 mentioning the rollback', async (t) => {
@@ -292,7 +300,7 @@ test('a store rolled back to an older backup: restore, backup and verify exit 4 
   await writeFile(join(b.src, 'docs', 'readme.txt'), 'changed\n');
   exits(await coffer(b, ['backup', b.src, '--quiet']), 0);
   assert.deepEqual((await readState(b.home)).seen, { [b.backupId]: 2 });
-  await rm(join(b.store, 'manifests', seqName(2)));
+  await rm(await manifestFile(b.store, 2));
 
   const target = join(b.dir, 'target');
   const r = exits(await coffer(b, ['restore', target]), 4);
@@ -301,7 +309,7 @@ test('a store rolled back to an older backup: restore, backup and verify exit 4 
   await assert.rejects(stat(target), { code: 'ENOENT' });
   const bk = exits(await coffer(b, ['backup', b.src]), 4);
   assert.match(bk.stderr, /rolled back/);
-  assert.deepEqual(await manifestsIn(b.store), [seqName(1)], 'the failed backup wrote no manifest');
+  assert.deepEqual(await manifestSeqs(b.store), [1], 'the failed backup wrote no manifest');
   const bj = jsonOut(exits(await coffer(b, ['backup', b.src, '--json']), 4));
   assert.equal(bj.ok, false);
   assert.equal(bj.error.exitCode, 4);
@@ -353,15 +361,18 @@ test('a backup killed with SIGKILL midway: the previous backup restores, the rer
   const snap1 = await tree(src);
   const r1 = jsonOut(exits(await coffer(b, ['backup', src, '--json']), 0));
   assert.equal(r1.chunksUploaded, chunks(sizes1));
-  const before = objectNames(store).length;
+  const before = (await blobsOf(b)).length;
   assert.equal(before, chunks(sizes1));
+  const indexes = async () => (await readdir(join(store, 'index'))).length;
+  const indexesBefore = await indexes();
 
   await mkdir(join(src, 'more'));
   for (const [i, s] of sizes2.entries()) await writeRandomFile(join(src, 'more', `second-${i}.bin`), s);
   const snap2 = await tree(src);
   const newChunks = chunks(sizes2);
 
-  // The real process (no shell in between, so the signal reaches it), killed once new objects appear.
+  // The real process (no shell in between, so the signal reaches it), killed once it has listed
+  // some new packs in an index object (every few packs: spec/format.md §3.3), well before its end.
   const child = spawn(process.execPath, [BIN, 'backup', src, '--json'], { env: { PATH: process.env.PATH ?? '', HOME: b.dir, COFFER_HOME: b.home }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
@@ -370,9 +381,8 @@ test('a backup killed with SIGKILL midway: the previous backup restores, the rer
   let finished = false;
   void exited.then(() => (finished = true));
   const started = Date.now();
-  const threshold = before + Math.ceil(newChunks / 8); // well into the run, far from its end
   while (!finished && Date.now() - started < 60_000) {
-    if (objectNames(store).length >= threshold) {
+    if ((await indexes()) > indexesBefore) {
       child.kill('SIGKILL');
       break;
     }
@@ -380,11 +390,11 @@ test('a backup killed with SIGKILL midway: the previous backup restores, the rer
   }
   const end = await exited;
   assert.equal(end.signal, 'SIGKILL', `the backup was killed before it finished\n${output}`);
-  const stored = objectNames(store).length - before;
+  const stored = (await blobsOf(b)).length - before;
   const leftovers = (await readdir(join(store, 'tmp'))).length;
-  t.diagnostic(`killed after ${Date.now() - started} ms with ${stored} of ${newChunks} new chunks stored; ${leftovers} partial uploads left in the store's tmp/`);
+  t.diagnostic(`killed after ${Date.now() - started} ms with ${stored} of ${newChunks} new chunks indexed; ${leftovers} partial uploads left in the store's tmp/`);
   assert.ok(stored > 0 && stored < newChunks, `killed midway: ${stored} of ${newChunks}`);
-  assert.deepEqual(await manifestsIn(store), [seqName(1)], 'no manifest for the killed backup');
+  assert.deepEqual(await manifestSeqs(store), [1], 'no manifest for the killed backup');
 
   // (a) The previous backup is intact.
   const out1 = join(b.dir, 'out1');
@@ -400,7 +410,7 @@ test('a backup killed with SIGKILL midway: the previous backup restores, the rer
   assert.equal(rb.chunksUploaded, newChunks - stored);
   assert.ok(rb.chunksUploaded < newChunks);
   assert.equal(rb.chunksReused, chunks(sizes1) + stored);
-  assert.equal(objectNames(store).length, before + newChunks);
+  assert.equal((await blobsOf(b)).length, before + newChunks);
   const out2 = join(b.dir, 'out2');
   const rc = jsonOut(exits(await coffer(b, ['restore', out2, '--json']), 0));
   assert.equal(rc.seq, 2);
@@ -432,8 +442,11 @@ test('--json: one JSON document on stdout for init/backup/restore/status/verify 
   const bk = exits(await coffer(b, ['backup', b.src, '--json']), 0);
   const r = jsonOut(bk);
   assert.deepEqual(
-    { ...r, seconds: 0, bytesUploaded: 0 },
-    { ok: true, seq: 1, files: files.length, entries: snap.length, bytes, filesRead: files.length, chunksUploaded: 4, bytesUploaded: 0, chunksReused: 0, seconds: 0, skipped: [], changed: [], snapshots: [], incomplete: false },
+    { ...r, seconds: 0, bytesUploaded: 0, name: '' },
+    {
+      ok: true, seq: 1, name: '', files: files.length, entries: snap.length, bytes, filesRead: files.length, chunksUploaded: 4, bytesUploaded: 0, chunksReused: 0,
+      packsWritten: 1, seconds: 0, skipped: [], changed: [], snapshots: [], incomplete: false,
+    },
   );
   let progress = progressLines(bk, 'backup');
   assert.deepEqual({ ...progress.at(-1), rate: 0, etaSeconds: 0 }, {
@@ -445,7 +458,7 @@ test('--json: one JSON document on stdout for init/backup/restore/status/verify 
   const rs = exits(await coffer(b, ['restore', target, '--json']), 0);
   const restored = jsonOut(rs);
   assert.deepEqual({ ...restored, seconds: 0, createdAt: '' }, {
-    ok: true, seq: 1, files: files.length, entries: snap.length, bytes, createdAt: '', target, seconds: 0,
+    ok: true, seq: 1, name: restored.name, files: files.length, entries: snap.length, bytes, createdAt: '', target, seconds: 0,
     skippedManifests: [], specialModesDropped: 0, changed: [], symlinksSkipped: 0,
   });
   assert.ok(!Number.isNaN(Date.parse(restored.createdAt)));
@@ -456,8 +469,8 @@ test('--json: one JSON document on stdout for init/backup/restore/status/verify 
   const st = exits(await coffer(b, ['status', '--json']), 0);
   assert.equal(st.stderr, '');
   assert.deepEqual(jsonOut(st), {
-    ok: true, profile: b.home, storage: b.store, backupId: i.backupId, protection: 'recovery-key', backups: 1, newest: 1, lastSeen: 1, objects: 4,
-    recent: [{ seq: 1, createdAt: restored.createdAt, files: files.length, bytes }],
+    ok: true, profile: b.home, storage: b.store, backupId: i.backupId, format: 2, protection: 'recovery-key', backups: 1, newest: 1, lastSeen: 1, objects: 1,
+    recent: [{ seq: 1, name: restored.name, createdAt: restored.createdAt, files: files.length, bytes }],
   });
 
   const vf = exits(await coffer(b, ['verify', '--json']), 0);
@@ -575,7 +588,7 @@ test('no secret in the clear: the store holds neither K, the recovery key nor a 
     }
   };
   await walk(b.store);
-  assert.ok(storeFiles.length >= 6, storeFiles.join('\n')); // config, a manifest, 4 data objects
+  assert.ok(storeFiles.length >= 4, storeFiles.join('\n')); // config, a manifest, a pack, an index
   for (const f of storeFiles) {
     const content = await readFile(f);
     for (const [what, needle] of needles) assert.equal(content.indexOf(needle), -1, `${what} found in ${f}`);
@@ -591,7 +604,8 @@ test('no secret in the clear: the store holds neither K, the recovery key nor a 
   assert.equal((await stat(b.home)).mode & 0o777, 0o700, 'profile folder 0700');
   assert.equal((await stat(join(b.home, 'profile.json'))).mode & 0o777, 0o600, 'profile.json 0600');
   assert.equal((await stat(join(b.home, 'state.json'))).mode & 0o777, 0o600, 'state.json 0600');
-  assert.deepEqual((await readdir(b.home)).sort(), ['profile.json', 'state.json'], 'no temporary files left in the profile');
+  assert.deepEqual((await readdir(b.home)).sort(), ['cache', 'profile.json', 'state.json'], 'no temporary files left in the profile');
+  assert.equal((await stat(join(b.home, 'cache'))).mode & 0o077, 0, 'the index cache is private');
 });
 
 /* ------------------------------------------------------------------------------------------------
@@ -626,7 +640,7 @@ test(
     exits(await coffer(b, ['init', '--storage', b.store, '--quiet']), 0);
     const bk = await coffer(b, ['backup', b.src, '--json', '--quiet']);
     if (bk.code !== 0) {
-      assert.deepEqual(await manifestsIn(b.store).catch(() => []), [], 'a refused backup writes no manifest');
+      assert.deepEqual(await manifestSeqs(b.store), [], 'a refused backup writes no manifest');
       return;
     }
     const skipped = jsonOut(bk).skipped as string[]; // skipping the name, and saying so, is fine too
@@ -667,10 +681,10 @@ test(
   'verify --json reports "ok": false when it finds damage',
   async (t) => {
     const b = await ready(t);
-    const victim = objectNames(b.store)[0]!;
-    const bytes = await readFile(objectFile(b.store, victim));
-    bytes[45]! ^= 0x80; // inside the first segment of any object, even the smallest (header: 40 bytes)
-    await writeFile(objectFile(b.store, victim), bytes);
+    const victim = (await blobsOf(b))[0]!;
+    const bytes = await readFile(objectFile(b.store, victim.pack));
+    bytes[victim.offset + 45]! ^= 0x80; // inside the first segment of any blob, even the smallest (header: 40 bytes)
+    await writeFile(objectFile(b.store, victim.pack), bytes);
     const v = jsonOut(exits(await coffer(b, ['verify', '--json']), 4));
     assert.equal(v.ok, false);
   },
@@ -684,9 +698,10 @@ test(
     for (let i = 0; i < 4; i++) await writeRandomFile(join(b.src, `f${i}.bin`), 2 * MiB + 500_000);
     exits(await coffer(b, ['init', '--storage', b.store, '--quiet']), 0);
     exits(await coffer(b, ['backup', b.src, '--quiet']), 0);
-    const victim = objectFile(b.store, objectNames(b.store)[0]!);
+    const blob = (await blobsOf(b)).at(-1)!;
+    const victim = objectFile(b.store, blob.pack);
     const bytes = await readFile(victim);
-    bytes[45]! ^= 0x01;
+    bytes[blob.offset + 45]! ^= 0x01;
     await writeFile(victim, bytes);
     // The real command's main(), then a garbage collection before the process ends.
     const runner = join(b.dir, 'gc-run.mjs');

@@ -7,6 +7,8 @@ import { lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, symlink, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { Repository, SecretKey, shardedPath } from '@coffer/core';
+import { LocalStorage, nodeCryptoProvider } from '@coffer/node';
 import { fileURLToPath } from 'node:url';
 
 /* ------------------------------------------------------------------------------------------------
@@ -204,11 +206,11 @@ export async function chunksOf(root: string, entries: Entry[]): Promise<{ total:
   return { total, distinct };
 }
 
-/** Stored data objects as `data/<id>` (the local layout shards them as data/<2 hex>/<id>). */
+/** Stored packs as `packs/<id>` (the local layout shards them as packs/<2 hex>/<id>: spec/format.md §1). */
 export function objectNames(store: string): string[] {
   let shards: string[];
   try {
-    shards = readdirSync(join(store, 'data'));
+    shards = readdirSync(join(store, 'packs'));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw e;
@@ -216,7 +218,7 @@ export function objectNames(store: string): string[] {
   const out: string[] = [];
   for (const s of shards) {
     try {
-      for (const n of readdirSync(join(store, 'data', s))) out.push(`data/${n}`);
+      for (const n of readdirSync(join(store, 'packs', s))) out.push(`packs/${n}`);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
@@ -224,9 +226,37 @@ export function objectNames(store: string): string[] {
   return out.sort();
 }
 
-export const objectFile = (store: string, name: string): string => join(store, 'data', name.slice(5, 7), name.slice(5));
+export const objectFile = (store: string, name: string): string => join(store, ...shardedPath(name).split('/'));
 export const manifestsIn = async (store: string): Promise<string[]> => (await readdir(join(store, 'manifests'))).sort();
+/** The sequence numbers of the manifests in a store, ascending (a name is `<seq>-<writer>`: §5). */
+export const manifestSeqs = async (store: string): Promise<number[]> =>
+  (await readdir(join(store, 'manifests')).catch(() => [] as string[])).map((n) => Number(n.split('-')[0])).sort((a, b) => a - b);
+/** The manifest file of backup `seq` (the only one with that number). */
+export async function manifestFile(store: string, seq: number): Promise<string> {
+  const names = (await readdir(join(store, 'manifests'))).filter((n) => Number(n.split('-')[0]) === seq);
+  assert.equal(names.length, 1, `one manifest #${seq}: ${names}`);
+  return join(store, 'manifests', names[0]!);
+}
 export const seqName = (seq: number): string => String(seq).padStart(20, '0');
+
+export interface StoredBlob {
+  id: string;
+  /** `packs/<id>` */
+  pack: string;
+  offset: number;
+  sealedLength: number;
+  plainLength: number;
+}
+
+/** Every blob the store's index lists, opened with the profile's key (what `coffer` itself reads). */
+export async function blobsOf(b: { store: string; home: string }): Promise<StoredBlob[]> {
+  const profile = await readProfile(b.home);
+  const repo = await Repository.open(await LocalStorage.open(b.store), nodeCryptoProvider, new SecretKey(Buffer.from(profile.key, 'hex')));
+  const index = await repo.loadIndex();
+  const out: StoredBlob[] = [];
+  for (const p of index.packs.values()) for (const blob of p.blobs) out.push({ ...blob, pack: `packs/${p.id}` });
+  return out.sort((x, y) => (x.pack < y.pack ? -1 : x.pack > y.pack ? 1 : x.offset - y.offset));
+}
 
 export async function writeRandomFile(path: string, size: number): Promise<void> {
   const fh = await open(path, 'wx');

@@ -11,7 +11,7 @@ import { chmod, chown, lstat, mkdir, readdir, readFile, rm, stat, truncate, writ
 import { join } from 'node:path';
 import { ObjectType, Repository, sealObject, SecretKey, fromHex, utf8, manifestName, type TreeEntry } from '@coffer/core';
 import { LocalStorage, nodeCryptoProvider } from '@coffer/node';
-import { box, coffer, exits, jsonOut, manifestsIn, objectFile, objectNames, quote, readProfile, seqName, sh, show, smallTree, tree, writeRandomFile, MiB, type Box } from './helpers.js';
+import { box, coffer, exits, jsonOut, manifestFile, manifestSeqs, objectFile, objectNames, quote, readProfile, seqName, sh, show, smallTree, tree, writeRandomFile, MiB, type Box } from './helpers.js';
 
 /** A box with a profile, a store and backup #1 of `smallTree`. */
 async function ready(t: TestContext): Promise<Box> {
@@ -79,7 +79,7 @@ test('a symlink followed by entries below it: restore refuses the backup (exit 4
     const target = join(b.dir, 'target');
     const r = jsonOut(exits(await coffer(b, ['restore', target, '--backup', String(seq), '--json']), 4));
     assert.equal(r.error.code, 'damaged', name);
-    assert.match(r.error.message, new RegExp(`manifests/${seqName(seq)} is damaged .*: entry 2 lies below a symlink, not a folder`), name);
+    assert.match(r.error.message, new RegExp(`manifests/${seqName(seq)}-${WRITER} is damaged .*: entry 2 lies below a symlink, not a folder`), name);
     assert.deepEqual(await readdir(victim), [], `${name}: nothing planted`);
     assert.deepEqual((await readdir(b.dir)).sort(), ['home', 'src', 'store', 'victim'], `${name}: no target, no temporary folder`);
     seq++;
@@ -87,7 +87,7 @@ test('a symlink followed by entries below it: restore refuses the backup (exit 4
   // The newest backup is hostile: a plain restore skips it, says so, and restores #1.
   const target = join(b.dir, 'target');
   const r = exits(await coffer(b, ['restore', target]), 0);
-  assert.match(r.stdout, /^Warning: backup #4 does not open \(object manifests\/0+4 is damaged/);
+  assert.match(r.stdout, /^Warning: backup #4 does not open \(object manifests\/0+4-c0ffee00c0ffee00 is damaged/);
   assert.match(r.stdout, /Warning: backup #3 does not open/);
   assert.match(r.stdout, /restored #1 instead/);
   assert.deepEqual(await readdir(victim), []);
@@ -202,46 +202,64 @@ test('a live SQLite database in WAL mode is backed up from a consistent snapshot
  * 3. A store changed by whoever controls it (no K needed)
  * --------------------------------------------------------------------------------------------- */
 
-test('a 3 GiB object in the store is damage (exit 4) found before anything is allocated for it', async (t) => {
+test('3 GiB objects in the store (no K needed) are found before anything is allocated for them', async (t) => {
   const b = await ready(t);
-  const [victim] = objectNames(b.store);
-  await truncate(objectFile(b.store, victim!), 3 * 1024 ** 3);
+  const timed = async (args: string[], code: number) => {
+    const started = Date.now();
+    const r = exits(await coffer(b, args), code);
+    assert.ok(Date.now() - started < 20_000, 'no 3 GiB read');
+    return r;
+  };
+  // A pack made 3 GiB: blobs are read by range, so the restore is unharmed; verify finds its header gone.
+  const [pack] = objectNames(b.store);
+  await truncate(objectFile(b.store, pack!), 3 * 1024 ** 3);
+  await timed(['restore', join(b.dir, 'out0'), '--quiet'], 0);
+  const v = jsonOut(await timed(['verify', '--json'], 4));
+  assert.deepEqual(v.damaged.map((d: { object: string }) => d.object), [pack]);
+  await rm(join(b.dir, 'out0'), { recursive: true });
+  // An index object made 3 GiB: damage (exit 4), reported before anything is allocated.
+  const [index] = await readdir(join(b.store, 'index'));
+  await truncate(join(b.store, 'index', index!), 3 * 1024 ** 3);
+  // (This device has a copy in its profile's cache; a new device reads the store's.)
+  const profile = await readProfile(b.home);
+  const key = profile.key.toUpperCase().match(/.{4}/g)!.join(' ');
   const started = Date.now();
-  const r = jsonOut(exits(await coffer(b, ['restore', join(b.dir, 'out'), '--json']), 4));
-  assert.match(r.error.message, /is damaged .*larger than the format allows/);
+  const r = jsonOut(exits(await coffer(b, ['restore', join(b.dir, 'out'), '--storage', b.store, '--recovery-key-stdin', '--json'], { home: join(b.dir, 'fresh'), input: `${key}\n` }), 4));
   assert.ok(Date.now() - started < 20_000, 'no 3 GiB read');
+  assert.match(r.error.message, /index\/[0-9a-f]{64} is damaged .*larger than the format allows/);
   assert.deepEqual((await readdir(b.dir)).sort(), ['home', 'src', 'store']);
-  const v = jsonOut(exits(await coffer(b, ['verify', '--json']), 4));
-  assert.deepEqual(v.damaged.map((d: { object: string; reason: string }) => [d.object, d.reason]), [[victim, 'corrupt']]);
+  await rm(join(b.store, 'index', index!));
+  await rm(join(b.store, 'packs'), { recursive: true });
   // The same under the newest manifest's name: restore falls back, backup goes on past it.
-  await rm(objectFile(b.store, victim!));
   exits(await coffer(b, ['backup', b.src, '--quiet']), 0);
-  await truncate(join(b.store, 'manifests', seqName(2)), 3 * 1024 ** 3);
+  await truncate(await manifestFile(b.store, 2), 3 * 1024 ** 3);
   // This device made #2: falling back to #1 would be a rollback, which it refuses unless told.
   const own = exits(await coffer(b, ['restore', join(b.dir, 'out2')]), 4);
   assert.match(own.stderr, /rolled back\): backup #2 does not open \(corrupt\), and #1 is older than #2, which this device has seen\n/);
   // A new device has seen nothing: it falls back and says why.
-  const profile = await readProfile(b.home);
-  const key = profile.key.toUpperCase().match(/.{4}/g)!.join(' ');
-  const fresh = join(b.dir, 'fresh');
+  const fresh = join(b.dir, 'fresh2');
   const fell = exits(await coffer(b, ['restore', join(b.dir, 'out3'), '--storage', b.store, '--recovery-key-stdin'], { home: fresh, input: `${key}\n` }), 0);
   assert.match(fell.stdout, /^Warning: backup #2 does not open \(.*larger than the format allows\); restored #1 instead/);
 });
 
 test('a junk file under a newer manifest name: restore falls back and says why, backups go on past it, verify reports it', async (t) => {
   const b = await ready(t);
-  await writeFile(join(b.store, 'manifests', seqName(7)), 'junk, no key needed. '.repeat(10));
+  const junk = `${seqName(7)}-0123456789abcdef`;
+  await writeFile(join(b.store, 'manifests', junk), 'junk, no key needed. '.repeat(10));
   const r = exits(await coffer(b, ['restore', join(b.dir, 'out')]), 0);
-  assert.match(r.stdout, /^Warning: backup #7 does not open \(object manifests\/0+7 is damaged \(its contents do not authenticate\): bad header\); restored #1 instead\.\n/);
+  assert.match(r.stdout, /^Warning: backup #7 does not open \(object manifests\/0+7-0123456789abcdef is damaged \(its contents do not authenticate\): bad header\); restored #1 instead\.\n/);
   assert.deepEqual(await tree(join(b.dir, 'out')), await tree(b.src));
   const j = jsonOut(exits(await coffer(b, ['backup', b.src, '--json']), 0));
   assert.equal(j.seq, 8, 'numbered past the junk');
   exits(await coffer(b, ['backup', b.src, '--quiet']), 0);
-  assert.deepEqual(await manifestsIn(b.store), [1, 7, 8, 9].map(seqName));
+  assert.deepEqual(await manifestSeqs(b.store), [1, 7, 8, 9]);
   const v = jsonOut(exits(await coffer(b, ['verify', '--json']), 4));
-  assert.deepEqual(v.damaged.map((d: { object: string; reason: string }) => [d.object, d.reason]), [[`manifests/${seqName(7)}`, 'corrupt']]);
-  // A newer good backup restores as usual.
+  assert.deepEqual(v.damaged.map((d: { object: string; reason: string }) => [d.object, d.reason]), [[`manifests/${junk}`, 'corrupt']]);
+  // A newer good backup restores as usual; junk that is not even a manifest name is reported too.
   assert.equal(jsonOut(exits(await coffer(b, ['restore', join(b.dir, 'out2'), '--json']), 0)).seq, 9);
+  await writeFile(join(b.store, 'manifests', seqName(99)), 'a version 1 name in a version 2 store');
+  const v2 = jsonOut(exits(await coffer(b, ['verify', '--json']), 4));
+  assert.ok(v2.damaged.some((d: { object: string }) => d.object === `manifests/${seqName(99)}`));
 });
 
 /* ------------------------------------------------------------------------------------------------
@@ -288,7 +306,7 @@ test('a read-only store: backup exits 5 naming it, earlier backups intact; resto
   );
   assert.equal(r.code, 5, show(r));
   assert.match(r.stderr, /^coffer: .*writing .* failed: the store is on a read-only file system\n {2}hint: back up to a writable store; earlier backups are intact\n/);
-  assert.deepEqual(await manifestsIn(b.store), [seqName(1)]);
+  assert.deepEqual(await manifestSeqs(b.store), [1]);
   assert.deepEqual((await readdir(join(b.dir, 'out'))).sort(), (await readdir(b.src)).filter((n) => n !== 'new.txt').sort());
   assert.ok((await readFile(join(b.dir, 'out', 'docs', 'readme.txt'), 'utf8')).startsWith('hello'));
 });

@@ -114,7 +114,7 @@ interface CodecReply {
   out?: Uint8Array;
   /** Input buffers, handed back for reuse. */
   inputs?: ArrayBuffer[];
-  error?: { name: string; message: string; reason?: DamageReason; object?: string };
+  error?: { name: string; message: string; reason?: DamageReason; object?: string; detail?: string };
 }
 
 const ownBuffers = (views: Uint8Array[]): ArrayBuffer[] => [...new Set(views.map((v) => v.buffer as ArrayBuffer))];
@@ -136,7 +136,7 @@ export async function answerCodecRequest(crypto: CryptoProvider, init: CodecWork
   } catch (e) {
     const err = e as Error;
     const damaged = e instanceof DamagedBackupError;
-    return { reply: { n: m.n, error: { name: err?.name, message: err?.message, ...(damaged ? { reason: e.reason, object: e.object } : {}) } }, transfer: [] };
+    return { reply: { n: m.n, error: { name: err?.name, message: err?.message, ...(damaged ? { reason: e.reason, object: e.object, detail: e.detail } : {}) } }, transfer: [] };
   }
 }
 
@@ -202,7 +202,7 @@ export function workerPoolCodec(spawn: () => WorkerPort, init: CodecWorkerInit, 
       pending.delete(m.n);
       if (!p) return;
       if (m.error) {
-        p.reject(m.error.reason ? new DamagedBackupError(m.error.reason, m.error.object) : Object.assign(new Error(m.error.message), { name: m.error.name }));
+        p.reject(m.error.reason ? new DamagedBackupError(m.error.reason, m.error.object, m.error.detail ? { detail: m.error.detail } : {}) : Object.assign(new Error(m.error.message), { name: m.error.name }));
       } else p.resolve(m);
     });
     port.onError((e) => {

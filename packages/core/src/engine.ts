@@ -8,8 +8,8 @@ import { ConflictError, DamagedBackupError, ObjectNotFoundError, SourceChangedEr
 import { condemnedPacks, takeLock } from './journal.js';
 import { idOf, packName, type ManifestRef } from './layout.js';
 import { compareEntryPaths, entryPathProblem, parentPath, type Manifest, type TreeEntry } from './manifest.js';
-import { sealedSize } from './object.js';
-import { PackBuilder, type PackEntry } from './pack.js';
+import { ObjectType, openObject, sealedSize } from './object.js';
+import { decodePackHeader, MAX_PACK_HEADER_BYTES, PackBuilder, type PackedBlob, type PackEntry } from './pack.js';
 import { storageCall, type BlobIndex, type IndexCache, type Repository, type SkippedManifest } from './repo.js';
 
 /** A file or folder a backup left out, and why (spec/format.md §6.2). */
@@ -217,15 +217,29 @@ class SealBatcher {
   }
 }
 
-/** Fills packs with sealed blobs and writes each when full (§3.2), a few at once. */
+/** An index object is written after this many packs (or at the end), so a killed backup's packs count. */
+const PACKS_PER_INDEX = 4;
+
+/**
+ * Fills packs with sealed blobs and writes each when full (§3.2), a few at once; every few packs it
+ * makes them durable and lists them in an index object (§3.3), so that a backup killed midway
+ * leaves packs the next run finds and reuses.
+ */
 class Packer {
   readonly written: PackEntry[] = [];
+  private unindexed: PackEntry[] = [];
+  private indexing: Promise<void> = Promise.resolve();
   private current: PackBuilder | null = null;
   private readonly ids = new Set<string>();
   private readonly limiter: Limiter;
   private readonly free: Uint8Array[] = [];
   bytesWritten = 0;
-  constructor(private readonly repo: Repository, inFlight: number, private readonly onWritten: (bytes: number) => void) {
+  constructor(
+    private readonly repo: Repository,
+    inFlight: number,
+    private readonly onWritten: (bytes: number) => void,
+    private readonly indexCache?: IndexCache,
+  ) {
     this.limiter = new Limiter(inFlight);
   }
 
@@ -235,7 +249,8 @@ class Packer {
 
   async add(id: string, sealed: Uint8Array, plainLength: number): Promise<void> {
     this.ids.add(id);
-    if (this.current?.wouldOverflow(sealed.length)) await this.ship();
+    // Other blobs may join the current pack while this one waits for a pack to be shipped: look again.
+    while (this.current?.wouldOverflow(sealed.length)) await this.ship();
     this.current ??= this.newBuilder();
     this.current.add(id, sealed, plainLength);
   }
@@ -253,16 +268,32 @@ class Packer {
       const bytes = await pack.finish(this.repo.crypto, this.repo.keys, this.repo.config.segmentSize);
       const name = packName(pack.id);
       await storageCall(this.repo.storage, `writing ${name}`, () => this.repo.storage.put(name, bytes));
-      this.written.push({ id: pack.id, blobs: pack.blobs });
+      const entry = { id: pack.id, blobs: pack.blobs };
+      this.written.push(entry);
+      this.unindexed.push(entry);
       this.bytesWritten += bytes.length;
       this.onWritten(bytes.length);
       this.free.push(new Uint8Array(bytes.buffer, 0, bytes.buffer.byteLength));
+      if (this.unindexed.length >= PACKS_PER_INDEX) await this.index();
     });
+  }
+
+  /** Makes the packs written so far durable, then lists them in an index object (one at a time). */
+  private index(): Promise<void> {
+    const packs = this.unindexed;
+    this.unindexed = [];
+    if (packs.length === 0) return this.indexing;
+    this.indexing = this.indexing.then(async () => {
+      await storageCall(this.repo.storage, 'flush', () => this.repo.storage.flush());
+      await this.repo.writeIndex(packs, this.indexCache);
+    });
+    return this.indexing;
   }
 
   async finish(): Promise<PackEntry[]> {
     await this.ship();
     await this.limiter.drain();
+    await this.index();
     return this.written;
   }
 }
@@ -310,10 +341,15 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
 
     const result = { filesRead: 0, chunksUploaded: 0, bytesUploaded: 0, chunksReused: 0 };
     const reusedPacks = new Set<string>();
-    const packer = new Packer(repo, options.packsInFlight ?? 2, (n) => {
-      result.bytesUploaded += n;
-      progress.uploadedBytes += n;
-    });
+    const packer = new Packer(
+      repo,
+      options.packsInFlight ?? 2,
+      (n) => {
+        result.bytesUploaded += n;
+        progress.uploadedBytes += n;
+      },
+      options.indexCache,
+    );
     const batcher = new SealBatcher(codec);
     const budget = new ByteBudget((options.concurrency ?? DEFAULT_CONCURRENCY) * config.chunkSize);
     const left = new Set<TreeEntry>();
@@ -409,7 +445,6 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
     for (const entry of files) await fileLimiter.run(() => backupFile(entry));
     await fileLimiter.drain();
     const packs = await packer.finish();
-    if (packs.length) await repo.writeIndex(packs, options.indexCache);
     await storageCall(storage, 'flush', () => storage.flush());
 
     // §6 step 6: a prune may have removed a pack this backup reused while it ran.
@@ -498,7 +533,15 @@ async function readBlobs(repo: Repository, codec: ChunkCodec, reads: Iterable<Bl
           o += r.sealedLength;
           return { id: r.id, sealed, plainLength: r.plainLength };
         });
-        const opened = await codec.open(blobs, options.checkId);
+        let opened;
+        try {
+          opened = await codec.open(blobs, options.checkId);
+        } catch (e) {
+          // A blob in a pack is named by where it is: `packs/<id>@<offset>` (§3.2).
+          const r = e instanceof DamagedBackupError && repo.version === 2 ? group.find((g) => e.object === `data/${g.id}`) : undefined;
+          if (r) throw new DamagedBackupError((e as DamagedBackupError).reason, `${r.name}@${r.offset}`, { cause: e, detail: (e as DamagedBackupError).detail });
+          throw e;
+        }
         // Several files at once: small files are mostly waiting on their own creation.
         for (let i = 0; i < group.length; i += DELIVER_AT_ONCE) {
           await Promise.all(group.slice(i, i + DELIVER_AT_ONCE).map((r, j) => r.deliver(opened.plain[i + j]!)));
@@ -528,6 +571,22 @@ async function readBlobs(repo: Repository, codec: ChunkCodec, reads: Iterable<Bl
   }
   if (group.length) await run(group);
   await limiter.drain();
+}
+
+/** Reads the sealed header at the end of a pack (§3.2), with bounded reads. */
+async function readPackHeaderOf(repo: Repository, id: string): Promise<PackedBlob[]> {
+  const name = packName(id);
+  const st = await storageCall(repo.storage, `reading ${name}`, () => repo.storage.stat(name));
+  if (!st) throw new DamagedBackupError('missing', name);
+  if (st.size < 4) throw new DamagedBackupError('truncated', name);
+  const get = (offset: number, length: number) => storageCall(repo.storage, `reading ${name}`, () => repo.storage.get(name, { offset, length }));
+  const tail = await get(st.size - 4, 4);
+  if (tail.length < 4) throw new DamagedBackupError('truncated', name);
+  const n = new DataView(tail.buffer, tail.byteOffset, 4).getUint32(0);
+  if (n > MAX_PACK_HEADER_BYTES || n + 4 > st.size) throw new DamagedBackupError('corrupt', name, { detail: 'bad header length' });
+  const sealed = await get(st.size - 4 - n, n);
+  const plain = await openObject(repo.crypto, repo.keys, { type: ObjectType.packHeader, id }, sealed, name, { segmentSize: repo.config.segmentSize });
+  return decodePackHeader(plain, name);
 }
 
 /** §6.3: databases first, then small files (in the order they are stored), then the rest, newest first. */
@@ -772,9 +831,21 @@ export async function verify(
     await readBlobs(repo, codec, reads, {
       inFlight: (options.concurrency ?? DEFAULT_CONCURRENCY) * repo.config.chunkSize * 2,
       checkId: true,
-      // A blob in a pack is named by where it is (`packs/<id>@<offset>`); a missing pack by its name.
-      onDamage: (e, r) => record(e, r.name, repo.version === 1 ? undefined : e.reason === 'missing' ? r.name : `${r.name}@${r.offset}`),
+      onDamage: (e, r) => record(e, r.name),
     });
+    // Every pack's own header must list what the index says it holds (§3.2): `repair index` needs it.
+    for (const pack of index?.packs.values() ?? []) {
+      const name = packName(pack.id);
+      try {
+        const listed = await readPackHeaderOf(repo, pack.id);
+        const want = new Set(pack.blobs.map((b) => `${b.id}@${b.offset}+${b.sealedLength}`));
+        if (listed.length !== want.size || !listed.every((b) => want.has(`${b.id}@${b.offset}+${b.sealedLength}`))) {
+          throw new DamagedBackupError('corrupt', name, { detail: 'its header and the index disagree' });
+        }
+      } catch (e) {
+        record(e, name);
+      }
+    }
     return { manifests: refs.map((r) => r.seq), objectsChecked: chunks.size, bytesChecked: progress.bytesDone, damaged };
   } finally {
     if (ownCodec) await codec.close();

@@ -41,6 +41,7 @@ export class DamagedBackupError extends CofferError {
   override name = 'DamagedBackupError';
   readonly reason: DamageReason;
   readonly object: string | undefined;
+  readonly detail: string | undefined;
   constructor(reason: DamageReason, object?: string, options?: { cause?: unknown; detail?: string }) {
     const what = object === undefined ? 'the backup' : `object ${object}`;
     super('damaged', `${what} ${damageText[reason]}${options?.detail ? `: ${options.detail}` : ''}`, {
@@ -52,6 +53,7 @@ export class DamagedBackupError extends CofferError {
     });
     this.reason = reason;
     this.object = object;
+    this.detail = options?.detail;
   }
 }
 

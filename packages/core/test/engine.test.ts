@@ -52,7 +52,8 @@ for (const crypto of providers) {
       fc.asyncProperty(treeArb, treeArb, async (t1, t2) => {
         const storage = new MemoryStorage();
         const key = generateBackupKey(crypto);
-        const repo = await Repository.init(storage, crypto, key, { chunkSize: CHUNK });
+        // Packs of a few chunks: many packs, filled by several files at once.
+        const repo = await Repository.init(storage, crypto, key, { chunkSize: CHUNK, packSize: 64 * 1024 });
         const r1 = await backup(repo, new MemorySource(t1));
         const r2 = await backup(repo, new MemorySource(t2), { lastSeenSeq: r1.seq });
         assert.equal(r2.seq, 2);
@@ -284,4 +285,25 @@ test('a config from a newer format version is "unsupported"; an unreadable one i
   await assert.rejects(Repository.open(storage, crypto, key), (e: unknown) => e instanceof DamagedBackupError && e.reason === 'config');
   storage.objects.set('config', utf8('not json'));
   await assert.rejects(Repository.open(storage, crypto, key), (e: unknown) => e instanceof DamagedBackupError && e.reason === 'config');
+});
+
+test('packs stay within their size while many files fill them and the store is slow (blobs that wait for a pack to ship look again)', async () => {
+  class SlowStorage extends MemoryStorage {
+    override async put(name: string, data: Uint8Array) {
+      await new Promise((r) => setTimeout(r, 3));
+      return super.put(name, data);
+    }
+  }
+  const storage = new SlowStorage();
+  // Chunks as large as a pack: every blob closes a pack, and many wait for the one being written.
+  const big = 64 * 1024;
+  const repo = await Repository.init(storage, crypto, new SecretKey(new Uint8Array(32).fill(8)), { chunkSize: big, packSize: big });
+  const tree = new Map<string, MemFile>();
+  for (let i = 0; i < 40; i++) tree.set(`f${i}`, { kind: 'file', data: crypto.randomBytes(3 * big + i + 1), mode: 0o644, mtimeNs: String(i) });
+  const r = await backup(repo, new MemorySource(tree), { packsInFlight: 1, filesInFlight: 8 });
+  for (const p of await storage.list('packs/')) assert.ok(storage.objects.get(p)!.length <= padme(2 * big + 8192), `${p} is ${storage.objects.get(p)!.length} bytes`);
+  assert.equal(r.chunksUploaded, 40 * 4);
+  const out = new MemoryTarget();
+  await restore(repo, out);
+  assert.ok(sameTree(tree, out.committed!));
 });
