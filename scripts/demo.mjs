@@ -4,10 +4,12 @@
 // backups protected by a password, backs up end-to-end encrypted to a local folder standing in for
 // the cloud, simulates a day of chatting and an incremental backup, then restores on a "new phone"
 // with only the password (after one wrong guess) and shows that every byte came back. Last, the
-// same with a 64-digit recovery key instead of the vault. Everything lives in .coffer-demo/.
+// same with a 64-digit recovery key instead of the vault, and over three independent realms (the
+// Juicebox protocol) so that no single operator can defeat the guess limit. Everything lives in
+// .coffer-demo/.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { lstat, readdir, readFile, rm, mkdir } from 'node:fs/promises';
+import { lstat, readdir, readFile, rm, mkdir, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addActivity, generateChatData, parseSize } from '../packages/sample/dist/src/index.js';
@@ -37,7 +39,7 @@ function run(args, { home, input, capture, expect = 0, what = 'key' } = {}) {
   return r.stdout;
 }
 
-/** `coffer vault serve` on a free port; resolves with its URL and realm public key. */
+/** `coffer vault serve` on a free port; resolves with its URL, realm public key and Juicebox realm id and key. */
 function startVault(dataDir) {
   const child = spawn(process.execPath, [coffer, 'vault', 'serve', '--port', '0', '--data-dir', dataDir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -47,7 +49,8 @@ function startVault(dataDir) {
       const url = /listening on (http:\/\/\S+)/.exec(out)?.[1];
       const realmKey = /realm public key: (\S+)/.exec(out)?.[1];
       const hsm = /HSM: ([^\n]+)/.exec(out)?.[1];
-      if (url && realmKey && hsm) resolve({ url, realmKey, hsm, stop: () => child.kill('SIGTERM') });
+      const jb = /Juicebox realm: \S+ id ([0-9a-f]{32}) public_key ([0-9a-f]{64})/.exec(out);
+      if (url && realmKey && hsm && jb) resolve({ url, realmKey, hsm, realmId: jb[1], publicKey: jb[2], stop: () => child.kill('SIGTERM') });
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
@@ -96,8 +99,10 @@ try {
   run(['backup', chat], { home: join(work, 'phone/profile') });
 
   step('What the cloud sees');
-  const names = (await readdir(join(cloud, 'data'), { recursive: true })).filter((n) => n.includes('/'));
-  console.log(`${names.length} objects named by keyed MACs, e.g. data/${names[0]?.split('/')[1] ?? ''}`);
+  const packs = (await readdir(join(cloud, 'packs'), { recursive: true })).filter((n) => n.includes('/'));
+  const sizes = await Promise.all(packs.map(async (n) => (await stat(join(cloud, 'packs', n))).size));
+  console.log(`${packs.length} packs of sealed chunks under random names (e.g. packs/${packs[0]?.split('/')[1]?.slice(0, 16) ?? ''}…),`);
+  console.log(`padded to sizes that hide the chunks inside: ${sizes.map((s) => `${(s / 1048576).toFixed(2)} MiB`).join(', ')}`);
   const found = await plaintextIn(cloud);
   console.log(found === 0 ? 'no plaintext: the word "messages" from the database appears in no stored object' : `WARNING: ${found} objects contain plaintext`);
 
@@ -116,10 +121,37 @@ try {
   const restored2 = join(work, 'new-phone/chat-rk');
   run(['restore', restored2, '--storage', cloud2, '--recovery-key-stdin', '--quiet'], { home: join(work, 'new-phone/profile-rk'), input: init.recoveryKey + '\n' });
   await compare(chat, restored2, await plaintextIn(cloud2));
+
+  step('Trust past one operator: three independent realms (Juicebox protocol), each its own SQLite file and HSM token');
+  const realms = [];
+  for (const name of ['realm-a', 'realm-b', 'realm-c']) realms.push(await startVault(join(work, name)));
+  for (const [i, r] of realms.entries()) console.log(`${['realm-a', 'realm-b', 'realm-c'][i]} at ${r.url}: id ${r.realmId}${i === 0 ? ' (spoken to over Noise, key ' + r.publicKey.slice(0, 16) + '…)' : ''}`);
+  const realmsFile = join(work, 'realms.json');
+  const tokensFile = join(work, 'realm-tokens.json');
+  await writeFile(realmsFile, JSON.stringify({
+    realms: realms.map((r, i) => ({ id: r.realmId, address: `${r.url}/`, public_key: i === 0 ? r.publicKey : null })),
+    register_threshold: 3, recover_threshold: 3, pin_hashing_mode: 'Standard2019',
+  }, null, 2));
+  // The app's sign-in server would issue these; here each realm's development token command does.
+  await writeFile(tokensFile, JSON.stringify(Object.fromEntries(realms.map((r, i) => [r.realmId, { command: `node ${JSON.stringify(coffer)} vault token --data-dir ${JSON.stringify(join(work, ['realm-a', 'realm-b', 'realm-c'][i]))} --account maria@example --audience juicebox` }])), null, 2));
+  console.log(`realms file (the Juicebox SDK's Configuration, 3-of-3): ${relative(process.cwd(), realmsFile)}`);
+  const cloud3 = join(work, 'cloud-realms');
+  const realmArgs = ['--realms', realmsFile, '--tokens', tokensFile];
+  run(['init', '--storage', cloud3, ...realmArgs, '--password-stdin'], { home: join(work, 'phone/profile-realms'), input: password + '\n', what: 'password' });
+  run(['backup', chat, '--quiet'], { home: join(work, 'phone/profile-realms') });
+  run(['status'], { home: join(work, 'phone/profile-realms') });
+  step('New phone: the password recovers K from all three realms (a typo first: every realm counts it)');
+  const restored3 = join(work, 'new-phone/chat-realms');
+  const restore3 = ['restore', restored3, '--storage', cloud3, ...realmArgs, '--password-stdin', '--quiet'];
+  run(restore3, { home: join(work, 'new-phone/profile-realms'), input: 'purple elephants dance at dusk\n', expect: 3, what: 'wrong password' });
+  run(restore3, { home: join(work, 'new-phone/profile-realms'), input: password + '\n', what: 'password' });
+  await compare(chat, restored3, await plaintextIn(cloud3));
+  console.log('Rolling back or seizing one or two of these realms gains an attacker no guess: the third still counts (spec/threat-model.md §5).');
+  for (const r of realms) r.stop();
 } finally {
   vault.stop();
 }
-console.log(`\nEverything is in ${relative(process.cwd(), work) || work}/ (vault/, cloud/, phone/, new-phone/).`);
+console.log(`\nEverything is in ${relative(process.cwd(), work) || work}/ (vault/, realm-a..c/, cloud*/, phone/, new-phone/).`);
 
 async function plaintextIn(dir) {
   const probe = Buffer.from('messages'); // SQLite stores table names in the clear; the cloud must not

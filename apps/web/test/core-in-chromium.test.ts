@@ -37,7 +37,7 @@ test('core test suite in headless Chromium', async (t) => {
   }
   const names = results.map((r) => r.name).join('\n');
   // The suite must really have run each part (a silently empty suite passes nothing).
-  for (const part of ['core/keys: recovery key', 'core/object: objects round-trip', 'core/object: every failure class', 'core/engine: memory storage conformance', 'core/engine: backup then restore', 'web: http store conformance', 'web: vault client in the browser', 'web: backup to the HTTP store']) {
+  for (const part of ['core/keys: recovery key', 'core/object: objects round-trip', 'core/object: every failure class', 'core/engine: memory storage conformance', 'core/engine: backup then restore', 'core/juicebox: oprf: the SDK vectors', 'core/juicebox: pin hashing: the SDK vector', 'core/juicebox: noise NK', 'web: http store conformance', 'web: vault client in the browser', 'web: backup to the HTTP store']) {
     assert.ok(names.includes(part), `no browser case named "${part}..."`);
   }
   assert.ok(results.every((r) => r.ok), `${results.filter((r) => !r.ok).length} browser cases failed`);

@@ -11,6 +11,7 @@ import { hostname } from 'node:os';
 import { Exit, formatBytes, onInterrupt, printable, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, type Io } from './output.js';
 import { indexCacheDir, keyHex, loadProfile, loadState, profileDir, profileExists, profileKey, rememberSeq, removeProfile, saveProfile, tempDir, type Profile } from './profile.js';
 import { readPassword, recoverKey, vaultConnection } from './vault.js';
+import { deleteFromRealms, openRealms, realmsStatus, recoverWithRealms, registerWithRealms, type Realms } from './realms.js';
 import { changePassword, deleteBackupKey, registerBackupKey, vaultStatus } from '@coffer/core/vault';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -32,6 +33,9 @@ Commands:
 Password instead of a recovery key (the key is kept by a Backup Key Vault, see \`coffer vault --help\`):
   init --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
   restore DIR --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
+  init --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin]
+  restore DIR --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin]
+                                             the same over several independent realms (Juicebox protocol)
   password change [--password-stdin]        current and new password (two lines on stdin)
   backup disable --yes                       delete the key from the vault and this profile
   vault init | serve | token | migrate | hsm | rotate-channel-key | realm-update
@@ -54,6 +58,7 @@ const COMMAND_HELP: Record<string, string> = {
   init: `Usage: coffer init --storage LOCATION [--recovery-key | --recovery-key-stdin] [--profile DIR] [--json]
        coffer init --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
                    [--max-attempts N]
+       coffer init --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin] [--max-attempts N]
 
 Creates a profile holding a new random backup key and an empty backup at LOCATION, and prints the
 64-digit recovery key once. With --recovery-key-stdin, connects this device to the existing backup
@@ -64,6 +69,14 @@ Vault, which never sees the password (OPAQUE) and destroys the key after --max-a
 guesses (default 10). If LOCATION already holds a backup, the password recovers its key from the
 vault and connects this device to it. The password is asked twice on a terminal, or read from the
 first line of standard input with --password-stdin.
+
+With --realms FILE, the key is spread over several independent realms instead (the Juicebox
+protocol; FILE has the Juicebox SDK's Configuration shape, tokens come from --tokens FILE or a
+"tokens" object in FILE, each a JWT or {"command": "..."} printing one). Every password test costs
+a guess at every realm it needs. With n-of-n (the default and the recommendation) each realm
+allows --max-attempts guesses and whoever rolls back or seizes n-1 realms gains no guess; with
+t-of-n each realm's limit is lowered to max-attempts / (n - t + 1), so that t-1 compromised realms
+still get at most --max-attempts tests. \`coffer status\` prints that bound.
 `,
   password: `Usage: coffer password change [--password-stdin] [--token TOKEN] [--profile DIR] [--json]
 
@@ -86,6 +99,7 @@ or named by --sqlite GLOB, e.g. --sqlite '*.db') are stored from a consistent sn
   restore: `Usage: coffer restore DIR [--storage LOCATION (--recovery-key-stdin | prompt)] [--backup N]
                      [--overwrite] [--allow-rollback] [--keep-special-modes] [--profile DIR] [--json] [--quiet]
        coffer restore DIR --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
+       coffer restore DIR --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin]
 
 Restores the newest backup (or backup number N) into DIR. Without --storage, uses the profile.
 With --vault, the backup key is recovered from the vault with the password; each wrong password
@@ -128,6 +142,8 @@ async function readKey(io: Io, fromStdin: boolean | undefined): Promise<SecretKe
 
 const vaultOptions = {
   vault: { type: 'string' },
+  realms: { type: 'string' },
+  tokens: { type: 'string' },
   'realm-key': { type: 'string' },
   token: { type: 'string' },
   'password-stdin': { type: 'boolean' },
@@ -144,23 +160,30 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
   if (!values.storage) throw new UsageError('--storage is required', 'pass the store: a folder, file://, s3://bucket/prefix or webdav(s)://host/path');
   // A plain path is kept absolute, so the profile works from any folder.
   if (!/^[a-z][a-z0-9+.-]*:/i.test(values.storage)) values.storage = resolve(values.storage);
-  const password = values.vault !== undefined || values['password-stdin'] !== undefined;
+  const password = values.vault !== undefined || values.realms !== undefined || values['password-stdin'] !== undefined;
   if ([values['recovery-key'], values['recovery-key-stdin'], password].filter(Boolean).length > 1) {
-    throw new UsageError('choose one of --recovery-key, --recovery-key-stdin and --vault (password)');
+    throw new UsageError('choose one of --recovery-key, --recovery-key-stdin and --vault or --realms (password)');
   }
+  if (values.vault !== undefined && values.realms !== undefined) throw new UsageError('choose --vault (one realm, OPAQUE) or --realms (several, Juicebox), not both');
+  if (values.tokens !== undefined && values.realms === undefined) throw new UsageError('--tokens goes with --realms');
   let maxAttempts: number | undefined;
   if (values['max-attempts'] !== undefined) {
-    if (!password) throw new UsageError('--max-attempts goes with --vault');
+    if (!password) throw new UsageError('--max-attempts goes with --vault or --realms');
     if (!/^\d{1,4}$/.test(values['max-attempts'])) throw new UsageError(`--max-attempts takes a number, not ${JSON.stringify(values['max-attempts'])}`);
     maxAttempts = Number(values['max-attempts']);
   }
   if (await profileExists(home)) throw new UsageError(`a profile already exists in ${home}`, 'pass --profile DIR (or set COFFER_HOME) to make another one');
   const storageLabel = redactUrl(values.storage);
-  const conn = password ? vaultConnection(io, values) : undefined;
+  const realms: Realms | undefined = values.realms !== undefined ? await openRealms(io, { realms: values.realms, tokens: values.tokens, maxAttempts }) : undefined;
+  const conn = password && !realms ? vaultConnection(io, values) : undefined;
   const profile = (key: SecretKey, repo: Repository): Profile => ({
     version: 1, storage: values.storage!, backupId: repo.config.backupId, key: keyHex(key), createdAt: new Date().toISOString(),
     ...(repo.config.mac ? { configMac: repo.config.mac } : {}),
-    ...(conn ? { protection: 'password', vault: { url: conn.vaultUrl, realmKey: conn.realmPublicKey, token: conn.token } } : { protection: 'recovery-key' }),
+    ...(realms
+      ? { protection: 'password', realms: realms.profile }
+      : conn
+        ? { protection: 'password', vault: { url: conn.vaultUrl, realmKey: conn.realmPublicKey, token: conn.token } }
+        : { protection: 'recovery-key' }),
   });
   const connect = async (key: SecretKey, how: string) => {
     const storage = await openStorage(values.storage!);
@@ -174,6 +197,7 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
 
   const storage = await openStorage(values.storage, { create: true });
   const existing = await storage.stat('config');
+  if (realms && existing) return connect(await recoverWithRealms(realms, await readPassword(io, values['password-stdin'], false)), 'password, realms');
   if (conn && existing) {
     // This account's key is in the vault already: recover it and connect this device.
     return connect(await recoverKey(conn, await readPassword(io, values['password-stdin'], false)), 'password');
@@ -182,6 +206,24 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
   const key = generateBackupKey(crypto);
   try {
     let vaultInfo: { maxAttempts: number } | undefined;
+    if (realms) {
+      // Registered first: if the realms refuse, nothing was written to the store.
+      await registerWithRealms(realms, await readPassword(io, values['password-stdin'], true), key);
+      const repo = await Repository.init(storage, crypto, key);
+      await saveProfile(home, profile(key, repo));
+      const p = realms.profile;
+      const n = p.configuration.realms.length;
+      const t = p.configuration.recover_threshold;
+      say(
+        io,
+        json,
+        `Encrypted backups are on, protected by your password across ${n} independent realms (${t}-of-${n}).\n\n` +
+          `Each realm allows ${p.guessesPerRealm} wrong guesses; whoever controls or rolls back ${t - 1} of them still gets at most ${p.accountLimit} password tests.\n` +
+          `No realm sees your password or the backup key.\n\nProfile: ${home}\nStore:   ${storageLabel}\n`,
+        { profile: home, storage: storageLabel, backupId: repo.config.backupId, protection: 'password', realms: n, recoverThreshold: t, guessesPerRealm: p.guessesPerRealm, bound: p.accountLimit },
+      );
+      return Exit.ok;
+    }
     if (conn) {
       // Registered first: if the vault refuses, nothing was written to the store.
       const pw = await readPassword(io, values['password-stdin'], true);
@@ -293,12 +335,16 @@ async function disableBackups(io: Io, values: { yes?: boolean; token?: string; p
   const home = profileDir(values.profile, io.env);
   const profile = await loadProfile(home);
   if (!values.yes) {
-    throw new UsageError('this deletes the backup key from this device' + (profile.vault ? ' and from the vault' : ''), 'add --yes to turn backups off; keep the recovery key or another device if you want to restore them later');
+    throw new UsageError('this deletes the backup key from this device' + (profile.vault ? ' and from the vault' : profile.realms ? ' and from the realms' : ''), 'add --yes to turn backups off; keep the recovery key or another device if you want to restore them later');
   }
   let deleted = false;
   if (profile.vault) deleted = (await deleteBackupKey(vaultConnection(io, { token: values.token }, profile.vault))).deleted;
+  if (profile.realms) {
+    await deleteFromRealms(await openRealms(io, { saved: profile.realms }));
+    deleted = true;
+  }
   await removeProfile(home);
-  say(io, json, `Backups are off. ${profile.vault ? 'The vault deleted the backup key; ' : ''}this device no longer holds it.\nThe encrypted backups stay at ${redactUrl(profile.storage)} until you delete them.\n`, {
+  say(io, json, `Backups are off. ${profile.vault ? 'The vault deleted the backup key; ' : profile.realms ? 'Every realm deleted its share; ' : ''}this device no longer holds it.\nThe encrypted backups stay at ${redactUrl(profile.storage)} until you delete them.\n`, {
     profile: home, vaultDeleted: deleted,
   });
   return Exit.ok;
@@ -310,8 +356,7 @@ async function cmdPassword(io: Io, args: string[]): Promise<number> {
   const json = !!values.json;
   const home = profileDir(values.profile, io.env);
   const profile = await loadProfile(home);
-  if (!profile.vault) throw new UsageError('this profile is protected by a recovery key, not a password', 'passwords exist for backups turned on with --vault');
-  const conn = vaultConnection(io, { token: values.token }, profile.vault);
+  if (!profile.vault && !profile.realms) throw new UsageError('this profile is protected by a recovery key, not a password', 'passwords exist for backups turned on with --vault or --realms');
   let current: string;
   let next: string;
   if (values['password-stdin']) {
@@ -323,6 +368,18 @@ async function cmdPassword(io: Io, args: string[]): Promise<number> {
   }
   const key = profileKey(profile);
   try {
+    if (profile.realms) {
+      // The current password first (one counted guess at each realm), then a new registration.
+      const realms = await openRealms(io, { saved: profile.realms });
+      const got = await recoverWithRealms(realms, current);
+      const same = keyHex(got) === profile.key;
+      got.wipe();
+      if (!same) throw new CofferError('usage', 'the realms hold another backup key than this profile', { hint: 'the account may belong to another backup; check the tokens' });
+      await registerWithRealms(realms, next, key);
+      say(io, json, `Password changed. Each realm allows ${realms.profile.guessesPerRealm} wrong guesses.\n`, { guessesPerRealm: realms.profile.guessesPerRealm });
+      return Exit.ok;
+    }
+    const conn = vaultConnection(io, { token: values.token }, profile.vault!);
     const r = await changePassword({ ...conn, password: current, newPassword: next, backupKey: key.expose() });
     say(io, json, `Password changed. The vault allows ${r.maxAttempts} wrong guesses.\n`, { maxAttempts: r.maxAttempts, guessesRemaining: r.guessesRemaining });
     return Exit.ok;
@@ -357,16 +414,18 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
   const home = profileDir(values.profile, io.env);
   let storage: Storage;
   let key: SecretKey;
-  const password = values.vault !== undefined || values['password-stdin'] !== undefined;
-  if (password && values['recovery-key-stdin']) throw new UsageError('--recovery-key-stdin and --vault (password) do not go together');
+  const password = values.vault !== undefined || values.realms !== undefined || values['password-stdin'] !== undefined;
+  if (password && values['recovery-key-stdin']) throw new UsageError('--recovery-key-stdin and --vault or --realms (password) do not go together');
+  if (values.vault !== undefined && values.realms !== undefined) throw new UsageError('choose --vault (one realm, OPAQUE) or --realms (several, Juicebox), not both');
   let pinnedMac: string | null = null;
   if (values.storage) {
     storage = await openStorage(values.storage);
     // Check that the store holds a backup before a password guess is spent on it.
     await Repository.readConfig(storage);
-    key = password ? await recoverKey(vaultConnection(io, values), await readPassword(io, values['password-stdin'], false)) : await readKey(io, values['recovery-key-stdin']);
+    if (values.realms !== undefined) key = await recoverWithRealms(await openRealms(io, { realms: values.realms, tokens: values.tokens }), await readPassword(io, values['password-stdin'], false));
+    else key = password ? await recoverKey(vaultConnection(io, values), await readPassword(io, values['password-stdin'], false)) : await readKey(io, values['recovery-key-stdin']);
   } else {
-    if (values['recovery-key-stdin'] || password) throw new UsageError('--recovery-key-stdin and --vault need --storage', 'give the store to restore from');
+    if (values['recovery-key-stdin'] || password) throw new UsageError('--recovery-key-stdin and --vault need --storage (and so does --realms)', 'give the store to restore from');
     const profile = await loadProfile(home);
     storage = await openStorage(profile.storage);
     key = profileKey(profile);
@@ -433,8 +492,17 @@ async function cmdStatus(io: Io, args: string[]): Promise<number> {
       vault = { url: redactUrl(profile.vault.url), error: (e as Error).message };
     }
   }
+  let realms: Awaited<ReturnType<typeof realmsStatus>> | { error: string } | undefined;
+  if (profile.realms) {
+    try {
+      realms = await realmsStatus(await openRealms(io, { saved: profile.realms }));
+    } catch (e) {
+      realms = { error: (e as Error).message };
+    }
+  }
   const data = {
     ...(vault ? { vault } : {}),
+    ...(realms ? { realms } : {}),
     profile: home, storage: redactUrl(profile.storage), backupId: repo.config.backupId, format: repo.version, protection: profile.protection,
     backups: seqs.length, newest: seqs.at(-1) ?? null, lastSeen: lastSeenSeq, objects, recent: backups,
   };
@@ -445,6 +513,13 @@ async function cmdStatus(io: Io, args: string[]): Promise<number> {
     `Profile:    ${home}\nStore:      ${data.storage}\nBackup id:  ${data.backupId}\nProtection: ${profile.protection}\n` +
       (vault
         ? `Vault:      ${vault['url']}: ${'error' in vault ? `unreachable (${vault['error']})` : vault['registered'] ? `${vault['guessesRemaining']} of ${vault['maxAttempts']} guesses left` : vault['destroyed'] ? 'the key was destroyed after too many wrong passwords' : 'no key registered'}\n`
+        : '') +
+      (realms
+        ? 'error' in realms
+          ? `Realms:     unreachable (${realms.error})\n`
+          : `Realms:     ${realms.realms} (recover ${realms.recoverThreshold}-of-${realms.realms}), each allowing ${realms.guessesPerRealm} wrong guesses\n` +
+            `            bound: at most ${realms.bound} password tests for whoever controls or rolls back ${realms.recoverThreshold - 1} realm${realms.recoverThreshold - 1 === 1 ? '' : 's'} (account limit ${realms.accountLimit})\n` +
+            realms.states.map((s) => `            ${s.realmId}: ${s.state}${s.error ? ` (${s.error})` : ''}\n`).join('')
         : '') +
       `Backups:    ${seqs.length}${seqs.length ? ` (newest #${data.newest})` : ''}; ${objects} ${repo.version === 1 ? 'stored chunks (format version 1: run `coffer migrate`)' : 'packs'}\n` +
       (lines.length ? `Recent backups:\n${lines.join('\n')}\n` : 'No backup yet: run `coffer backup DIR`.\n'),

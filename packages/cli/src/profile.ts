@@ -8,6 +8,7 @@ import { chmod, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CofferError, fromHex, SecretKey, toHex } from '@coffer/core';
+import type { RealmsProfile } from './realms.js';
 
 export interface Profile {
   version: 1;
@@ -17,6 +18,8 @@ export interface Profile {
   key: string;
   protection: 'recovery-key' | 'password';
   vault?: { url: string; realmKey: string; token: string };
+  /** Several independent realms (spec/juicebox.md) instead of one vault. */
+  realms?: RealmsProfile;
   /** The MAC of the store's config when this device connected (format.md §2): the config is pinned. */
   configMac?: string;
   createdAt: string;

@@ -60,7 +60,6 @@ interface FileStat {
   mode: bigint;
 }
 
-const sameStat = (a: FileStat, b: FileStat) => a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.ino === b.ino;
 
 /**
  * Reads a folder. Entries other than files, folders and symlinks (sockets, FIFOs) are skipped, and
@@ -217,53 +216,84 @@ export class FolderSource implements BackupSource {
     }
   }
 
+  /**
+   * §6.2: the file as the scan saw it is read between the scan's lstat and an fstat after the read:
+   * when size, mtime, ctime and inode all still match, no byte changed while it was read. (Four
+   * system calls for a small file: open, read, fstat, close.)
+   */
   async *read(entry: TreeEntry, chunkSize: number, alloc?: (size: number) => Uint8Array): AsyncIterable<Uint8Array> {
     const fh = await this.openFile(entry.path);
     try {
-      const before: FileStat = await fh.stat({ bigint: true });
-      if ((before.mode & 0o170000n) !== 0o100000n) throw new SourceSkipError(entry.path, 'vanished', { detail: 'no longer a file' });
-      // What is stored is the file as it was when opened.
-      entry.mode = Number(before.mode & 0o7777n);
-      entry.mtimeNs = before.mtimeNs.toString();
-      entry.hint = { ino: before.ino.toString(), ctimeNs: before.ctimeNs.toString() };
       // A database that changed while it was read raw is snapshotted for its next read (a quiet one
       // is read raw, byte for byte). SQLite's smallest database is one 512-byte page.
       let snapshot = this.snapshotOf.get(entry.path);
-      if (!snapshot && this.snapshots && this.changing.has(entry.path) && before.size >= 512n && (await headerIs(fh, SQLITE_HEADER))) {
+      if (!snapshot && this.snapshots && this.changing.has(entry.path) && (entry.size ?? 0) >= 512 && (await headerIs(fh, SQLITE_HEADER))) {
         snapshot = (await this.snapshot(entry.path)) ?? undefined;
       }
       if (snapshot) {
         const copy = await open(snapshot, 'r');
         try {
-          yield* readPieces(copy, chunkSize, alloc);
+          yield* readPieces(copy, chunkSize, alloc, Number((await copy.stat()).size));
         } finally {
           await copy.close();
         }
         return;
       }
-      yield* readPieces(fh, chunkSize, alloc);
+      try {
+        yield* readPieces(fh, chunkSize, alloc, entry.size ?? 0);
+      } catch (e) {
+        // Replaced by a folder since the scan.
+        if (code(e) === 'EISDIR') throw new SourceSkipError(entry.path, 'vanished', { cause: e, detail: 'no longer a file' });
+        throw e;
+      }
       const after: FileStat = await fh.stat({ bigint: true });
-      const now = await lstat(this.full(entry.path), { bigint: true }).catch(() => null);
-      const changed = !sameStat(before, after) || (now !== null && now.ino !== before.ino);
-      if (changed) this.changing.add(entry.path);
+      if ((after.mode & 0o170000n) !== 0o100000n) throw new SourceSkipError(entry.path, 'vanished', { detail: 'no longer a file' });
+      const same =
+        after.size === BigInt(entry.size ?? -1) && after.mtimeNs.toString() === entry.mtimeNs &&
+        after.ctimeNs.toString() === entry.hint?.ctimeNs && after.ino.toString() === entry.hint?.ino;
+      if (!same) {
+        // The next read is judged against the file as it is now.
+        entry.size = Number(after.size);
+        entry.mode = Number(after.mode & 0o7777n);
+        entry.mtimeNs = after.mtimeNs.toString();
+        entry.hint = { ino: after.ino.toString(), ctimeNs: after.ctimeNs.toString() };
+        this.changing.add(entry.path);
+      }
       // A live database read raw (no snapshot could be taken) is never presented as consistent.
-      if (changed || this.rawLive.has(entry.path)) throw new SourceChangedError(entry.path);
+      if (!same || this.rawLive.has(entry.path)) throw new SourceChangedError(entry.path);
     } finally {
       await fh.close();
     }
   }
 }
 
-async function* readPieces(fh: FileHandle, chunkSize: number, alloc?: (size: number) => Uint8Array): AsyncIterable<Uint8Array> {
+/**
+ * The file's content in pieces of `chunkSize` bytes (the last one shorter). Each piece is read into
+ * a buffer of about its own size (a 4 KiB file takes a 4 KiB buffer, not a chunk-sized one), guessed
+ * from `size`; a file that grew past the guess is read on into a chunk-sized buffer.
+ */
+async function* readPieces(fh: FileHandle, chunkSize: number, alloc: ((size: number) => Uint8Array) | undefined, size: number): AsyncIterable<Uint8Array> {
+  // A buffer of its own (not a slice of Node's pool), so it can be transferred to a worker.
+  const take = (n: number) => (alloc ? alloc(n) : new Uint8Array(n));
   let position = 0;
   for (;;) {
-    // A buffer of its own (not a slice of Node's pool), so it can be transferred to a worker.
-    const buf = alloc ? alloc(chunkSize) : new Uint8Array(chunkSize);
+    const rest = Math.max(0, size - position);
+    // The last piece stops at the expected end without a read that finds EOF; a file that grew
+    // meanwhile shows in the fstat after the read, and is read again.
+    let buf = take(Math.min(chunkSize, rest || 1));
     let o = 0;
-    while (o < chunkSize) {
-      const { bytesRead } = await fh.read(buf, o, chunkSize - o, position + o);
+    for (;;) {
+      if (o === rest && rest < chunkSize && o > 0) break;
+      const { bytesRead } = await fh.read(buf, o, buf.length - o, position + o);
       if (bytesRead === 0) break;
       o += bytesRead;
+      if (o < buf.length) continue;
+      if (buf.length === chunkSize) break;
+      if (o === rest) break;
+      // Longer than it was: go on in a chunk-sized buffer.
+      const bigger = take(chunkSize);
+      bigger.set(buf.subarray(0, o));
+      buf = bigger;
     }
     position += o;
     if (o === 0) return;

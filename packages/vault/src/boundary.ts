@@ -10,12 +10,13 @@ import { sealResponse } from './channel.js';
 import type { StepOutcome } from './commit.js';
 import { InvalidTokenError, UnsealFailedError } from './errors.js';
 import type { Hsm } from './hsm/types.js';
+import type { Outcome as MetricsOutcome } from './metrics.js';
 import { HpkeRecipientKey, type HpkeExporter } from './hpke.js';
 import { OPAQUE_OPS, type OpaqueRecord } from './opaque-ops.js';
 import { RecordSealer } from './records.js';
 import type { RecordChange, StoredRecord } from './store/types.js';
 import { TicketSealer } from './tickets.js';
-import { audienceFor, issueToken, TokenVerifierCache, type TokenVerifier } from './token.js';
+import { audienceFor, issueToken, realmTokenKey, TokenVerifierCache, vaultTokenRules, type TokenVerifier } from './token.js';
 
 export { DEFAULT_POLICY, type AttemptPolicy } from './attempts.js';
 export { TICKET_TTL_MS } from './tickets.js';
@@ -60,17 +61,10 @@ export class RequestRejectedError extends Error {
   }
 }
 
-/**
- * What happened, for the operator's counters (metrics). Aggregate only: the front end never
- * labels a metric with the account.
- */
-export interface Outcome {
+/** What happened, for the operator's counters (metrics.ts). */
+export interface Outcome extends MetricsOutcome {
   op: protocol.VaultOp;
   status: protocol.ResponseStatus;
-  /** A guess was paid (login-start on a live record). */
-  attempt: boolean;
-  /** This step turned a record into a tombstone (attempt limit reached). */
-  destroyed: boolean;
 }
 
 /** The response, and what happened (for metrics). Released only after the step's change is durable. */
@@ -122,6 +116,14 @@ export function realmSecretsAad(realmId: Uint8Array): Uint8Array {
   return concat(utf8(`${PROTOCOL_LABEL} realm-secrets`), realmId);
 }
 
+/** The realm secrets (§3), unsealed by the HSM's realm key. The caller drops what it does not keep. */
+export async function unsealRealmSecrets(hsm: Hsm, realmKeyLabel: string, sealed: Uint8Array, realmId: Uint8Array): Promise<RealmSecrets> {
+  const plain = await hsm.unseal(realmKeyLabel, sealed, realmSecretsAad(realmId));
+  const s = JSON.parse(fromUtf8(plain)) as RealmSecrets;
+  plain.fill(0);
+  return s;
+}
+
 export class Boundary {
   readonly realmIdText: string;
   readonly realmId: Uint8Array;
@@ -132,7 +134,7 @@ export class Boundary {
   readonly #hpkeKey: HpkeRecipientKey;
   readonly #previousKeys: { key: HpkeRecipientKey; retireAt: number }[];
   readonly #tokenVerifier: TokenVerifier;
-  readonly #tokens: TokenVerifierCache;
+  readonly #tokens: TokenVerifierCache<string>;
   readonly #now: () => number;
   readonly #tickets: TicketSealer;
   readonly #records: RecordSealer<OpaqueRecord>;
@@ -150,24 +152,19 @@ export class Boundary {
     this.#hpkeKey = secrets.hpkeKey;
     this.#previousKeys = secrets.previousKeys;
     this.#tokenVerifier = secrets.verifier;
-    this.#tokens = new TokenVerifierCache(secrets.verifier, audienceFor(o.realmIdText));
+    this.#tokens = new TokenVerifierCache(vaultTokenRules(secrets.verifier, audienceFor(o.realmIdText)));
     this.#now = o.now ?? Date.now;
     this.#tickets = new TicketSealer(secrets.ticketKey, this.#now);
-    this.#records = new RecordSealer<OpaqueRecord>({ hsm: o.hsm, recordKeyLabel: o.recordKeyLabel, realmIdText: o.realmIdText, kind: 'record' });
+    this.#records = new RecordSealer<OpaqueRecord>({ hsm: o.hsm, recordKeyLabel: o.recordKeyLabel, aadLabel: `${PROTOCOL_LABEL} record`, realm: o.realmIdText });
   }
 
   /** Unseals the realm secrets through the HSM, and checks them against the published realm key. */
   static async start(o: BoundaryOptions): Promise<Boundary> {
     await opaque.ready;
-    const plain = await o.hsm.unseal(o.realmKeyLabel, o.sealedSecrets, realmSecretsAad(fromB64u(o.realmIdText)));
-    const s = JSON.parse(fromUtf8(plain)) as RealmSecrets;
-    plain.fill(0);
+    const s = await unsealRealmSecrets(o.hsm, o.realmKeyLabel, o.sealedSecrets, fromB64u(o.realmIdText));
     const hpkeKey = await channelKey(o, s.hpkePrivateKey, o.realmPublicKey);
     const previousKeys = await previousChannelKeys(o, s.previousHpkeKeys ?? []);
-    let verifier: TokenVerifier;
-    if (o.tokenVerifier) verifier = o.tokenVerifier;
-    else if (s.tokenSecret) verifier = { alg: 'HS256', secret: fromB64u(s.tokenSecret) };
-    else throw new TypeError('no token verification key: the realm has no HS256 secret and no EdDSA public key was configured');
+    const verifier = realmTokenKey(o.tokenVerifier, s.tokenSecret);
     return new Boundary(o, { serverSetup: s.opaqueServerSetup, hpkeKey, previousKeys, ticketKey: fromB64u(s.ticketKey), verifier });
   }
 
@@ -258,10 +255,10 @@ export class Boundary {
       records: this.#records,
     });
     let change: RecordChange = { kind: 'none' };
-    if (r.write?.kind === 'put') change = { kind: 'put', expectedVersion: stored ? version : null, newVersion: version + 1, sealed: await this.#records.seal(r.write.record, version + 1) };
+    if (r.write?.kind === 'put') change = await this.#records.put(r.write.record, stored);
     if (r.write?.kind === 'delete') change = { kind: 'delete', expectedVersion: version };
     const resp: InnerResponse = { ...r.fields, v: 1, id: inner.id, status: r.status };
-    const outcome: Outcome = { op: inner.op, status: r.status, attempt: r.attempt === true, destroyed: r.destroyed === true };
+    const outcome: Outcome = { op: inner.op, status: r.status, attempt: r.attempt === true, destroyed: r.destroyed === true, lockout: r.status === 'destroyed' };
     const response = await sealResponse(ctx, enc, resp, {}, RESPONSE_PADDED_BYTES[inner.op]);
     return { change, ...(r.erase ? { erase: true } : {}), answer: { response, outcome } };
   }

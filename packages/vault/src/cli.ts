@@ -6,7 +6,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { VaultServerError, UsageError } from './errors.js';
-import type { HsmChoice } from './realm.js';
+import type { HsmChoice, RealmFile } from './realm.js';
 import type { RecordStore } from './store/types.js';
 
 // Heavy modules (fastify, better-sqlite3, pkcs11js, OPAQUE) load only when a command runs, so
@@ -72,11 +72,14 @@ serve options:
   --trust-proxy ADDRS   comma-separated addresses or CIDR ranges of the reverse proxies in
                         front of this node: their X-Forwarded-For names the client address
                         (for --address-rate and logs); others' X-Forwarded-For is ignored
-  Endpoints: POST /v1/vault, GET /healthz, /readyz (database + HSM), /metrics (Prometheus)
+  Endpoints: POST /v1/vault (OPAQUE), POST /req (Juicebox realm, spec/juicebox.md),
+             GET /healthz, /readyz (database + HSM), /metrics (Prometheus)
 
 token options:
   --account ID     account id (the token's sub), required
-  --ttl SECONDS    default 3600
+  --audience coffer|juicebox   coffer (default): for POST /v1/vault; juicebox: for POST /req
+                   (kid coffer:1, iss coffer, aud = the realm id in hex; spec/juicebox.md §7)
+  --ttl SECONDS    default 3600 (juicebox: at most 86400)
 `;
 
 function defaultDataDir(): string {
@@ -118,6 +121,7 @@ export async function vaultCommand(argv: string[], io: VaultCommandIo): Promise<
         'log-level': { type: 'string' },
         account: { type: 'string' },
         ttl: { type: 'string' },
+        audience: { type: 'string' },
         database: { type: 'string' },
         'multi-node': { type: 'boolean', default: false },
         to: { type: 'string' },
@@ -204,13 +208,21 @@ async function cmdInit(io: VaultCommandIo, json: boolean, dataDir: string, v: Va
     multiNode: v['multi-node'] === true,
     warn: (m) => io.stderr.write(m + '\n'),
   });
-  printRealm(io, json, dataDir, file.realmPublicKey, hsmDescription, file.token.alg, 'created', v['multi-node'] === true);
+  printRealm(io, json, dataDir, file, hsmDescription, 'created', v['multi-node'] === true);
   return 0;
 }
 
-function printRealm(io: VaultCommandIo, json: boolean, dataDir: string, realmPublicKey: string, hsm: string, tokenAlg: string, what: string, multiNode = false): void {
+/** The realm id in hex, as Juicebox configurations name it (spec/juicebox.md §1). */
+function realmIdHex(file: RealmFile): string {
+  return Buffer.from(file.realmId, 'base64url').toString('hex');
+}
+
+function printRealm(io: VaultCommandIo, json: boolean, dataDir: string, file: RealmFile, hsm: string, what: string, multiNode = false): void {
+  const { realmPublicKey } = file;
+  const tokenAlg = file.token.alg;
+  const juicebox = { realmId: realmIdHex(file), ...(file.juiceboxPublicKey ? { juiceboxPublicKey: file.juiceboxPublicKey } : {}) };
   if (json) {
-    io.stdout.write(JSON.stringify({ event: `realm-${what}`, dataDir, realmPublicKey, hsm, tokenAlg }) + '\n');
+    io.stdout.write(JSON.stringify({ event: `realm-${what}`, dataDir, realmPublicKey, ...juicebox, hsm, tokenAlg }) + '\n');
     return;
   }
   const next = multiNode
@@ -222,6 +234,7 @@ function printRealm(io: VaultCommandIo, json: boolean, dataDir: string, realmPub
       `HSM: ${hsm}\n` +
       `Token algorithm: ${tokenAlg}\n\n` +
       `Realm public key (give it to clients; they pin it):\n  ${realmPublicKey}\n\n` +
+      `Juicebox realm (POST /req): id ${juicebox.realmId}${juicebox.juiceboxPublicKey ? `, public_key ${juicebox.juiceboxPublicKey}` : ''}\n\n` +
       next,
   );
 }
@@ -257,18 +270,22 @@ async function cmdServe(io: VaultCommandIo, json: boolean, dataDir: string, v: V
       ...(typeof v['pkcs11-token'] === 'string' ? { pkcs11Token: v['pkcs11-token'] } : {}),
       warn,
     });
-    printRealm(io, false, dataDir, file.realmPublicKey, hsmDescription, file.token.alg, 'created');
+    printRealm(io, false, dataDir, file, hsmDescription, 'created');
   }
 
   const { file, hsm, boundary } = await openRealm(dataDir, { warn });
   let store: RecordStore | undefined;
   let server: Awaited<ReturnType<typeof buildVaultServer>>;
+  let juicebox: import('./juicebox/index.js').JuiceboxRealm;
   try {
+    const { JuiceboxRealm, juiceboxProtocol } = await import('./juicebox/index.js');
+    juicebox = await JuiceboxRealm.start({ file, hsm, policy: boundary.policy });
     store = await openStore(dataDir, RECORDS_FILE, databaseUrl);
     server = await buildVaultServer({
       boundary,
       store,
       realmPublicKey: file.realmPublicKey,
+      protocols: [juiceboxProtocol(juicebox)],
       logStream: { write: (s: string) => io.stdout.write(s) },
       logger: { level: typeof v['log-level'] === 'string' ? v['log-level'] : 'info' },
       rateLimits,
@@ -307,8 +324,9 @@ async function cmdServe(io: VaultCommandIo, json: boolean, dataDir: string, v: V
   const address = await app.listen({ host, port });
   app.log.info({ url: address, realmPublicKey: file.realmPublicKey, hsm: hsm.kind, store: databaseUrl ? 'postgresql' : 'sqlite' }, 'coffer vault listening');
   if (hsm.kind === 'software-development-only') app.log.warn('SOFTWARE HSM IN USE: development only, not for real data');
-  if (json) io.stdout.write(JSON.stringify({ event: 'listening', url: address, realmPublicKey: file.realmPublicKey, hsm: hsm.kind }) + '\n');
-  if (!json) io.stderr.write(`coffer vault listening on ${address}\nrealm public key: ${file.realmPublicKey}\nHSM: ${hsm.description}\n`);
+  const jb = { realmId: juicebox.realmIdHex, juiceboxPublicKey: Buffer.from(juicebox.noisePublicKey).toString('hex') };
+  if (json) io.stdout.write(JSON.stringify({ event: 'listening', url: address, realmPublicKey: file.realmPublicKey, ...jb, hsm: hsm.kind }) + '\n');
+  if (!json) io.stderr.write(`coffer vault listening on ${address}\nrealm public key: ${file.realmPublicKey}\nJuicebox realm: ${address}/ id ${jb.realmId} public_key ${jb.juiceboxPublicKey}\nHSM: ${hsm.description}\n`);
   io.onListening?.(address);
   await done;
   return 0;
@@ -470,13 +488,17 @@ async function cmdToken(io: VaultCommandIo, json: boolean, dataDir: string, v: V
   if (typeof account !== 'string') throw new UsageError('--account ID is required');
   const { protocol } = await import('@coffer/core/vault');
   if (!protocol.isValidAccountId(account)) throw new UsageError('--account must be 1-128 characters of [A-Za-z0-9._:@-]');
+  const audience = v['audience'] ?? 'coffer';
+  if (audience !== 'coffer' && audience !== 'juicebox') throw new UsageError('--audience must be coffer (POST /v1/vault, the default) or juicebox (POST /req)');
+  const maxTtl = audience === 'juicebox' ? 86400 : 30 * 86400;
   const ttl = v['ttl'] === undefined ? 3600 : Number(v['ttl']);
-  if (!Number.isInteger(ttl) || ttl < 1 || ttl > 30 * 86400) throw new UsageError('--ttl must be 1 to 2592000 seconds');
+  if (!Number.isInteger(ttl) || ttl < 1 || ttl > maxTtl) throw new UsageError(`--ttl must be 1 to ${maxTtl} seconds${audience === 'juicebox' ? ' (Juicebox tokens live at most 24 hours)' : ''}`);
   const { openRealm } = await realmModule();
-  const { hsm, boundary } = await openRealm(dataDir, { warn: (m) => io.stderr.write(m + '\n') });
+  const { file, hsm, boundary } = await openRealm(dataDir, { warn: (m) => io.stderr.write(m + '\n') });
   try {
-    const token = boundary.issueDevelopmentToken(account, ttl);
-    io.stdout.write(json ? JSON.stringify({ account, token, expiresInSeconds: ttl }) + '\n' : token + '\n');
+    const token =
+      audience === 'juicebox' ? (await (await import('./juicebox/index.js')).JuiceboxRealm.start({ file, hsm })).issueDevelopmentToken(account, ttl) : boundary.issueDevelopmentToken(account, ttl);
+    io.stdout.write(json ? JSON.stringify({ account, audience, ...(audience === 'juicebox' ? { realmId: realmIdHex(file) } : {}), token, expiresInSeconds: ttl }) + '\n' : token + '\n');
     return 0;
   } catch (e) {
     if (e instanceof TypeError) throw new VaultServerError(e.message, 'issue tokens with your app auth server\'s Ed25519 key', { cause: e });

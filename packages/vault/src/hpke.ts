@@ -69,6 +69,21 @@ export class HpkeOpenError extends Error {
   }
 }
 
+function x25519PrivateKey(sk: Uint8Array): KeyObject {
+  if (sk.length !== X25519_BYTES) throw new RangeError('an X25519 private key is 32 bytes');
+  return createPrivateKey({ key: Buffer.concat([PKCS8_X25519, sk]), format: 'der', type: 'pkcs8' });
+}
+
+function x25519PublicKeyOf(privateKey: KeyObject): Uint8Array {
+  const spki = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
+  return new Uint8Array(spki.subarray(spki.length - X25519_BYTES));
+}
+
+/** The X25519 public key of a 32-byte private key (RFC 7748, clamped as X25519 does). */
+export function x25519PublicKey(sk: Uint8Array): Uint8Array {
+  return x25519PublicKeyOf(x25519PrivateKey(sk));
+}
+
 /** An X25519 key pair of the recipient, held as KeyObjects for the life of the process. */
 export class HpkeRecipientKey {
   readonly publicKey: Uint8Array;
@@ -80,10 +95,8 @@ export class HpkeRecipientKey {
   }
 
   static fromPrivateKey(sk: Uint8Array): HpkeRecipientKey {
-    if (sk.length !== X25519_BYTES) throw new RangeError('an X25519 private key is 32 bytes');
-    const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_X25519, sk]), format: 'der', type: 'pkcs8' });
-    const spki = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
-    return new HpkeRecipientKey(privateKey, new Uint8Array(spki.subarray(spki.length - X25519_BYTES)));
+    const privateKey = x25519PrivateKey(sk);
+    return new HpkeRecipientKey(privateKey, x25519PublicKeyOf(privateKey));
   }
 
   /**

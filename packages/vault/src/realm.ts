@@ -10,13 +10,14 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, re
 import { join, resolve } from 'node:path';
 import * as opaque from '@serenity-kit/opaque';
 import { protocol } from '@coffer/core/vault';
-import { Boundary, DEFAULT_POLICY, realmSecretsAad, type AttemptPolicy, type RealmSecrets } from './boundary.js';
+import { Boundary, DEFAULT_POLICY, realmSecretsAad, unsealRealmSecrets, type AttemptPolicy, type RealmSecrets } from './boundary.js';
 import { RealmConfigError, UsageError } from './errors.js';
 import { Pkcs11Hsm } from './hsm/pkcs11.js';
 import { findSoftHsmModule, initSoftHsmToken, openSoftHsm, softHsmInstalled } from './hsm/softhsm.js';
 import { SoftwareHsmDevelopmentOnly } from './hsm/software.js';
 import type { Hsm } from './hsm/types.js';
-import { ed25519PublicKeyFromPem, type TokenVerifier } from './token.js';
+import { configuredTokenKey, ed25519PublicKeyFromPem, type TokenVerifier } from './token.js';
+import { noisePublicKeyFor } from './juicebox/keys.js';
 
 export type HsmChoice = 'auto' | 'softhsm' | 'software' | 'pkcs11';
 
@@ -36,6 +37,8 @@ export interface RealmFile {
   token: { alg: 'HS256' } | { alg: 'EdDSA'; publicKeyPem: string };
   policy: AttemptPolicy;
   createdAt: string;
+  /** The X25519 key of the Juicebox hardware-realm wire, hex (spec/juicebox.md §9; derived from the sealed secrets). */
+  juiceboxPublicKey?: string;
   /** Channel keys in their overlap period after `rotate-channel-key` (informative; the keys are in the sealed secrets). */
   previousRealmPublicKeys?: { realmPublicKey: string; retireAt: string }[];
 }
@@ -161,6 +164,7 @@ export async function initRealm(o: InitOptions): Promise<{ file: RealmFile; hsmD
       token,
       policy: o.policy ?? DEFAULT_POLICY,
       createdAt: new Date().toISOString(),
+      juiceboxPublicKey: noisePublicKeyFor(secrets),
     };
     writeAtomic(realmPath, JSON.stringify(file, null, 2) + '\n');
     return { file, hsmDescription: hsm.description };
@@ -216,8 +220,7 @@ export async function openRealm(
   const file = readRealmFile(dataDir);
   const hsm = openHsm(file.hsm, resolve(dataDir), warn, false);
   try {
-    let tokenVerifier: TokenVerifier | undefined;
-    if (file.token.alg === 'EdDSA') tokenVerifier = { alg: 'EdDSA', publicKey: ed25519PublicKeyFromPem(file.token.publicKeyPem) };
+    const tokenVerifier = configuredTokenKey(file.token);
     const policy = { ...file.policy, ...o.policy };
     if (!(policy.minMaxAttempts >= 1 && policy.minMaxAttempts <= policy.defaultMaxAttempts && policy.defaultMaxAttempts <= policy.maxMaxAttempts)) {
       throw new RealmConfigError('attempt policy must satisfy 1 <= min <= default <= max');
@@ -254,9 +257,7 @@ export async function rotateChannelKey(o: { dataDir: string; overlapMs: number; 
   const hsm = openHsm(file.hsm, dataDir, warn, false);
   try {
     const realmId = protocol.fromB64u(file.realmId);
-    const plain = await hsm.unseal(file.realmKeyLabel, protocol.fromB64u(file.sealedSecrets), realmSecretsAad(realmId));
-    const secrets = JSON.parse(protocol.fromUtf8(plain)) as RealmSecrets;
-    plain.fill(0);
+    const secrets = await unsealRealmSecrets(hsm, file.realmKeyLabel, protocol.fromB64u(file.sealedSecrets), realmId);
     const suite = protocol.hpkeSuite();
     const kp = await suite.kem.generateKeyPair();
     const pk = new Uint8Array(await suite.kem.serializePublicKey(kp.publicKey));
@@ -277,12 +278,17 @@ export async function rotateChannelKey(o: { dataDir: string; overlapMs: number; 
       previousRealmPublicKeys: previous.map((p) => ({ realmPublicKey: p.realmPublicKey, retireAt: new Date(p.retireAt).toISOString() })),
     };
     // Self-test before anything is written: the new secrets open and match the new public key.
-    await Boundary.start({ realmIdText: next.realmId, realmPublicKey: next.realmPublicKey, hsm, realmKeyLabel: next.realmKeyLabel, recordKeyLabel: next.recordKeyLabel, sealedSecrets: sealed, policy: next.policy, ...(next.token.alg === 'EdDSA' ? { tokenVerifier: { alg: 'EdDSA' as const, publicKey: ed25519PublicKeyFromPem(next.token.publicKeyPem) } } : {}) });
+    await Boundary.start({ realmIdText: next.realmId, realmPublicKey: next.realmPublicKey, hsm, realmKeyLabel: next.realmKeyLabel, recordKeyLabel: next.recordKeyLabel, sealedSecrets: sealed, policy: next.policy, ...tokenKeyOption(next) });
     writeRealmFile(dataDir, next);
     return next;
   } finally {
     await hsm.close();
   }
+}
+
+function tokenKeyOption(file: RealmFile): { tokenVerifier?: TokenVerifier } {
+  const k = configuredTokenKey(file.token);
+  return k ? { tokenVerifier: k } : {};
 }
 
 /** Public part of a realm file, for `realm-update` on the other nodes (no HSM reference). */
@@ -309,7 +315,7 @@ export async function updateRealm(o: { dataDir: string; from: unknown; warn?: (m
   const next: RealmFile = { ...(other as RealmFile), hsm: mine.hsm };
   const hsm = openHsm(mine.hsm, dataDir, warn, false);
   try {
-    await Boundary.start({ realmIdText: next.realmId, realmPublicKey: next.realmPublicKey, hsm, realmKeyLabel: next.realmKeyLabel, recordKeyLabel: next.recordKeyLabel, sealedSecrets: protocol.fromB64u(next.sealedSecrets), policy: next.policy, ...(next.token.alg === 'EdDSA' ? { tokenVerifier: { alg: 'EdDSA' as const, publicKey: ed25519PublicKeyFromPem(next.token.publicKeyPem) } } : {}) });
+    await Boundary.start({ realmIdText: next.realmId, realmPublicKey: next.realmPublicKey, hsm, realmKeyLabel: next.realmKeyLabel, recordKeyLabel: next.recordKeyLabel, sealedSecrets: protocol.fromB64u(next.sealedSecrets), policy: next.policy, ...tokenKeyOption(next) });
   } finally {
     await hsm.close();
   }

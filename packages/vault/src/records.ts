@@ -1,35 +1,44 @@
-// Sealing records with the HSM record key (spec/vault-protocol.md §8): AES-256-GCM inside the HSM,
-// bound to the realm, the account and the version, so a row copied to another account or
-// version, or rolled across protocols, fails to unseal. Generic over the record's plaintext
-// type; each protocol names its own `kind` (the OPAQUE records use "record").
+// Sealing records with the HSM record key (spec/vault-protocol.md §8, spec/juicebox.md §6.1):
+// AES-256-GCM inside the HSM, bound to the realm, the account and the version, so a row copied to
+// another account or version, or rolled across protocols, fails to unseal. Generic over the
+// record's plaintext type; each protocol names its own AAD label:
+//
+//     aad = label || lp(realm) || lp(account) || u64be(version)
+//
+// OPAQUE: label "coffer-vault-v1 record", realm = the realm id text; Juicebox: label
+// "coffer-juicebox-v1 record", realm = the 16 realm id bytes, account = the record key.
 
 import { protocol } from '@coffer/core/vault';
 import { UnsealFailedError } from './errors.js';
 import type { Hsm } from './hsm/types.js';
-import type { StoredRecord } from './store/types.js';
+import type { RecordChange, StoredRecord } from './store/types.js';
 
-const { PROTOCOL_LABEL, concat, fromUtf8, lp, u64be, utf8 } = protocol;
+const { concat, fromUtf8, lp, u64be, utf8 } = protocol;
 
 export class RecordSealer<R extends { account: string }> {
   readonly #hsm: Hsm;
   readonly #label: string;
-  readonly #realmIdText: string;
-  readonly #kind: string;
+  readonly #aadPrefix: Uint8Array;
 
-  /** `kind` separates protocols: "record" for OPAQUE (the v1 AAD), another word for any other. */
-  constructor(o: { hsm: Hsm; recordKeyLabel: string; realmIdText: string; kind: string }) {
+  /** `aadLabel` separates protocols; `realm` is the realm id as the protocol's AAD spells it. */
+  constructor(o: { hsm: Hsm; recordKeyLabel: string; aadLabel: string; realm: string | Uint8Array }) {
     this.#hsm = o.hsm;
     this.#label = o.recordKeyLabel;
-    this.#realmIdText = o.realmIdText;
-    this.#kind = o.kind;
+    this.#aadPrefix = concat(utf8(o.aadLabel), lp(o.realm));
   }
 
   aad(account: string, version: number): Uint8Array {
-    return concat(utf8(`${PROTOCOL_LABEL} ${this.#kind}`), lp(this.#realmIdText), lp(account), u64be(version));
+    return concat(this.#aadPrefix, lp(account), u64be(version));
   }
 
   async seal(r: R, version: number): Promise<Uint8Array> {
     return this.#hsm.seal(this.#label, utf8(JSON.stringify(r)), this.aad(r.account, version));
+  }
+
+  /** The change that replaces `stored` (or, if null, creates the record) with `r`, sealed at the next version. */
+  async put(r: R, stored: StoredRecord | null): Promise<RecordChange> {
+    const version = stored?.version ?? 0;
+    return { kind: 'put', expectedVersion: stored ? version : null, newVersion: version + 1, sealed: await this.seal(r, version + 1) };
   }
 
   /** Unseals and checks that the record names the account it was stored under. */

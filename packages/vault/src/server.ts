@@ -59,7 +59,13 @@ export interface ServerOptions {
    * Further protocols on the same port (a Juicebox realm at `POST /req`): each registers its
    * routes, and uses the context for rate limits, durable steps (commit) and backend failures.
    */
-  protocols?: { register(app: FastifyInstance, ctx: VaultRouteContext): void }[];
+  protocols?: VaultProtocol[];
+}
+
+/** A protocol served beside `POST /v1/vault` on the same port (the Juicebox realm: juicebox/route.ts). */
+export interface VaultProtocol {
+  /** Adds its routes; they use `ctx` for rate limits, durable steps and backend failures. */
+  register(app: FastifyInstance, ctx: VaultRouteContext): void;
 }
 
 export const DEFAULT_RATE_LIMITS: { perAccount: RateLimit; perAddress: RateLimit } = {
@@ -68,6 +74,14 @@ export const DEFAULT_RATE_LIMITS: { perAccount: RateLimit; perAddress: RateLimit
 };
 
 export const BODY_TIMEOUT_MS = 15_000;
+
+/**
+ * An idle keep-alive connection is closed after this. Longer than the idle timeout of the load
+ * balancers and clients in front (60 s is common): the side that closes an idle connection must
+ * be the one that reuses it last, or a request sent on it as it closes is lost ("other side
+ * closed", a 502 at the balancer).
+ */
+export const KEEP_ALIVE_TIMEOUT_MS = 72_000;
 
 /** A vault HTTP server with its metrics and a way to stop taking new work (graceful shutdown). */
 export interface VaultServer {
@@ -96,6 +110,16 @@ export async function buildVaultServer(o: ServerOptions): Promise<VaultServer> {
   });
   readiness.start();
   app.addHook('onClose', async () => readiness.stop());
+  // Shutting down: every answer closes its connection, so close() need not wait for keep-alive
+  // connections to go idle (KEEP_ALIVE_TIMEOUT_MS), and the client's next request opens a
+  // connection to another node.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_req, reply) => {
+    if (closing || readiness.draining) void reply.header('connection', 'close');
+  });
   const ctx = routeContext(o, metrics, readiness);
 
   app.get('/healthz', async () => ({ ok: true }));
@@ -129,7 +153,7 @@ function createApp(o: ServerOptions, metrics: VaultMetrics): FastifyInstance {
     bodyLimit: protocol.MAX_REQUEST_BYTES,
     connectionTimeout: bodyTimeoutMs,
     requestTimeout: bodyTimeoutMs,
-    keepAliveTimeout: 5_000,
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
     return503OnClosing: true,
     ...(o.trustProxy && o.trustProxy.length > 0 ? { trustProxy: o.trustProxy } : {}),
     ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key, minVersion: 'TLSv1.2' as const } } : {}),
@@ -157,7 +181,9 @@ function createApp(o: ServerOptions, metrics: VaultMetrics): FastifyInstance {
 /**
  * Node checks its own requestTimeout only every 30 s, and a body trickling in one byte at a time
  * resets the idle timeout: a request that has not arrived whole within `ms` of its first byte
- * loses its connection.
+ * loses its connection. Once it has arrived, the socket's idle timeout (connectionTimeout) no
+ * longer applies: the answer may wait longer than that for its account's turn (many concurrent
+ * requests for one account run one after another), and the client is owed that answer.
  */
 function enforceBodyTimeout(app: FastifyInstance, ms: number, metrics: VaultMetrics): void {
   const timers = new WeakMap<FastifyRequest, NodeJS.Timeout>();
@@ -171,25 +197,59 @@ function enforceBodyTimeout(app: FastifyInstance, ms: number, metrics: VaultMetr
     timers.set(req, t);
   });
   const clear = async (req: FastifyRequest) => clearTimeout(timers.get(req));
-  app.addHook('preHandler', clear);
+  app.addHook('preHandler', async (req) => {
+    clearTimeout(timers.get(req));
+    // (inject() has a socket without timeouts.)
+    if (typeof req.raw.socket?.setTimeout === 'function') req.raw.socket.setTimeout(0);
+  });
   app.addHook('onResponse', clear);
   app.addHook('onRequestAbort', clear);
 }
 
 // ---------------------------------------------------------------------------- shared by protocol routes
 
+/**
+ * A request refused before (or instead of) an answer. Protocol-neutral: each protocol sends it in
+ * its own form (the OPAQUE path as JSON, the Juicebox realm as plain text) after
+ * `refusalHeaders`.
+ */
+export interface Refusal {
+  status: number;
+  error: string;
+  message: string;
+  hint: string;
+  /** 429: seconds until a new request is let through go in Retry-After. */
+  retryAfterMs?: number;
+  /** The node is shutting down: the client should reconnect elsewhere. */
+  closeConnection?: boolean;
+}
+
 /** What every protocol route uses: limits, durable steps, and the answers for backend failures. */
 export interface VaultRouteContext {
   metrics: VaultMetrics;
-  draining(): boolean;
-  /** False (and the reply sent: 429) if this client address is over its rate. */
-  allowAddress(req: FastifyRequest, reply: FastifyReply): boolean;
-  /** False (and the reply sent: 429) if this account is over its rate. */
-  allowAccount(account: string, reply: FastifyReply): boolean;
-  /** commitStep for one account, serialised per account on this node, with the request id claimed once per realm. */
-  commit<T>(account: string, requestId: string, step: (stored: StoredRecord | null) => Promise<StepOutcome<T>>): Promise<CommitStepResult<T>>;
-  /** Sends the reply for an unreadable record or an unreachable database/HSM; rethrows anything else. */
-  backendFailure(e: unknown, req: FastifyRequest, reply: FastifyReply, account?: string): FastifyReply;
+  /** A 503 refusal while this node shuts down, else null. */
+  draining(): Refusal | null;
+  /** A 429 refusal (counted) if this client address is over its rate, else null. */
+  limitAddress(req: FastifyRequest): Refusal | null;
+  /** A 429 refusal (counted) if this account (or record key) is over its rate, else null. */
+  limitAccount(account: string): Refusal | null;
+  /**
+   * commitStep for one account (or record key), serialised per account on this node; a request id,
+   * if the protocol has one, is claimed once per realm with the change.
+   */
+  commit<T>(account: string, requestId: string | null, step: (stored: StoredRecord | null) => Promise<StepOutcome<T>>): Promise<CommitStepResult<T>>;
+  /** The refusal for an unreadable record or an unreachable database/HSM (logged, counted); rethrows anything else. */
+  backendFailure(e: unknown, req: FastifyRequest, account?: string): Refusal;
+}
+
+/** A step that lost compare-and-set more often than maxRetries (commitStep's `busy`). */
+export const BUSY: Refusal = { status: 503, error: 'unavailable', message: 'too many concurrent changes to this account', hint: 'try again in a moment' };
+
+/** Sets the headers a refusal asks for (Retry-After, Connection: close); the caller sends the body. */
+export function refusalHeaders(reply: FastifyReply, r: Refusal): FastifyReply {
+  if (r.retryAfterMs !== undefined) void reply.header('retry-after', String(Math.max(1, Math.ceil(r.retryAfterMs / 1000))));
+  if (r.closeConnection) void reply.header('connection', 'close');
+  return reply.code(r.status);
 }
 
 function routeContext(o: ServerOptions, metrics: VaultMetrics, readiness: Readiness): VaultRouteContext {
@@ -199,31 +259,23 @@ function routeContext(o: ServerOptions, metrics: VaultMetrics, readiness: Readin
   const byAddress = limiter(o.rateLimits?.perAddress, DEFAULT_RATE_LIMITS.perAddress);
   const locks = new AccountLocks();
   const pauseFile = process.env[INSECURE_TEST_ONLY_PAUSE_ENV];
-  const rateLimited = (reply: FastifyReply, which: 'account' | 'address', retryAfterMs: number) => {
+  const rateLimited = (which: 'account' | 'address', retryAfterMs: number): Refusal | null => {
+    if (retryAfterMs <= 0) return null;
     metrics.rejected.inc({ code: `rate-limited-${which}` });
-    reply
-      .code(429)
-      .header('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))))
-      .send({ error: 'rate-limited', message: `too many requests for this ${which}; nothing was counted`, hint: 'wait for the time in Retry-After, then try again' });
-    return false;
+    return { status: 429, error: 'rate-limited', message: `too many requests for this ${which}; nothing was counted`, hint: 'wait for the time in Retry-After, then try again', retryAfterMs };
   };
   return {
     metrics,
-    draining: () => readiness.draining,
-    allowAddress(req, reply) {
-      const wait = byAddress?.take(req.ip) ?? 0;
-      return wait > 0 ? rateLimited(reply, 'address', wait) : true;
-    },
-    allowAccount(account, reply) {
-      const wait = byAccount?.take(account) ?? 0;
-      return wait > 0 ? rateLimited(reply, 'account', wait) : true;
-    },
+    draining: () =>
+      readiness.draining ? { status: 503, error: 'unavailable', message: 'this vault node is shutting down', hint: 'send the request to another node', closeConnection: true } : null,
+    limitAddress: (req) => rateLimited('address', byAddress?.take(req.ip) ?? 0),
+    limitAccount: (account) => rateLimited('account', byAccount?.take(account) ?? 0),
     commit(account, requestId, step) {
       return locks.run(account, () =>
         commitStep({
           store: o.store,
           account,
-          requestId: { id: requestId, expiresAt: now() + REQUEST_ID_TTL_MS },
+          ...(requestId !== null ? { requestId: { id: requestId, expiresAt: now() + REQUEST_ID_TTL_MS } } : {}),
           step,
           ...(o.maxRetries !== undefined ? { maxRetries: o.maxRetries } : {}),
           onConflict: () => metrics.conflicts.inc(),
@@ -231,17 +283,17 @@ function routeContext(o: ServerOptions, metrics: VaultMetrics, readiness: Readin
         }),
       );
     },
-    backendFailure(e, req, reply, account) {
+    backendFailure(e, req, account) {
       if (e instanceof UnsealFailedError) {
         req.log.error({ account, err: { name: e.name, message: e.message } }, 'stored record failed to unseal (corrupted, rolled from elsewhere, or wrong HSM key)');
-        return reply.code(500).send({ error: 'record-unreadable', message: 'the vault cannot read the record for this account', hint: 'contact the vault operator' });
+        return { status: 500, error: 'record-unreadable', message: 'the vault cannot read the record for this account', hint: 'contact the vault operator' };
       }
       // No durable count, no answer: the database or the HSM is unreachable, or a commit's
       // outcome is unknown. The client retries (maybe on another node), which re-reads the record.
       if (e instanceof RecordStoreError || e instanceof HsmUnavailableError) {
         metrics.backendErrors.inc({ backend: e instanceof RecordStoreError ? 'store' : 'hsm' });
         req.log.warn({ err: { name: e.name, message: e.message } }, 'backend unavailable; request refused');
-        return reply.code(503).send({ error: 'unavailable', message: 'the vault cannot reach its database or HSM right now; nothing was answered', hint: 'try again in a moment' });
+        return { status: 503, error: 'unavailable', message: 'the vault cannot reach its database or HSM right now; nothing was answered', hint: 'try again in a moment' };
       }
       throw e;
     },
@@ -256,11 +308,11 @@ async function pauseIfFileExists(file: string): Promise<void> {
 
 // ---------------------------------------------------------------------------- POST /v1/vault
 
-const unavailable = (reply: FastifyReply, message: string, hint: string) => reply.code(503).send({ error: 'unavailable', message, hint });
+const refuse = (reply: FastifyReply, r: Refusal) => refusalHeaders(reply, r).send({ error: r.error, message: r.message, hint: r.hint });
 
 async function opaqueRoute(ctx: VaultRouteContext, boundary: Boundary, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-  if (ctx.draining()) return unavailable(reply.header('connection', 'close'), 'this vault node is shutting down', 'send the request to another node');
-  if (!ctx.allowAddress(req, reply)) return reply;
+  const early = ctx.draining() ?? ctx.limitAddress(req);
+  if (early) return refuse(reply, early);
   const body = req.body;
   if (!Buffer.isBuffer(body)) return reply.code(400).send({ error: 'malformed-request', message: 'content-type must be application/octet-stream' });
   const auth = req.headers.authorization ?? '';
@@ -273,15 +325,16 @@ async function opaqueRoute(ctx: VaultRouteContext, boundary: Boundary, req: Fast
     return rejected(ctx, req, reply, e);
   }
   const account = opened.accountId;
-  if (!ctx.allowAccount(account, reply)) return reply;
+  const limited = ctx.limitAccount(account);
+  if (limited) return refuse(reply, limited);
   let result: CommitStepResult<Answered>;
   try {
     result = await ctx.commit(account, opened.requestId, (stored) => boundary.process(opened, stored));
   } catch (e) {
-    return ctx.backendFailure(e, req, reply, account);
+    return refuse(reply, ctx.backendFailure(e, req, account));
   }
   if (result.kind === 'replayed') return rejected(ctx, req, reply, new RequestRejectedError('replayed-request', 'this request was already received (replay)', 400, 'send a new request; a replay is never processed twice'));
-  if (result.kind === 'busy') return unavailable(reply, 'too many concurrent changes to this account', 'try again in a moment');
+  if (result.kind === 'busy') return refuse(reply, BUSY);
   ctx.metrics.observe(result.answer.outcome);
   req.log.info({ account }, 'vault request done');
   return reply.code(200).header('content-type', 'application/octet-stream').header('cache-control', 'no-store').send(Buffer.from(result.answer.response));

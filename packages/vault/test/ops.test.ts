@@ -9,7 +9,7 @@ import { protocol } from '@coffer/core/vault';
 import { Boundary } from '../src/boundary.js';
 import { RateLimiter } from '../src/ratelimit.js';
 import { initRealm, openRealm, readRealmFile } from '../src/realm.js';
-import { buildVaultServer, type VaultServer } from '../src/server.js';
+import { buildVaultServer, refusalHeaders, type VaultServer } from '../src/server.js';
 import { SqliteRecordStore } from '../src/store/sqlite.js';
 import type { CommitOptions, RecordChange, RecordStore, StoredRecord } from '../src/store/types.js';
 import type { Hsm } from '../src/hsm/types.js';
@@ -144,6 +144,17 @@ describe('vault server operations (in process, software HSM realm)', () => {
     assert.equal((await rawCall(v, boundary.issueDevelopmentToken('quick', 600), 'quick', 'status', {})).httpStatus, 200);
   });
 
+  it('answers a request that arrived in time however long its answer waits (no idle timeout while it is handled)', async () => {
+    const { v } = await start({
+      bodyTimeoutMs: 300,
+      rateLimits: { perAccount: false, perAddress: false },
+      protocols: [{ register: (app) => app.post('/slow', async () => new Promise((r) => setTimeout(() => r({ waited: true }), 900))) }],
+    });
+    // A fresh connection (the idle timeout applies to a socket's first request).
+    const res = await fetch(new URL('/slow', v.url), { method: 'POST', headers: { connection: 'close', 'content-type': 'application/json' }, body: '{}' });
+    assert.deepEqual(await res.json(), { waited: true });
+  });
+
   it('lets a second protocol register its routes with the shared limits and durable steps', async () => {
     const { s } = await start({
       rateLimits: { perAccount: { perMinute: 60, burst: 2 }, perAddress: false },
@@ -152,7 +163,8 @@ describe('vault server operations (in process, software HSM realm)', () => {
           register(app, ctx) {
             app.post('/second-protocol', async (req, reply) => {
               const { account, id } = req.body as { account: string; id: string };
-              if (!ctx.allowAccount(account, reply)) return reply;
+              const limited = ctx.limitAccount(account);
+              if (limited) return refusalHeaders(reply, limited).send(limited.error);
               const r = await ctx.commit(account, id, async (stored) => ({ change: { kind: 'none' }, answer: { had: stored !== null } }));
               return r.kind === 'ok' ? r.answer : reply.code(400).send({ error: r.kind });
             });

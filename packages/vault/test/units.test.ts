@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { InvalidVaultConfigError, protocol, registerBackupKey, vaultStatus } from '@coffer/core/vault';
 import { InvalidTokenError } from '../src/errors.js';
-import { canonicalB64u, issueToken, TokenVerifierCache, verifyToken } from '../src/token.js';
+import { canonicalB64u, issueToken, TokenVerifierCache, vaultTokenRules, verifyToken } from '../src/token.js';
 import { cleanup, runVault, serveInProcess, tempDir } from './helpers.js';
 import { vaultCommand } from '../src/cli.js';
 
@@ -74,7 +74,7 @@ describe('account tokens', () => {
 describe('token verification cache', () => {
   it('skips the signature check only for the same string, and still checks the clock', async () => {
     const hs = { alg: 'HS256' as const, secret };
-    const cache = new TokenVerifierCache(hs, aud);
+    const cache = new TokenVerifierCache(vaultTokenRules(hs, aud));
     const t = issueToken(hs, { account: 'carol', audience: aud, ttlSeconds: 60, nowMs: now });
     assert.equal(await cache.verify(t, now), 'carol');
     assert.equal(await cache.verify(t, now + 1000), 'carol');

@@ -20,6 +20,7 @@ const suites: [string, () => Promise<unknown>][] = [
   ['core/object: ', () => import('../../../../packages/core/test/object.test.js')],
   ['core/manifest: ', () => import('../../../../packages/core/test/manifest.test.js')],
   ['core/engine: ', () => import('../../../../packages/core/test/engine.test.js')],
+  ['core/juicebox: ', () => import('../../../../packages/core/test/juicebox.test.js')],
   ['web: ', () => import('./web-cases.js')],
 ];
 

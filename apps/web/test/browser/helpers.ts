@@ -4,6 +4,9 @@
  */
 import type { CryptoProvider } from '@coffer/core';
 import { webCryptoProvider } from '@coffer/core';
+import type { JuiceboxOprfVectors, JuiceboxPinVectors } from '../../../../packages/core/test/helpers.js';
+import oprf from '../../../../spec/juicebox-vectors/oprf.json' with { type: 'json' };
+import pin from '../../../../spec/juicebox-vectors/pin.json' with { type: 'json' };
 
 /**
  * Node's suites pair each provider with the other ("across providers"); here both sides are Web
@@ -12,3 +15,8 @@ import { webCryptoProvider } from '@coffer/core';
 export const providers: CryptoProvider[] = [webCryptoProvider, { ...webCryptoProvider, name: 'webcrypto (second instance)' }];
 
 export * from '../../../../packages/core/test/tree.js';
+
+/** The Juicebox vectors, bundled from spec/juicebox-vectors/ by esbuild. */
+export function juiceboxVectors(): { oprf: JuiceboxOprfVectors; pin: JuiceboxPinVectors } {
+  return { oprf, pin };
+}

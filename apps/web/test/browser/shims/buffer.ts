@@ -1,5 +1,6 @@
 /**
- * The little of Node's Buffer the core tests touch (from, includes of a byte sequence, compare),
+ * The little of Node's Buffer the core tests and their libraries touch (from, isBuffer, includes of
+ * a byte sequence, compare),
  * installed as a global before they load.
  */
 class BrowserBuffer extends Uint8Array {
@@ -14,6 +15,9 @@ class BrowserBuffer extends Uint8Array {
     const out = new BrowserBuffer(src.length);
     out.set(src);
     return out;
+  }
+  static isBuffer(x: unknown): boolean {
+    return x instanceof BrowserBuffer;
   }
   static compare(a: Uint8Array, b: Uint8Array): number {
     const n = Math.min(a.length, b.length);
