@@ -52,7 +52,7 @@ function registerJuiceboxRoute(app: FastifyInstance, ctx: VaultRouteContext, rea
     if (limited) throw new HttpRefusal(limited);
     let result;
     try {
-      // No request id: the Juicebox wire has none (spec/juicebox.md §6.3 says what replays can do).
+      // No request id: the Juicebox wire has none (spec/juicebox.md §6.4 says what replays can do).
       result = await ctx.commit(key, null, (stored) => realm.process(claims, request, stored));
     } catch (e) {
       if (e instanceof JuiceboxRequestError) throw refusal(400, 'malformed-request', e.message);
