@@ -8,7 +8,7 @@ import * as opaque from '@serenity-kit/opaque';
 import { protocol } from '@coffer/core/vault';
 import { Boundary } from '../src/boundary.js';
 import { RateLimiter } from '../src/ratelimit.js';
-import { initRealm, openRealm, readRealmFile } from '../src/realm.js';
+import { initRealm, openRealm, readRealmFile, rotateChannelKey } from '../src/realm.js';
 import { buildVaultServer, refusalHeaders, type VaultServer } from '../src/server.js';
 import { SqliteRecordStore } from '../src/store/sqlite.js';
 import type { CommitOptions, RecordChange, RecordStore, StoredRecord } from '../src/store/types.js';
@@ -246,6 +246,37 @@ describe('vault server operations (in process, software HSM realm)', () => {
     assert.equal(counts.seal - sealsAtStart, 0, 'no seal under the record key');
     assert.equal(counts.unseal, 1, 'only the realm secrets were unsealed, at start');
     assert.ok(counts.probe >= 1 && counts.probe <= 3, `HSM probed ${counts.probe} times for 300 calls`);
+  });
+
+  it('a rotated channel key opens requests until its overlap ends, then never (injected clock)', async () => {
+    const d = tempDir('coffer-rotate-');
+    const quiet = () => undefined;
+    let clock = Date.now();
+    await initRealm({ dataDir: d, hsm: 'software', warn: quiet });
+    const oldKey = readRealmFile(d).realmPublicKey;
+    const next = await rotateChannelKey({ dataDir: d, overlapMs: 60_000, now: () => clock, warn: quiet });
+    const r = await openRealm(d, { warn: quiet, now: () => clock });
+    const st = SqliteRecordStore.open(join(d, 'records.sqlite'));
+    let server: VaultServer | undefined;
+    try {
+      const { v, s } = await start({ boundary: r.boundary, store: st, realmPublicKey: next.realmPublicKey, now: () => clock, rateLimits: { perAccount: false, perAddress: false } });
+      server = s;
+      const t = r.boundary.issueDevelopmentToken('rotated', 3600);
+      const status = async (key: string) => {
+        const res = await rawCall({ url: v.url, realmPublicKey: key }, t, 'rotated', 'status', {}, { ts: clock });
+        return res.inner?.status ?? res.error?.error;
+      };
+      assert.deepEqual([await status(oldKey), await status(next.realmPublicKey)], ['ok', 'ok'], 'both keys during the overlap');
+      clock += 59_000;
+      assert.deepEqual([await status(oldKey), await status(next.realmPublicKey)], ['ok', 'ok'], 'a second before its end');
+      clock += 1_000;
+      assert.deepEqual([await status(oldKey), await status(next.realmPublicKey)], ['undecryptable-request', 'ok'], 'only the new key once it has ended');
+    } finally {
+      await server?.app.close();
+      await st.close();
+      await r.hsm.close();
+      cleanup(d);
+    }
   });
 
   it('graceful shutdown: not ready and no new work once draining; the request in flight finishes', async () => {
