@@ -13,21 +13,19 @@
 //   npx tsc -b packages/vault && node packages/vault/bench/logins.mjs [seconds=5] [concurrency=16]
 //   node packages/vault/bench/logins.mjs --tiny          (about a second: npm run bench:smoke)
 
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import * as opaque from '@serenity-kit/opaque';
 import { INSECURE_TEST_ONLY_FAST_KEY_STRETCHING as FAST, protocol, registerBackupKey } from '@coffer/core/vault';
 import { vaultCommand } from '../dist/src/cli.js';
+import { peakRssMiB, procStat, startServe } from './serve.mjs';
 
 const tiny = process.argv.includes('--tiny');
 const args = process.argv.slice(2).filter((a) => a !== '--tiny');
 const seconds = tiny ? 1 : Number(args[0] ?? 5);
 const concurrency = tiny ? 2 : Number(args[1] ?? 16);
 const bareLogins = tiny ? 50 : 400;
-const here = dirname(fileURLToPath(import.meta.url));
 await opaque.ready;
 
 // 1. Bare OPAQUE server side (startLogin + finishLogin) on one core, in CPU time: the baseline.
@@ -60,19 +58,9 @@ let out = '';
 mark('start');
 await vaultCommand(['init', '--data-dir', dir, '--hsm', 'auto', '--json'], { stdout: { write: (s) => (out += s) }, stderr: quiet });
 const { realmPublicKey, hsm } = JSON.parse(out);
-const nodeArgs = process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : [];
-const serveArgs = ['serve', '--data-dir', dir, '--port', '0', '--json', '--log-level', 'warn', '--account-rate', '0', '--address-rate', '0'];
-const child = spawn(process.execPath, [...nodeArgs, join(here, '..', 'bin', 'coffer-vault.js'), ...serveArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+const server = await startServe(dir);
+const { child, url } = server;
 try {
-  const url = await new Promise((resolve, reject) => {
-    let buf = '';
-    child.once('exit', (c) => reject(new Error(`coffer vault serve exited with ${c}`)));
-    child.stdout.setEncoding('utf8').on('data', (d) => {
-      buf += d;
-      const m = /"url":"([^"]+)"/.exec(buf);
-      if (m) resolve(m[1]);
-    });
-  });
   mark('server listening');
   const realm = protocol.parseRealmPublicKey(realmPublicKey);
   const accounts = [];
@@ -96,10 +84,8 @@ try {
     return { s, sealed: await request(a, 'login-start', { startLoginRequest: s.startLoginRequest }) };
   }
   const ids = (a) => protocol.opaqueIdentifiers(realm.realmIdText, a.account);
-  // utime + stime of the server process, in clock ticks (100 Hz on Linux); its peak RSS.
-  const serverStat = () => readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  const cpuSeconds = () => (Number(serverStat()[11]) + Number(serverStat()[12])) / 100;
-  const peakRssMiB = (pid) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+  const serverStat = () => procStat(child.pid);
+  const cpuSeconds = server.cpuSeconds;
 
   mark('accounts registered');
   const cpu0 = cpuSeconds();
@@ -134,7 +120,7 @@ try {
     }
     console.error('server threads (CPU s, whole life):', JSON.stringify(Object.fromEntries(threads)));
   }
-  const serverPeak = peakRssMiB(child.pid);
+  const serverPeak = server.peakRssMiB();
   latencies.sort((x, y) => x - y);
   const q = (p) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))].toFixed(1);
   const rate = done / seconds;
@@ -147,7 +133,6 @@ try {
   console.log(`server CPU split: user ${(Number(serverStat()[11]) / 100).toFixed(2)} s, system ${(Number(serverStat()[12]) / 100).toFixed(2)} s (whole process life)`);
   console.log(`peak memory: server ${serverPeak.toFixed(0)} MiB, load generator ${peakRssMiB(process.pid).toFixed(0)} MiB`);
 } finally {
-  child.kill('SIGTERM');
-  await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
+  await server.stop();
   rmSync(dir, { recursive: true, force: true });
 }

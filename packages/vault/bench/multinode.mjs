@@ -17,11 +17,9 @@
 //   npx tsc -b packages/vault && node packages/vault/bench/multinode.mjs [seconds=5] [concurrency=16] [rows=1000000]
 //   node packages/vault/bench/multinode.mjs --tiny     (a few seconds, most of it PostgreSQL's initdb: npm run bench:smoke)
 
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import * as opaque from '@serenity-kit/opaque';
 import pg from 'pg';
@@ -29,6 +27,7 @@ import { INSECURE_TEST_ONLY_FAST_KEY_STRETCHING as FAST, protocol, registerBacku
 import { vaultCommand } from '../dist/src/cli.js';
 import { PostgresRecordStore } from '../dist/src/store/postgres.js';
 import { startPostgres } from '../dist/test/postgres-server.js';
+import { peakRssMiB, startServe } from './serve.mjs';
 
 const tiny = process.argv.includes('--tiny');
 const args = process.argv.slice(2).filter((a) => a !== '--tiny');
@@ -37,8 +36,6 @@ const concurrency = tiny ? 2 : Number(args[1] ?? 16);
 const rows = tiny ? 1000 : Number(args[2] ?? 1_000_000);
 const lookupCount = tiny ? 100 : 2000;
 const statusCount = tiny ? 20 : 300;
-const here = dirname(fileURLToPath(import.meta.url));
-const bin = join(here, '..', 'bin', 'coffer-vault.js');
 await opaque.ready;
 
 const quiet = { write() {} };
@@ -68,24 +65,11 @@ try {
   await cli(['init', '--data-dir', sqliteDir, '--hsm', 'softhsm']);
 
   async function startNode(dir, database) {
-    const args = [bin, 'serve', '--data-dir', dir, '--port', '0', '--json', '--log-level', 'warn', '--account-rate', '0', '--address-rate', '0', ...(database ? ['--database', database] : [])];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-    children.push(child);
-    const url = await new Promise((resolve, reject) => {
-      let buf = '';
-      child.once('exit', (c) => reject(new Error(`node exited ${c}`)));
-      child.stdout.setEncoding('utf8').on('data', (d) => {
-        buf += d;
-        const m = /"url":"([^"]+)"/.exec(buf);
-        if (m) resolve(m[1]);
-      });
-    });
-    return { child, url };
+    const node = await startServe(dir, database ? ['--database', database] : []);
+    children.push(node);
+    return node;
   }
-  const stop = async (n) => {
-    n.child.kill('SIGTERM');
-    await new Promise((r) => n.child.once('exit', r));
-  };
+  const stop = (n) => n.stop();
 
   async function run(label, nodes, realmPublicKey, tokenDir, prefix) {
     const realm = protocol.parseRealmPublicKey(realmPublicKey);
@@ -132,7 +116,7 @@ try {
     const q = (p) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))].toFixed(1);
     const rate = done / seconds;
     baseline ??= rate;
-    const peak = nodes.map((n) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${n.child.pid}/status`, 'utf8'))[1]) / 1024);
+    const peak = nodes.map((n) => n.peakRssMiB());
     console.log(
       `${label.padEnd(28)} ${rate.toFixed(0).padStart(5)} logins/s (${(rate / baseline).toFixed(2)}x)   p50 ${q(0.5).padStart(6)} ms   p99 ${q(0.99).padStart(6)} ms   (${done} logins; peak RSS per node ${peak.map((m) => m.toFixed(0)).join('/')} MiB)`,
     );
@@ -195,9 +179,9 @@ try {
   console.log(`inserted ${rows} synthetic sealed-size rows in ${((performance.now() - t0) / 1000).toFixed(1)} s (table + index ${size})`);
   await lookups(`${await count()} rows`);
   await c.end();
-  console.log(`peak memory of this load generator: ${(Number(/VmHWM:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]) / 1024).toFixed(0)} MiB`);
+  console.log(`peak memory of this load generator: ${peakRssMiB().toFixed(0)} MiB`);
 } finally {
-  for (const ch of children) if (ch.exitCode === null) ch.kill('SIGTERM');
+  await Promise.all(children.map((n) => n.stop()));
   server.destroy();
   rmSync(root, { recursive: true, force: true });
 }
