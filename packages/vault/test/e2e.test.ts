@@ -25,7 +25,7 @@ import {
 } from '@coffer/core/vault';
 import { INSECURE_TEST_ONLY_PAUSE_ENV } from '../src/server.js';
 import { SqliteRecordStore } from '../src/store/sqlite.js';
-import { CapturingFetch, cleanup, connection, issueToken, postRaw, rawCall, runVault, startVault, tempDir, type VaultProcess } from './helpers.js';
+import { CapturingFetch, cleanup, connection, issueToken, loginByHand, postRaw, rawCall, runVault, startVault, tempDir, type VaultProcess } from './helpers.js';
 
 const PASSWORD = 'correct horse battery staple ✓';
 
@@ -251,20 +251,12 @@ describe('vault end to end (SoftHSM2, SQLite, HTTP)', () => {
     const c = await conn(acct);
     const t = await token(acct);
     await registerBackupKey({ ...c, password: PASSWORD, backupKey: newKey(), maxAttempts: 10 });
-    const s = opaque.client.startLogin({ password: PASSWORD });
-    const r1 = await rawCall(v, t, acct, 'login-start', { startLoginRequest: s.startLoginRequest });
-    const f = opaque.client.finishLogin({
-      clientLoginState: s.clientLoginState,
-      loginResponse: r1.inner!['loginResponse'] as string,
-      password: PASSWORD,
-      identifiers: protocol.opaqueIdentifiers(protocol.parseRealmPublicKey(v.realmPublicKey).realmIdText, acct),
-      keyStretching: INSECURE_TEST_ONLY_FAST_KEY_STRETCHING,
-    });
-    assert.ok(f, 'a KE3 for the right password, held back');
+    const held = await loginByHand(v, t, acct, PASSWORD);
+    assert.ok(held.finishLoginRequest, 'a KE3 for the right password, held back');
     assert.deepEqual(await deleteBackupKey(c), { deleted: true });
     await registerBackupKey({ ...c, password: 'the new password', backupKey: newKey(), maxAttempts: 10 });
     for (let i = 0; i < 3; i++) await assert.rejects(recoverBackupKey({ ...c, password: `wrong-${i}` }), WrongPasswordError);
-    const old = await rawCall(v, t, acct, 'login-finish', { ticket: r1.inner!['ticket'], finishLoginRequest: f.finishLoginRequest, action: 'recover' });
+    const old = await rawCall(v, t, acct, 'login-finish', { ticket: held.ticket, finishLoginRequest: held.finishLoginRequest, action: 'recover' });
     assert.equal(old.inner?.status, 'ticket-expired');
     assert.equal(old.inner?.['released'], undefined);
     assert.deepEqual(await vaultStatus(c), { registered: true, guessesRemaining: 7, maxAttempts: 10 }, 'the count was not reset');
@@ -311,23 +303,14 @@ describe('vault end to end (SoftHSM2, SQLite, HTTP)', () => {
     const c = await conn(acct);
     await registerBackupKey({ ...c, password: PASSWORD, backupKey: newKey(), maxAttempts: 10 });
     const t = await token(acct);
-    const ids = protocol.opaqueIdentifiers(protocol.parseRealmPublicKey(v.realmPublicKey).realmIdText, acct);
     // Two vault processes on one database: only compare-and-set can serialise them.
     const node2 = await startVault(dir, {}, ['--account-rate', '0', '--address-rate', '0']);
     const nodes = [v, node2];
     const results = await Promise.all(
       Array.from({ length: 50 }, async (_, i) => {
-        const s = opaque.client.startLogin({ password: PASSWORD });
-        const r = await rawCall(nodes[i % 2]!, t, acct, 'login-start', { startLoginRequest: s.startLoginRequest });
-        if (r.inner?.status !== 'ok') return r.inner?.status ?? `http-${r.httpStatus}`;
-        const f = opaque.client.finishLogin({
-          clientLoginState: s.clientLoginState,
-          loginResponse: r.inner['loginResponse'] as string,
-          password: PASSWORD,
-          identifiers: ids,
-          keyStretching: INSECURE_TEST_ONLY_FAST_KEY_STRETCHING,
-        });
-        return f ? 'real-ke2' : 'fake-ke2';
+        const { start, finishLoginRequest } = await loginByHand(nodes[i % 2]!, t, acct, PASSWORD);
+        if (start.inner?.status !== 'ok') return start.inner?.status ?? `http-${start.httpStatus}`;
+        return finishLoginRequest ? 'real-ke2' : 'fake-ke2';
       }),
     ).finally(async () => {
       extraLogs.push(node2.logs(), node2.stderr());
@@ -436,17 +419,9 @@ describe('vault end to end (SoftHSM2, SQLite, HTTP)', () => {
     const K = newKey();
     await registerBackupKey({ ...c, password: PASSWORD, backupKey: K, maxAttempts: 8 });
     // A successful login, captured by hand.
-    const start = opaque.client.startLogin({ password: PASSWORD });
-    const s1 = await rawCall(v, t, acct, 'login-start', { startLoginRequest: start.startLoginRequest });
-    const fin = opaque.client.finishLogin({
-      clientLoginState: start.clientLoginState,
-      loginResponse: s1.inner!['loginResponse'] as string,
-      password: PASSWORD,
-      identifiers: protocol.opaqueIdentifiers(protocol.parseRealmPublicKey(v.realmPublicKey).realmIdText, acct),
-      keyStretching: INSECURE_TEST_ONLY_FAST_KEY_STRETCHING,
-    });
-    assert.ok(fin);
-    const f1 = await rawCall(v, t, acct, 'login-finish', { ticket: s1.inner!['ticket'], finishLoginRequest: fin.finishLoginRequest, action: 'recover' });
+    const fin = await loginByHand(v, t, acct, PASSWORD);
+    assert.ok(fin.finishLoginRequest);
+    const f1 = await rawCall(v, t, acct, 'login-finish', { ticket: fin.ticket, finishLoginRequest: fin.finishLoginRequest, action: 'recover' });
     assert.equal(f1.inner?.status, 'ok');
     // Capture a register-finish too (via the client, through the capturing fetch).
     const regStartCount = cap.requests.length;
@@ -465,7 +440,7 @@ describe('vault end to end (SoftHSM2, SQLite, HTTP)', () => {
         assert.deepEqual([r.status, JSON.parse(new TextDecoder().decode(r.body)).error], [400, 'replayed-request']);
       }
       // Even with a fresh request id (the same ticket sent again), the used ticket gives nothing.
-      const again = await rawCall(node2, t, acct, 'login-finish', { ticket: s1.inner!['ticket'], finishLoginRequest: fin.finishLoginRequest, action: 'recover' });
+      const again = await rawCall(node2, t, acct, 'login-finish', { ticket: fin.ticket, finishLoginRequest: fin.finishLoginRequest, action: 'recover' });
       assert.equal(again.inner?.status, 'ticket-expired', 'the ticket was already used: no reset, no key');
       assert.equal(again.inner?.['released'], undefined);
       assert.equal(await version(acct), versionBefore);

@@ -9,43 +9,19 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { accountInfo, jbcrypto, juiceboxDelete, juiceboxRecover, juiceboxRegister, parseConfiguration, wire, type JuiceboxConnection } from '@coffer/core/juicebox';
 import { KeyDestroyedError, protocol, WrongPasswordError } from '@coffer/core/vault';
-import { RecordStoreError } from '../src/errors.js';
 import type { Hsm } from '../src/hsm/types.js';
 import { JuiceboxRealm, juiceboxProtocol, recordKey } from '../src/juicebox/index.js';
 import { initRealm, openRealm } from '../src/realm.js';
 import { RecordSealer } from '../src/records.js';
 import { buildVaultServer, type VaultServer } from '../src/server.js';
 import { SqliteRecordStore } from '../src/store/sqlite.js';
-import type { CommitOptions, CommitResult, RecordChange, RecordStore, StoredRecord } from '../src/store/types.js';
-import { cleanup, tempDir } from './helpers.js';
-
-/** SQLite, with commits that can be made to fail (the database gone at the worst moment). */
-class FailingStore implements RecordStore {
-  failCommits = false;
-  constructor(readonly inner: SqliteRecordStore) {}
-  get(a: string): Promise<StoredRecord | null> {
-    return this.inner.get(a);
-  }
-  async commit(a: string, c: RecordChange, o?: CommitOptions): Promise<CommitResult> {
-    if (this.failCommits && c.kind !== 'none') throw new RecordStoreError('the record store could not commit (test: database unreachable)');
-    return this.inner.commit(a, c, o);
-  }
-  bindRealm(r: string) {
-    return this.inner.bindRealm(r);
-  }
-  ping() {
-    return this.inner.ping();
-  }
-  close() {
-    return this.inner.close();
-  }
-}
+import { cleanup, FaultyStore, tempDir } from './helpers.js';
 
 describe('Juicebox realm on the vault server (in process, software HSM, SQLite)', () => {
   let dir: string;
   let hsm: Hsm;
   let realm: JuiceboxRealm;
-  let store: FailingStore;
+  let store: FaultyStore;
   let server: VaultServer;
   let address: string;
 
@@ -56,7 +32,7 @@ describe('Juicebox realm on the vault server (in process, software HSM, SQLite)'
     const opened = await openRealm(dir, { warn: quiet });
     hsm = opened.hsm;
     realm = await JuiceboxRealm.start({ file: opened.file, hsm, policy: opened.boundary.policy });
-    store = new FailingStore(SqliteRecordStore.open(join(dir, 'records.sqlite')));
+    store = new FaultyStore(SqliteRecordStore.open(join(dir, 'records.sqlite')));
     server = await buildVaultServer({
       boundary: opened.boundary,
       store,

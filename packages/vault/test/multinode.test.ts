@@ -12,7 +12,7 @@ import { accountInfo, juiceboxRecover, juiceboxRegister, noise, parseConfigurati
 import { INSECURE_TEST_ONLY_FAST_KEY_STRETCHING, protocol, recoverBackupKey, registerBackupKey, vaultStatus, type VaultConnection } from '@coffer/core/vault';
 import { INSECURE_TEST_ONLY_PAUSE_ENV } from '../src/server.js';
 import { PostgresRecordStore } from '../src/store/postgres.js';
-import { cleanup, issueToken, postRaw, rawCall, runVault, startVault, tempDir, type VaultProcess } from './helpers.js';
+import { cleanup, issueToken, loginByHand, postRaw, rawCall, runVault, startVault, tempDir, type VaultProcess } from './helpers.js';
 import { attackerAttempt, type Realm } from './juicebox-helpers.js';
 import { startPostgres, type PostgresServer } from './postgres-server.js';
 
@@ -142,16 +142,13 @@ describe('three vault nodes, three SoftHSM2 tokens, one PostgreSQL', () => {
     const key = new Uint8Array(32).fill(7);
     await registerBackupKey({ ...c, password: PASSWORD, backupKey: key, maxAttempts: 10 });
     const t = await token(a);
-    const ids = protocol.opaqueIdentifiers(protocol.parseRealmPublicKey(nodes[0]!.realmPublicKey).realmIdText, a);
-    const s = opaque.client.startLogin({ password: PASSWORD });
-    const r1 = await rawCall(nodes[0]!, t, a, 'login-start', { startLoginRequest: s.startLoginRequest });
-    assert.equal(r1.inner?.status, 'ok');
-    const f = opaque.client.finishLogin({ clientLoginState: s.clientLoginState, loginResponse: r1.inner!['loginResponse'] as string, password: PASSWORD, identifiers: ids, keyStretching: INSECURE_TEST_ONLY_FAST_KEY_STRETCHING });
-    assert.ok(f);
-    const r2 = await rawCall(nodes[2]!, t, a, 'login-finish', { ticket: r1.inner!['ticket'], finishLoginRequest: f.finishLoginRequest, action: 'recover' });
+    const f = await loginByHand(nodes[0]!, t, a, PASSWORD);
+    assert.equal(f.start.inner?.status, 'ok');
+    assert.ok(f.finishLoginRequest);
+    const r2 = await rawCall(nodes[2]!, t, a, 'login-finish', { ticket: f.ticket, finishLoginRequest: f.finishLoginRequest, action: 'recover' });
     assert.equal(r2.inner?.status, 'ok');
     // The same ticket cannot be finished again on a third node.
-    const r3 = await rawCall(nodes[1]!, t, a, 'login-finish', { ticket: r1.inner!['ticket'], finishLoginRequest: f.finishLoginRequest, action: 'recover' });
+    const r3 = await rawCall(nodes[1]!, t, a, 'login-finish', { ticket: f.ticket, finishLoginRequest: f.finishLoginRequest, action: 'recover' });
     assert.equal(r3.inner?.status, 'ticket-expired');
     // And the client API, each request to the next node.
     assert.deepEqual(await recoverBackupKey({ ...c, password: PASSWORD }), key);

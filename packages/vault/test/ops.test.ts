@@ -11,9 +11,8 @@ import { RateLimiter } from '../src/ratelimit.js';
 import { initRealm, openRealm, readRealmFile, rotateChannelKey } from '../src/realm.js';
 import { buildVaultServer, refusalHeaders, type VaultServer } from '../src/server.js';
 import { SqliteRecordStore } from '../src/store/sqlite.js';
-import type { CommitOptions, RecordChange, RecordStore, StoredRecord } from '../src/store/types.js';
 import type { Hsm } from '../src/hsm/types.js';
-import { cleanup, rawCall, tempDir } from './helpers.js';
+import { cleanup, FaultyStore, rawCall, tempDir } from './helpers.js';
 
 describe('rate limiter', () => {
   it('allows a burst, then the sustained rate, per key', () => {
@@ -35,38 +34,12 @@ describe('rate limiter', () => {
   });
 });
 
-/** A record store whose reads can be held, to keep a request in flight. */
-class GatedStore implements RecordStore {
-  gate: Promise<void> | null = null;
-  entered = 0;
-  failPing = false;
-  constructor(readonly inner: RecordStore) {}
-  async get(a: string): Promise<StoredRecord | null> {
-    this.entered++;
-    if (this.gate) await this.gate;
-    return this.inner.get(a);
-  }
-  commit(a: string, c: RecordChange, o?: CommitOptions) {
-    return this.inner.commit(a, c, o);
-  }
-  bindRealm(r: string) {
-    return this.inner.bindRealm(r);
-  }
-  async ping() {
-    if (this.failPing) throw new Error('database down');
-    return this.inner.ping();
-  }
-  close() {
-    return this.inner.close();
-  }
-}
-
 describe('vault server operations (in process, software HSM realm)', () => {
   let dir: string;
   let hsm: Hsm;
   let boundary: Boundary;
   let realmPublicKey: string;
-  let store: GatedStore;
+  let store: FaultyStore;
   const servers: VaultServer[] = [];
   const start = async (o: Partial<Parameters<typeof buildVaultServer>[0]> = {}) => {
     const s = await buildVaultServer({ boundary, store, realmPublicKey, logger: false, ...o });
@@ -85,7 +58,7 @@ describe('vault server operations (in process, software HSM realm)', () => {
     hsm = r.hsm;
     boundary = r.boundary;
     realmPublicKey = r.file.realmPublicKey;
-    store = new GatedStore(SqliteRecordStore.open(join(dir, 'records.sqlite')));
+    store = new FaultyStore(SqliteRecordStore.open(join(dir, 'records.sqlite')));
   });
   after(async () => {
     for (const s of servers) await s.app.close();
