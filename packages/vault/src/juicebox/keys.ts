@@ -8,17 +8,17 @@ import { x25519PublicKey } from '../hpke.js';
 
 const NOISE_KEY_INFO = 'coffer-juicebox-v1 noise static key';
 
-/** HKDF-SHA256(ikm = ticketKey, salt = "", info = NOISE_KEY_INFO, 32): an X25519 private key. */
-export function noiseStaticKey(ticketKey: Uint8Array): Uint8Array {
-  return new Uint8Array(hkdfSync('sha256', ticketKey, new Uint8Array(0), NOISE_KEY_INFO, 32));
+/** HKDF-SHA256(ikm = ticketKey, salt = "", info = NOISE_KEY_INFO, 32): the X25519 key pair. */
+export function noiseStaticKey(ticketKey: Uint8Array): { privateKey: Uint8Array; publicKey: Uint8Array } {
+  const privateKey = new Uint8Array(hkdfSync('sha256', ticketKey, new Uint8Array(0), NOISE_KEY_INFO, 32));
+  return { privateKey, publicKey: x25519PublicKey(privateKey) };
 }
 
 /** The hardware-realm public key (hex) of a realm whose secrets are at hand (vault init). */
 export function noisePublicKeyFor(secrets: { ticketKey: string }): string {
   const ticketKey = protocol.fromB64u(secrets.ticketKey);
-  const sk = noiseStaticKey(ticketKey);
+  const { privateKey, publicKey } = noiseStaticKey(ticketKey);
   ticketKey.fill(0);
-  const pk = x25519PublicKey(sk);
-  sk.fill(0);
-  return Buffer.from(pk).toString('hex');
+  privateKey.fill(0);
+  return Buffer.from(publicKey).toString('hex');
 }

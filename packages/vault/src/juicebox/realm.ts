@@ -96,7 +96,7 @@ export class JuiceboxRealm {
   readonly #maxGuesses: number;
   readonly #now: () => number;
 
-  private constructor(o: JuiceboxRealmOptions, tenants: Map<string, TokenVerifier>, noisePrivateKey: Uint8Array) {
+  private constructor(o: JuiceboxRealmOptions, tenants: Map<string, TokenVerifier>, noiseKey: { privateKey: Uint8Array; publicKey: Uint8Array }) {
     this.realmId = fromB64u(o.file.realmId);
     this.realmIdHex = Buffer.from(this.realmId).toString('hex');
     this.#records = new RecordSealer<JuiceboxRecord>({ hsm: o.hsm, recordKeyLabel: o.file.recordKeyLabel, aadLabel: RECORD_AAD_LABEL, realm: this.realmId });
@@ -104,8 +104,8 @@ export class JuiceboxRealm {
     this.#tokens = new TokenVerifierCache(juiceboxTokenRules(tenants, this.realmIdHex));
     this.#maxGuesses = (o.policy ?? o.file.policy).maxMaxAttempts;
     this.#now = o.now ?? Date.now;
-    this.#noisePrivateKey = noisePrivateKey;
-    this.noisePublicKey = noise.x25519PublicKey(noisePrivateKey);
+    this.#noisePrivateKey = noiseKey.privateKey;
+    this.noisePublicKey = noiseKey.publicKey;
   }
 
   /** Unseals the realm secrets through the HSM and derives the Noise static key. */
