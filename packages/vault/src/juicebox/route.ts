@@ -7,6 +7,7 @@
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { wire, type noise } from '@coffer/core/juicebox';
+import type { CommitStepResult } from '../commit.js';
 import { InvalidTokenError } from '../errors.js';
 import { BUSY, refusalHeaders, type Refusal, type VaultProtocol, type VaultRouteContext } from '../server.js';
 import { JuiceboxRequestError, recordKey, type JuiceboxAnswer, type JuiceboxRealm } from './realm.js';
@@ -50,7 +51,7 @@ function registerJuiceboxRoute(app: FastifyInstance, ctx: VaultRouteContext, rea
     const key = recordKey(claims);
     const limited = ctx.limitAccount(key);
     if (limited) throw new HttpRefusal(limited);
-    let result;
+    let result: CommitStepResult<JuiceboxAnswer>;
     try {
       // No request id: the Juicebox wire has none (spec/juicebox.md §6.4 says what replays can do).
       result = await ctx.commit(key, null, (stored) => realm.process(claims, request, stored));
