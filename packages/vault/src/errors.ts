@@ -33,15 +33,27 @@ export class HsmKeyExistsError extends VaultServerError {
 }
 
 export class HsmUnavailableError extends VaultServerError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, 'check the PKCS#11 module path, SOFTHSM2_CONF, the token label and the PIN (run scripts/setup.sh to install SoftHSM2)', options);
+  constructor(message: string, options?: { cause?: unknown; hint?: string }) {
+    super(message, options?.hint ?? 'check the PKCS#11 module path, SOFTHSM2_CONF, the token label and the PIN (run scripts/setup.sh to install SoftHSM2)', options);
     this.name = 'HsmUnavailableError';
+  }
+}
+
+/** A key that may not leave its token was asked to (locked by `hsm lock-export`, or never exportable). */
+export class HsmKeyLockedError extends VaultServerError {
+  constructor(message: string, options: { cause?: unknown; hint: string }) {
+    super(message, options.hint, options);
+    this.name = 'HsmKeyLockedError';
   }
 }
 
 export class RealmConfigError extends VaultServerError {
   constructor(message: string, options?: { cause?: unknown; hint?: string }) {
-    super(message, options?.hint ?? 'run `coffer vault init --data-dir DIR` first, or check --data-dir', options);
+    super(
+      message,
+      options?.hint ?? 'check --data-dir; on the first node run `coffer vault init --data-dir DIR`, on a further node of a realm the key ceremony (`coffer vault hsm transport-key`, then `import-wrapped`)',
+      options,
+    );
     this.name = 'RealmConfigError';
   }
 }
@@ -57,6 +69,16 @@ export class RecordStoreError extends VaultServerError {
   constructor(message: string, options?: { cause?: unknown; hint?: string }) {
     super(message, options?.hint ?? 'check the database (file, permissions and free disk space; or the PostgreSQL server and its URL)', options);
     this.name = 'RecordStoreError';
+  }
+}
+
+/** The database already belongs to another realm (spec/vault-protocol.md §9.1). */
+export class DatabaseRealmMismatchError extends RecordStoreError {
+  constructor(boundTo: string, mine: string) {
+    super(`this database belongs to realm ${boundTo}, not to this node's realm ${mine}`, {
+      hint: 'give every realm a database of its own (--database, or DIR/records.sqlite); the nodes of one realm share one, made by `coffer vault init` or the key ceremony',
+    });
+    this.name = 'DatabaseRealmMismatchError';
   }
 }
 

@@ -5,8 +5,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
 import { protocol, INSECURE_TEST_ONLY_FAST_KEY_STRETCHING, type VaultConnection } from '@coffer/core/vault';
+import * as opaque from '@serenity-kit/opaque';
 import { vaultCommand } from '../src/cli.js';
+import { RecordStoreError } from '../src/errors.js';
+import type { CommitOptions, CommitResult, RecordChange, RecordStore, StoredRecord } from '../src/store/types.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** packages/vault/bin/coffer-vault.js (tests run from dist/test). */
@@ -32,6 +36,28 @@ export interface VaultProcess {
   waitForStderr(re: RegExp, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
   kill9(): Promise<void>;
+}
+
+/** Runs `serve` in this process until it listens (url, stop) or exits (code). */
+export async function serveInProcess(args: string[]): Promise<{ code: number | null; stderr: string; url: string; stop(): Promise<void> }> {
+  const ac = new AbortController();
+  let err = '';
+  let onUrl!: (u: string) => void;
+  const listening = new Promise<string>((r) => (onUrl = r));
+  const running = vaultCommand(['serve', '--port', '0', ...args], { stdout: { write: () => true }, stderr: { write: (x: string) => (err += x) }, signal: ac.signal, onListening: onUrl });
+  const first = await Promise.race([listening, running.then((code) => ({ code }))]);
+  if (typeof first === 'object') return { code: first.code, stderr: err, url: '', stop: async () => undefined };
+  return {
+    code: null,
+    get stderr() {
+      return err;
+    },
+    url: first,
+    async stop() {
+      ac.abort();
+      assert.equal(await running, 0);
+    },
+  };
 }
 
 /** Starts `node bin/coffer-vault.js serve --data-dir DIR --port 0` and waits until it listens. */
@@ -165,4 +191,54 @@ export async function rawCall(
 
 export function cleanup(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * A real record store with faults a test can switch on (the faults a real database will not
+ * produce on demand): reads held at a gate (a request kept in flight), a ping that fails (the
+ * database gone for readiness), record changes that fail (the database gone at commit).
+ */
+export class FaultyStore implements RecordStore {
+  gate: Promise<void> | null = null;
+  entered = 0;
+  failPing = false;
+  failCommits = false;
+  constructor(readonly inner: RecordStore) {}
+  async get(a: string): Promise<StoredRecord | null> {
+    this.entered++;
+    if (this.gate) await this.gate;
+    return this.inner.get(a);
+  }
+  async commit(a: string, c: RecordChange, o?: CommitOptions): Promise<CommitResult> {
+    if (this.failCommits && c.kind !== 'none') throw new RecordStoreError('the record store could not commit (test: database unreachable)');
+    return this.inner.commit(a, c, o);
+  }
+  bindRealm(r: string) {
+    return this.inner.bindRealm(r);
+  }
+  async ping() {
+    if (this.failPing) throw new Error('database down');
+    return this.inner.ping();
+  }
+  close() {
+    return this.inner.close();
+  }
+}
+
+/**
+ * A login-start sent by hand (rawCall), and the client's finishLogin on its answer: the KE3 a
+ * captured or held-back login-finish would carry (null for a fake KE2, or a wrong password).
+ */
+export async function loginByHand(v: { url: string; realmPublicKey: string }, token: string, account: string, password: string): Promise<{ start: RawResult; ticket: string; finishLoginRequest: string | null }> {
+  const s = opaque.client.startLogin({ password });
+  const start = await rawCall(v, token, account, 'login-start', { startLoginRequest: s.startLoginRequest });
+  if (start.inner?.status !== 'ok') return { start, ticket: '', finishLoginRequest: null };
+  const f = opaque.client.finishLogin({
+    clientLoginState: s.clientLoginState,
+    loginResponse: start.inner['loginResponse'] as string,
+    password,
+    identifiers: protocol.opaqueIdentifiers(protocol.parseRealmPublicKey(v.realmPublicKey).realmIdText, account),
+    keyStretching: INSECURE_TEST_ONLY_FAST_KEY_STRETCHING,
+  });
+  return { start, ticket: start.inner['ticket'] as string, finishLoginRequest: f?.finishLoginRequest ?? null };
 }

@@ -325,12 +325,21 @@ export async function changePassword(
   return { maxAttempts: int(response, 'maxAttempts'), guessesRemaining: int(response, 'guessesRemaining') };
 }
 
-/** Deletes the account's record (turns password backups off). */
+/**
+ * Deletes the account's record (turns password backups off). The delete names the registration
+ * that `status` reported (spec §7.5), so it never removes a registration made after it was sent.
+ */
 export async function deleteBackupKey(opts: VaultConnection): Promise<{ deleted: boolean }> {
   const c = check(opts);
-  const r = await call(c, 'delete', {});
-  if (r.status !== 'ok') throw new VaultProtocolError(`unexpected delete status ${r.status}`);
-  return { deleted: r['deleted'] === true };
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const s = await call(c, 'status', {});
+    if (s.status !== 'ok') throw new VaultProtocolError(`unexpected status status ${s.status}`);
+    if (typeof s['recordId'] !== 'string') return { deleted: false };
+    const r = await call(c, 'delete', { recordId: s['recordId'] });
+    if (r.status === 'ok') return { deleted: r['deleted'] === true };
+    if (r.status !== 'conflict') throw new VaultProtocolError(`unexpected delete status ${r.status}`);
+  }
+  throw new VaultBusyError('the account was registered again while it was being deleted');
 }
 
 export interface VaultStatus {

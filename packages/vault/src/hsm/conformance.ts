@@ -33,6 +33,10 @@ export function hsmConformance(name: string, setup: () => Promise<HsmFixture>): 
       assert.equal(await hsm.hasKey(`${label}-nope`), false);
     });
 
+    it('answers the readiness probe', async () => {
+      await hsm.probe();
+    });
+
     it('refuses to generate a key twice under one label', async () => {
       await assert.rejects(hsm.generateKey(label), HsmKeyExistsError);
     });
@@ -96,7 +100,9 @@ export function hsmConformance(name: string, setup: () => Promise<HsmFixture>): 
 
     it('keeps keys across close and reopen', async () => {
       const s = await hsm.seal(label, Buffer.from('persist me'), aad);
+      const closed = hsm;
       hsm = await fx.reopen();
+      await assert.rejects(closed.probe(), 'a closed HSM fails the probe');
       assert.equal(await hsm.hasKey(label), true);
       assert.equal(Buffer.from(await hsm.unseal(label, s, aad)).toString(), 'persist me');
     });
