@@ -1,0 +1,3 @@
+// @coffer/http: a Storage over an HTTP object store (spec/format.md §7.3), for browser apps and Node.
+// The server half, for Node, is `@coffer/http/server`.
+export { HttpStorage } from './http-storage.js';
