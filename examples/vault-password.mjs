@@ -5,7 +5,7 @@
 //   node examples/vault-password.mjs [WORK_DIR]
 //
 // Uses @coffer/core/vault (the client), @coffer/core and @coffer/node (the backup), and
-// @coffer/vault to run a development vault in this process. In production the vault is its own
+// @coffer/vault/cli to run a development vault in this process. In production the vault is its own
 // service (`coffer vault serve`, docs/vault.md) and the app's sign-in issues the account tokens.
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { backup, generateBackupKey, Repository, restore, SecretKey } from '@coffer/core';
 import { recoverBackupKey, registerBackupKey, WrongPasswordError } from '@coffer/core/vault';
 import { FolderSource, FolderTarget, LocalStorage, nodeCryptoProvider as crypto } from '@coffer/node';
-import { vaultCommand } from '@coffer/vault';
+import { vaultCommand } from '@coffer/vault/cli';
 
 const work = process.argv[2] ?? (await mkdtemp(join(tmpdir(), 'coffer-example-')));
 
@@ -23,7 +23,7 @@ async function vault(args, more = {}) {
   let err = '';
   const io = { stdout: { write: (s) => (out += s) }, stderr: { write: (s) => (err += s) }, ...more };
   const code = await vaultCommand([...args, '--data-dir', join(work, 'vault'), '--json'], io);
-  if (code !== 0) throw new Error(`coffer vault ${args[0]} exited ${code}:\n${err}`);
+  if (code !== 0) throw new Error(`coffer vault ${args[0]} exited ${code}:\n${out}${err}`);
   return out.split('\n').filter(Boolean).map((line) => JSON.parse(line));
 }
 

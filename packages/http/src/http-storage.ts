@@ -1,9 +1,17 @@
-/**
- * A Storage (spec/format.md §7) over an HTTP object store (§7.3): what a browser app backs up to
- * through its own server. Works in browsers and in Node (global fetch); no Node imports.
- */
+/** HttpStorage: the client of the HTTP object store (spec/format.md §7.3). */
 import { checkObjectName, ObjectExistsError, ObjectNotFoundError, StorageUnavailableError, type ByteRange, type Storage } from '@coffer/core';
 
+/**
+ * A Storage (spec/format.md §7) over an HTTP object store (§7.3): what a browser app backs up to
+ * through its own server (`@coffer/http/server` answers it). Works in browsers and in Node (the
+ * global fetch); no Node imports. Failures of the store or the network are
+ * `StorageUnavailableError`, an existing name on put `ObjectExistsError`, a missing object on get
+ * `ObjectNotFoundError`.
+ *
+ * @example
+ * const storage = new HttpStorage(new URL('/store/', location.href).href);
+ * const repo = await Repository.init(storage, webCryptoProvider, generateBackupKey(webCryptoProvider));
+ */
 export class HttpStorage implements Storage {
   readonly label: string;
   private readonly base: string;

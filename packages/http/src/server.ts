@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { checkObjectName, ObjectExistsError, ObjectNotFoundError, StorageUnavailableError, type ByteRange, type Storage } from '@coffer/core';
 
+/** Options of {@link handleStorageRequest}. */
 export interface StorageRequestOptions {
   /** The largest object a PUT may store, in bytes (64 MiB by default; a pack is about 16 MiB). */
   maxObjectBytes?: number;
