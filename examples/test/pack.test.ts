@@ -8,7 +8,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import { copyFile, cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -92,6 +93,27 @@ function lockFor(rootLock: { packages: Record<string, LockEntry> }, deps: Record
   visit('', { dependencies: Object.fromEntries(EXTRA.map((n) => [n, deps[n]!])) });
   return { name: 'coffer-pack-test', lockfileVersion: 3, requires: true, packages };
 }
+
+test('every package imports at run time only what its package.json lists in dependencies (esbuild in the web server, ...)', () => {
+  const IMPORT = /^\s*(?:import|export)\b[^;'"]*?\bfrom\s*['"]([^'"\n]+)['"]|^\s*import\s*['"]([^'"\n]+)['"]|\bimport\(\s*['"]([^'"\n]+)['"]\s*\)/gm;
+  const dirs = [...Object.values(PACKAGES).map((p) => p.dir), 'apps/web'];
+  let seen = 0;
+  for (const dir of dirs) {
+    const pkg = JSON.parse(readFileSync(join(ROOT, dir, 'package.json'), 'utf8')) as { name: string } & Record<'dependencies' | 'optionalDependencies' | 'peerDependencies', Record<string, string> | undefined>;
+    const listed = new Set([pkg.name, ...Object.keys({ ...pkg.dependencies, ...pkg.optionalDependencies, ...pkg.peerDependencies })]);
+    const built = join(ROOT, dir, 'dist', 'src');
+    for (const file of readdirSync(built, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.js'))) {
+      for (const m of readFileSync(join(built, file), 'utf8').matchAll(IMPORT)) {
+        const spec = (m[1] ?? m[2] ?? m[3])!;
+        if (/^(\.|node:|#)/.test(spec) || builtinModules.includes(spec)) continue;
+        seen++;
+        const name = spec.split('/').slice(0, spec.startsWith('@') ? 2 : 1).join('/');
+        assert.ok(listed.has(name), `${dir}/dist/src/${file} imports ${spec}, which is not in the dependencies of ${pkg.name}`);
+      }
+    }
+  }
+  assert.ok(seen > 50, `the check saw the imports (${seen})`);
+});
 
 test('npm pack: each package installs from its tarball into a clean project, offline, and runs its example there', { timeout: 180_000 }, async (t) => {
   const work = await mkdtemp(join(tmpdir(), 'coffer-pack-'));
