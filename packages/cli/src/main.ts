@@ -3,16 +3,22 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import {
-  backup, CofferError, DamagedBackupError, formatRecoveryKey, generateBackupKey, parseRecoveryKey, Repository,
-  restore, UsageError, verify, type SecretKey, type Storage,
+  backup, DamagedBackupError, formatRecoveryKey, generateBackupKey, parseRecoveryKey, Repository, restore, UsageError, verify,
+  type SecretKey, type Storage,
 } from '@coffer/core';
 import {
   DEFAULT_RETRY, FolderIndexCache, FolderSource, FolderTarget, isEmptyOrMissing, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, transferDefaults, workerCodec,
   type RetryPolicy,
 } from '@coffer/node';
 import { hostname } from 'node:os';
-import { Exit, formatBytes, onInterrupt, printable, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, storeWaitNotice, type Io } from './output.js';
-import { indexCacheDir, keyHex, loadProfile, loadState, profileDir, profileExists, profileKey, rememberSeq, removeProfile, saveProfile, tempDir, type Profile } from './profile.js';
+import {
+  Exit, formatBytes, onInterrupt, printable, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, storeWaitNotice,
+  type Io,
+} from './output.js';
+import {
+  indexCacheDir, keyHex, loadProfile, loadState, profileDir, profileExists, profileKey, rememberSeq, removeProfile, saveProfile, tempDir,
+  type Profile,
+} from './profile.js';
 import { cmdMigrate } from './migrate.js';
 import { cmdForget, cmdPrune, keepOptions, keepPolicy, MAINTENANCE_HELP, retainAfterBackup, type Kit } from './maintenance.js';
 import type { Realms } from './realms.js';
@@ -313,7 +319,7 @@ export async function openProfileBackup(io: Io, values: { profile?: string; json
   try {
     const repo = await Repository.open(storage, crypto, key, { pinnedMac: profile.configMac ?? null });
     if (repo.config.backupId !== profile.backupId) {
-      throw new CofferError('usage', 'the store holds another backup than this profile', { hint: 'check the storage location in profile.json' });
+      throw new UsageError('the store holds another backup than this profile', 'check the storage location in profile.json');
     }
     // A profile made before configs had MACs (or before a migration) pins the config it sees now.
     if (repo.config.mac && !profile.configMac) {
@@ -427,7 +433,7 @@ async function cmdPassword(io: Io, args: string[]): Promise<number> {
       const got = await recoverWithRealms(realms, current);
       const same = keyHex(got) === profile.key;
       got.wipe();
-      if (!same) throw new CofferError('usage', 'the realms hold another backup key than this profile', { hint: 'the account may belong to another backup; check the tokens' });
+      if (!same) throw new UsageError('the realms hold another backup key than this profile', 'the account may belong to another backup; check the tokens');
       await registerWithRealms(realms, next, key);
       say(io, json, `Password changed. Each realm allows ${realms.profile.guessesPerRealm} wrong guesses.\n`, { guessesPerRealm: realms.profile.guessesPerRealm });
       return Exit.ok;

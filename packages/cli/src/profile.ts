@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CofferError, fromHex, SecretKey, toHex } from '@coffer/core';
+import { CofferError, fromHex, SecretKey, toHex, UsageError } from '@coffer/core';
 import type { RealmsProfile } from './realms.js';
 
 export interface Profile {
@@ -68,7 +68,7 @@ async function ensureDir(dir: string): Promise<void> {
 
 export async function loadProfile(dir: string): Promise<Profile> {
   const p = await readJson<Profile>(join(dir, 'profile.json'));
-  if (!p) throw new CofferError('no-profile', `no Coffer profile in ${dir}`, { hint: 'run `coffer init --storage LOCATION` first, or pass --profile' });
+  if (!p) throw new UsageError(`no Coffer profile in ${dir}`, 'run `coffer init --storage LOCATION` first, or pass --profile', { code: 'no-profile' });
   if (p.version !== 1 || typeof p.storage !== 'string' || !/^[0-9a-f]{64}$/.test(p.key ?? '')) {
     throw new CofferError('bad-profile', `${join(dir, 'profile.json')} is not a valid profile`, { hint: 'restore it from a copy, or create a new profile with `coffer init`' });
   }

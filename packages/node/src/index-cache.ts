@@ -5,7 +5,8 @@
  */
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { idOf, indexName, type IndexCache } from '@coffer/core';
+import type { IndexCache } from '@coffer/core';
+import { idOf, indexName } from '@coffer/core/adapters';
 
 export class FolderIndexCache implements IndexCache {
   constructor(readonly dir: string) {}

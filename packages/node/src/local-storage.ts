@@ -8,7 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, link, mkdir, open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { checkObjectName, isShardFolder, ObjectExistsError, ObjectNotFoundError, shardedPath, StorageUnavailableError, unshardedName, type ByteRange, type ObjectWriter, type Storage } from '@coffer/core';
+import {
+  checkObjectName, ObjectExistsError, ObjectNotFoundError, StorageUnavailableError, type ByteRange, type ObjectWriter, type Storage,
+} from '@coffer/core';
+import { isShardFolder, shardedPath, unshardedName } from '@coffer/core/adapters';
 
 const code = (e: unknown) => (e as NodeJS.ErrnoException)?.code;
 

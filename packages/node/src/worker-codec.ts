@@ -4,7 +4,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { workerPoolCodec, type ChunkCodec, type DerivedKeys, type WorkerPort } from '@coffer/core';
+import { workerPoolCodec, type ChunkCodec, type DerivedKeys, type WorkerPort } from '@coffer/core/adapters';
 import { minorGcEvery } from './gc.js';
 
 function spawnWorker(): WorkerPort {

@@ -107,9 +107,15 @@ describe('coffer vault CLI', () => {
     assert.match(r.stderr, /unknown command "frobnicate"\nhint: /);
     const f = await runVault(['token', '--nope']);
     assert.equal(f.code, 2);
+    // --json: the error as `coffer --json` prints it, on stdout (one error model, one format).
     const j = await runVault(['token', '--data-dir', dir, '--json']);
     assert.equal(j.code, 2);
-    assert.deepEqual(Object.keys(JSON.parse(j.stderr)), ['error', 'message', 'hint']);
+    assert.equal(j.stderr, '');
+    const out = JSON.parse(j.stdout) as { ok: boolean; error: Record<string, unknown> };
+    assert.equal(out.ok, false);
+    assert.deepEqual(Object.keys(out.error), ['code', 'name', 'message', 'hint', 'exitCode']);
+    assert.deepEqual([out.error['code'], out.error['name'], out.error['exitCode']], ['usage', 'UsageError', 2]);
+    assert.match(String(out.error['message']), /--account ID is required/);
     assert.equal((await runVault(['init', '--data-dir', dir, '--hsm', 'cloud'])).code, 2);
   });
 

@@ -8,6 +8,7 @@
 // secrets (token key, ticket key, from which the Noise static key is derived) are unsealed once,
 // at start.
 
+import { CofferError } from '@coffer/core';
 import { jbcrypto, noise, type wire } from '@coffer/core/juicebox';
 import { protocol } from '@coffer/core/vault';
 import { afterWrongGuess, destroy, guessesRemaining, isDestroyed, isExhausted, resetGuesses, spendGuess, type AttemptPolicy, type Counted } from '../attempts.js';
@@ -41,9 +42,9 @@ export interface JuiceboxRecord extends Counted {
 }
 
 /** A request the realm refuses before any record is touched (HTTP 400). */
-export class JuiceboxRequestError extends Error {
+export class JuiceboxRequestError extends CofferError {
   constructor(message: string) {
-    super(message);
+    super('malformed-request', message, { hint: 'this request changed nothing; fix it and send a new one' });
     this.name = 'JuiceboxRequestError';
   }
 }
