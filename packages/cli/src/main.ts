@@ -637,6 +637,7 @@ const COMMANDS: Record<string, (io: Io, args: string[]) => Promise<number>> = {
 
 const defaultIo = (): Io => ({ stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env });
 
+/** Runs one `coffer` command line (`argv` without node and the script) and returns its exit code (README "Exit codes"). */
 export async function main(argv: string[], io: Io = defaultIo()): Promise<number> {
   const [command, ...rest] = argv;
   const json = rest.includes('--json');

@@ -2,6 +2,7 @@
 import { CofferError, ExitCode, UsageError, type Progress } from '@coffer/core';
 import type { RetryEvent } from '@coffer/node';
 
+/** The streams and environment a `coffer` command uses (process's own by default). */
 export interface Io {
   stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
   stderr: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };

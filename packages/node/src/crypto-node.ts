@@ -9,6 +9,7 @@ interface NodeAeadKey extends AeadKey {
 
 const asBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
+/** The CryptoProvider on node:crypto (OpenSSL): the same bytes as webCryptoProvider, faster. */
 export const nodeCryptoProvider: CryptoProvider = {
   name: 'node',
   randomBytes: (n) => new Uint8Array(randomBytes(n)),

@@ -44,6 +44,7 @@ export function globMatcher(glob: string): (path: string) => boolean {
   return glob.includes('/') ? (p) => rx.test(p) : (p) => rx.test(p.slice(p.lastIndexOf('/') + 1));
 }
 
+/** How a {@link FolderSource} reads a folder: SQLite databases to snapshot, and where to keep snapshots. */
 export interface FolderSourceOptions {
   /** Globs of SQLite databases to snapshot, beyond the files that start with the SQLite header. */
   sqlite?: string[];
@@ -389,6 +390,7 @@ async function removeStale(dir: string, prefix: string): Promise<void> {
   }
 }
 
+/** A restore was pointed at a folder that exists and is not empty (exit code 2). */
 export class TargetNotEmptyError extends UsageError {
   override name = 'TargetNotEmptyError';
   constructor(path: string) {

@@ -29,6 +29,7 @@ function writeFailure(label: string, name: string, e: unknown): StorageUnavailab
   return new StorageUnavailableError(`${label}: writing ${name} failed: ${known ? known[0] : (c ?? String(e))}`, { cause: e, ...(known ? { hint: known[1] } : {}) });
 }
 
+/** A Storage in a local folder (spec/format.md §7.1): atomic write-once puts (temporary file, fsync, link), sharded paths. */
 export class LocalStorage implements Storage {
   readonly label: string;
   private readonly made = new Set<string>();

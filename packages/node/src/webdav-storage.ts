@@ -60,6 +60,7 @@ interface Entry {
 const collectionTag = /<(?:[A-Za-z0-9_-]+:)?collection\b/;
 const xmlText = (s: string) => s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, '&');
 
+/** A Storage on a WebDAV folder (Nextcloud, ownCloud, Apache, nginx, rclone; spec/format.md §7.1), with retries. */
 export class WebDavStorage implements Storage {
   readonly label: string;
   private readonly writes = new WriteOnce();

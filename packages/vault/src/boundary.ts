@@ -123,6 +123,7 @@ export async function unsealRealmSecrets(hsm: Hsm, realmKeyLabel: string, sealed
   return s;
 }
 
+/** The HSM boundary of a realm (spec/threat-model.md): opens requests, runs the OPAQUE steps and attempt counting over sealed records. */
 export class Boundary {
   readonly realmIdText: string;
   readonly realmId: Uint8Array;

@@ -14,6 +14,7 @@ import type { RecordStore } from './store/types.js';
 // importing vaultCommand costs the `coffer` CLI nothing.
 const realmModule = () => import('./realm.js');
 
+/** The streams `coffer vault` writes to and reads from, and hooks for tests and embedding. */
 export interface VaultCommandIo {
   stdout: { write(s: string): unknown };
   stderr: { write(s: string): unknown };
@@ -100,6 +101,7 @@ function fail(io: VaultCommandIo, e: unknown, json: boolean): number {
   return err.exitCode;
 }
 
+/** Runs one `coffer vault` command line and returns its exit code (docs/operating.md "Exit codes"). */
 export async function vaultCommand(argv: string[], io: VaultCommandIo): Promise<number> {
   const [cmd, ...rest] = argv;
   const sub = cmd === 'hsm' && rest[0] !== undefined && !rest[0].startsWith('-') ? rest.shift() : undefined;

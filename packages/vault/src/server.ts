@@ -25,6 +25,7 @@ import { REQUEST_ID_TTL_MS, type RecordStore, type StoredRecord } from './store/
  */
 export const INSECURE_TEST_ONLY_PAUSE_ENV = 'COFFER_VAULT_INSECURE_TEST_ONLY_PAUSE_AFTER_COMMIT_IF_FILE_EXISTS';
 
+/** What {@link buildVaultServer} takes: the realm's boundary and record store, and the front end's settings. */
 export interface ServerOptions {
   boundary: Boundary;
   store: RecordStore;
@@ -68,11 +69,13 @@ export interface VaultProtocol {
   register(app: FastifyInstance, ctx: VaultRouteContext): void;
 }
 
+/** The default request rates of one node: per account and per client address (spec/vault-protocol.md §5). */
 export const DEFAULT_RATE_LIMITS: { perAccount: RateLimit; perAddress: RateLimit } = {
   perAccount: { perMinute: 60, burst: 20 },
   perAddress: { perMinute: 1200, burst: 200 },
 };
 
+/** A request body must arrive whole within this time (spec/vault-protocol.md §5). */
 export const BODY_TIMEOUT_MS = 15_000;
 
 /**
@@ -95,6 +98,7 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
   return (await buildVaultServer(o)).app;
 }
 
+/** Builds the vault's HTTP server (fastify) for one realm: POST /v1/vault, the other protocols given, /healthz, /readyz, /metrics. */
 export async function buildVaultServer(o: ServerOptions): Promise<VaultServer> {
   // A database serves one realm: refuse to start on another realm's records (§9.1).
   await o.store.bindRealm(o.boundary.realmIdText);

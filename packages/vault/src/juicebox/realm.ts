@@ -77,6 +77,7 @@ function erase(r: JuiceboxRecord): JuiceboxRecord {
 
 const sameBytes = (a: Uint8Array, b: Uint8Array) => protocol.timingSafeEqual(a, b);
 
+/** What {@link JuiceboxRealm.start} takes: the realm file, its HSM and the attempt policy. */
 export interface JuiceboxRealmOptions {
   file: RealmFile;
   hsm: Hsm;
@@ -85,6 +86,7 @@ export interface JuiceboxRealmOptions {
   now?: () => number;
 }
 
+/** A Juicebox realm (spec/juicebox.md) on this vault's HSM boundary and record store. */
 export class JuiceboxRealm {
   readonly realmId: Uint8Array;
   readonly realmIdHex: string;
