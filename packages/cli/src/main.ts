@@ -20,6 +20,7 @@ import {
   type Profile,
 } from './profile.js';
 import { cmdMigrate } from './migrate.js';
+import { readSecretFile, tokenOption } from './secrets.js';
 import { cmdForget, cmdPrune, keepOptions, keepPolicy, MAINTENANCE_HELP, retainAfterBackup, type Kit } from './maintenance.js';
 import type { Realms } from './realms.js';
 
@@ -197,7 +198,9 @@ const vaultOptions = {
   tokens: { type: 'string' },
   'realm-key': { type: 'string' },
   token: { type: 'string' },
+  'token-file': { type: 'string' },
   'password-stdin': { type: 'boolean' },
+  'password-file': { type: 'string' },
 } as const;
 
 async function cmdInit(io: Io, args: string[]): Promise<number> {
@@ -209,10 +212,12 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
   );
   const json = !!values.json;
   const home = profileDir(values.profile, io.env);
-  if (!values.storage) throw new UsageError('--storage is required', 'pass the store: a folder, file://, s3://bucket/prefix or webdav(s)://host/path');
+  values.storage ??= io.env['COFFER_STORAGE'] || undefined;
+  values.token = await tokenOption(io, values);
+  if (!values.storage) throw new UsageError('--storage (or $COFFER_STORAGE) is required', 'pass the store: a folder, file://, s3://bucket/prefix or webdav(s)://host/path');
   // A plain path is kept absolute, so the profile works from any folder.
   if (!/^[a-z][a-z0-9+.-]*:/i.test(values.storage)) values.storage = resolve(values.storage);
-  const password = values.vault !== undefined || values.realms !== undefined || values['password-stdin'] !== undefined;
+  const password = values.vault !== undefined || values.realms !== undefined || values['password-stdin'] !== undefined || values['password-file'] !== undefined;
   if ([values['recovery-key'], values['recovery-key-stdin'], password].filter(Boolean).length > 1) {
     throw new UsageError('choose one of --recovery-key, --recovery-key-stdin and --vault or --realms (password)');
   }
@@ -249,10 +254,10 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
 
   const storage = await openStorage(values.storage, { create: true, ...storeOptions(io, values) });
   const existing = await storage.stat('config');
-  if (realms && existing) return connect(await recoverWithRealms(realms, await readPassword(io, values['password-stdin'], false)), 'password, realms');
+  if (realms && existing) return connect(await recoverWithRealms(realms, await readPassword(io, values, false)), 'password, realms');
   if (conn && existing) {
     // This account's key is in the vault already: recover it and connect this device.
-    return connect(await recoverKey(conn, await readPassword(io, values['password-stdin'], false)), 'password');
+    return connect(await recoverKey(conn, await readPassword(io, values, false)), 'password');
   }
   if (existing) throw new UsageError(`${storageLabel} already holds a backup`, 'to connect this device to it, pass --recovery-key-stdin (or --vault with its password)');
   const key = generateBackupKey(crypto);
@@ -260,7 +265,7 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
     let vaultInfo: { maxAttempts: number } | undefined;
     if (realms) {
       // Registered first: if the realms refuse, nothing was written to the store.
-      await registerWithRealms(realms, await readPassword(io, values['password-stdin'], true), key);
+      await registerWithRealms(realms, await readPassword(io, values, true), key);
       const repo = await Repository.init(storage, crypto, key);
       await saveProfile(home, profile(key, repo));
       const p = realms.profile;
@@ -278,7 +283,7 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
     }
     if (conn) {
       // Registered first: if the vault refuses, nothing was written to the store.
-      const pw = await readPassword(io, values['password-stdin'], true);
+      const pw = await readPassword(io, values, true);
       vaultInfo = await registerBackupKey({ ...conn, password: pw, backupKey: key.expose(), ...(maxAttempts === undefined ? {} : { maxAttempts }) });
     }
     const repo = await Repository.init(storage, crypto, key);
@@ -339,7 +344,7 @@ const SHOWN = 10;
 export const listPaths = (paths: string[]) => paths.slice(0, SHOWN).map((p) => `  ${p}\n`).join('') + (paths.length > SHOWN ? `  ... and ${paths.length - SHOWN} more (--json lists them all)\n` : '');
 
 async function cmdBackup(io: Io, args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { yes: { type: 'boolean' }, token: { type: 'string' }, sqlite: { type: 'string', multiple: true }, ...keepOptions }, 1);
+  const { values, positionals } = parse(args, { yes: { type: 'boolean' }, token: { type: 'string' }, 'token-file': { type: 'string' }, sqlite: { type: 'string', multiple: true }, ...keepOptions }, 1);
   const json = !!values.json;
   const dir = positionals[0];
   if (dir === 'disable') return disableBackups(io, values);
@@ -387,7 +392,7 @@ async function cmdBackup(io: Io, args: string[]): Promise<number> {
 }
 
 /** `coffer backup disable`: the vault forgets the key (if it held it), then this device does. */
-async function disableBackups(io: Io, values: { yes?: boolean; token?: string; profile?: string; json?: boolean }): Promise<number> {
+async function disableBackups(io: Io, values: { yes?: boolean; token?: string; 'token-file'?: string; profile?: string; json?: boolean }): Promise<number> {
   const { deleteBackupKey, vaultConnection, deleteFromRealms, openRealms } = await passwords();
   const json = !!values.json;
   const home = profileDir(values.profile, io.env);
@@ -396,7 +401,7 @@ async function disableBackups(io: Io, values: { yes?: boolean; token?: string; p
     throw new UsageError('this deletes the backup key from this device' + (profile.vault ? ' and from the vault' : profile.realms ? ' and from the realms' : ''), 'add --yes to turn backups off; keep the recovery key or another device if you want to restore them later');
   }
   let deleted = false;
-  if (profile.vault) deleted = (await deleteBackupKey(vaultConnection(io, { token: values.token }, profile.vault))).deleted;
+  if (profile.vault) deleted = (await deleteBackupKey(vaultConnection(io, { token: await tokenOption(io, values) }, profile.vault))).deleted;
   if (profile.realms) {
     await deleteFromRealms(await openRealms(io, { saved: profile.realms }));
     deleted = true;
@@ -410,7 +415,7 @@ async function disableBackups(io: Io, values: { yes?: boolean; token?: string; p
 
 async function cmdPassword(io: Io, args: string[]): Promise<number> {
   const { readPassword, openRealms, recoverWithRealms, registerWithRealms, vaultConnection, changePassword } = await passwords();
-  const { values, positionals } = parse(args, { 'password-stdin': { type: 'boolean' }, token: { type: 'string' } }, 1);
+  const { values, positionals } = parse(args, { 'password-stdin': { type: 'boolean' }, 'password-file': { type: 'string' }, token: { type: 'string' }, 'token-file': { type: 'string' } }, 1);
   if (positionals[0] !== 'change') throw new UsageError('the only password command is `coffer password change`');
   const json = !!values.json;
   const home = profileDir(values.profile, io.env);
@@ -418,12 +423,14 @@ async function cmdPassword(io: Io, args: string[]): Promise<number> {
   if (!profile.vault && !profile.realms) throw new UsageError('this profile is protected by a recovery key, not a password', 'passwords exist for backups turned on with --vault or --realms');
   let current: string;
   let next: string;
-  if (values['password-stdin']) {
+  if (values['password-file'] !== undefined) {
+    [current = '', next = ''] = await readSecretFile(values['password-file'], '--password-file', 2);
+  } else if (values['password-stdin']) {
     [current = '', next = ''] = await readStdinLines(io, 2);
     if (!current || !next) throw new UsageError('give the current and the new password as the first two lines of standard input');
   } else {
     current = await promptSecret(io, 'Current password: ');
-    next = await readPassword(io, false, true);
+    next = await readPassword(io, {}, true);
   }
   const key = profileKey(profile);
   try {
@@ -438,7 +445,7 @@ async function cmdPassword(io: Io, args: string[]): Promise<number> {
       say(io, json, `Password changed. Each realm allows ${realms.profile.guessesPerRealm} wrong guesses.\n`, { guessesPerRealm: realms.profile.guessesPerRealm });
       return Exit.ok;
     }
-    const conn = vaultConnection(io, { token: values.token }, profile.vault!);
+    const conn = vaultConnection(io, { token: await tokenOption(io, values) }, profile.vault!);
     const r = await changePassword({ ...conn, password: current, newPassword: next, backupKey: key.expose() });
     say(io, json, `Password changed. The vault allows ${r.maxAttempts} wrong guesses.\n`, { maxAttempts: r.maxAttempts, guessesRemaining: r.guessesRemaining });
     return Exit.ok;
@@ -474,7 +481,9 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
   const home = profileDir(values.profile, io.env);
   let storage: Storage;
   let key: SecretKey;
-  const password = values.vault !== undefined || values.realms !== undefined || values['password-stdin'] !== undefined;
+  values.storage ??= io.env['COFFER_STORAGE'] || undefined;
+  values.token = await tokenOption(io, values);
+  const password = values.vault !== undefined || values.realms !== undefined || values['password-stdin'] !== undefined || values['password-file'] !== undefined;
   if (password && values['recovery-key-stdin']) throw new UsageError('--recovery-key-stdin and --vault or --realms (password) do not go together');
   if (values.vault !== undefined && values.realms !== undefined) throw new UsageError('choose --vault (one realm, OPAQUE) or --realms (several, Juicebox), not both');
   let pinnedMac: string | null = null;
@@ -484,8 +493,8 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
     storage = await openStorage(values.storage, storeOptions(io, values));
     // Check that the store holds a backup before a password guess is spent on it.
     await Repository.readConfig(storage);
-    if (values.realms !== undefined) key = await recoverWithRealms(await openRealms(io, { realms: values.realms, tokens: values.tokens }), await readPassword(io, values['password-stdin'], false));
-    else key = password ? await recoverKey(vaultConnection(io, values), await readPassword(io, values['password-stdin'], false)) : await readKey(io, values['recovery-key-stdin']);
+    if (values.realms !== undefined) key = await recoverWithRealms(await openRealms(io, { realms: values.realms, tokens: values.tokens }), await readPassword(io, values, false));
+    else key = password ? await recoverKey(vaultConnection(io, values), await readPassword(io, values, false)) : await readKey(io, values['recovery-key-stdin']);
   } else {
     if (values['recovery-key-stdin'] || password) throw new UsageError('--recovery-key-stdin and --vault need --storage (and so does --realms)', 'give the store to restore from');
     const profile = await loadProfile(home);

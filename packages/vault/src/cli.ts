@@ -96,7 +96,7 @@ function defaultDataDir(): string {
 function fail(io: VaultCommandIo, e: unknown, json: boolean): number {
   const err = e instanceof CofferError ? e : new CofferError('error', e instanceof Error ? e.message : String(e), { cause: e });
   const hint = err.hint ?? (err instanceof UsageError ? 'run `coffer vault --help`' : undefined);
-  if (json) io.stdout.write(JSON.stringify({ ok: false, error: { ...err.toJSON(), ...(hint ? { hint } : {}) } }) + '\n');
+  if (json) io.stdout.write(JSON.stringify({ ok: false, error: { code: err.code, name: err.name, message: err.message, ...(hint ? { hint } : {}), exitCode: err.exitCode } }) + '\n');
   else io.stderr.write(`coffer vault: ${err.message}\n${hint ? `hint: ${hint}\n` : ''}`);
   return err.exitCode;
 }
