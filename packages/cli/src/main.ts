@@ -51,25 +51,29 @@ Commands:
   prune [--dry-run] [--max-unused 10%]       delete (and repack) the data no kept backup needs
 
 Password instead of a recovery key (the key is kept by a Backup Key Vault, see \`coffer vault --help\`):
-  init --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
-  restore DIR --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
-  init --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin]
-  restore DIR --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin]
+  init --storage LOCATION --vault URL --realm-key KEY --token-file FILE [--password-stdin | --password-file FILE]
+  restore DIR --storage LOCATION --vault URL --realm-key KEY --token-file FILE [--password-stdin | --password-file FILE]
+  init --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin | --password-file FILE]
+  restore DIR --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin | --password-file FILE]
                                              the same over several independent realms (Juicebox protocol)
-  password change [--password-stdin]        current and new password (two lines on stdin)
+  password change [--password-stdin | --password-file FILE]
+                                             current and new password (two lines on stdin or in FILE)
   backup disable --yes                       delete the key from the vault and this profile
   vault init | serve | token | migrate | hsm | rotate-channel-key | realm-update
                                              run a vault (operators; see \`coffer vault --help\`)
 
 Options for every command:
-  --profile DIR   profile folder (default: $COFFER_HOME or ~/.coffer)
+  --profile DIR   profile folder (default: $COFFER_HOME, else ~/.coffer if it exists, else
+                  $XDG_CONFIG_HOME/coffer, by default ~/.config/coffer)
   --json          machine-readable output on stdout; progress as JSON lines on stderr
   --quiet         no progress output
   --retry-for T   keep trying a store that does not answer for T (default 60s; 0 = fail at once)
   --help          help for a command
 
 LOCATION is a folder path, a file:// URL, s3://bucket/prefix or webdav(s)://host/path
-(credentials from AWS_* or COFFER_WEBDAV_USER / COFFER_WEBDAV_PASSWORD; see the README).
+(credentials from AWS_* or COFFER_WEBDAV_USER / COFFER_WEBDAV_PASSWORD; see the README);
+$COFFER_STORAGE stands for --storage. The vault token: --token-file FILE, $COFFER_TOKEN or --token
+TOKEN (argv is visible to other users in ps). Files of secrets must be private (chmod 600).
 Exit codes: 0 ok, 1 failure, 2 bad usage, 3 wrong key or password, 4 damaged backup,
 5 storage unreachable, 6 key destroyed by the vault, 7 vault unreachable or refused,
 8 backup completed with files skipped or changing while read, 9 local disk full, read-only or not writable.
@@ -90,9 +94,10 @@ With --dry-run, it says what it would do and changes nothing. Exit code 4 when o
 already damaged could not be migrated (they are listed, and stay in the store as they were).
 `,
   init: `Usage: coffer init --storage LOCATION [--recovery-key | --recovery-key-stdin] [--profile DIR] [--json]
-       coffer init --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
+       coffer init --storage LOCATION --vault URL --realm-key KEY (--token-file FILE | --token TOKEN)
+                   [--password-stdin | --password-file FILE] [--max-attempts N]
+       coffer init --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin | --password-file FILE]
                    [--max-attempts N]
-       coffer init --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin] [--max-attempts N]
 
 Creates a profile holding a new random backup key and an empty backup at LOCATION, and prints the
 64-digit recovery key once. With --recovery-key-stdin, connects this device to the existing backup
@@ -102,7 +107,8 @@ With --vault, the key is protected by a password instead: it is registered with 
 Vault, which never sees the password (OPAQUE) and destroys the key after --max-attempts wrong
 guesses (default 10). If LOCATION already holds a backup, the password recovers its key from the
 vault and connects this device to it. The password is asked twice on a terminal, or read from the
-first line of standard input with --password-stdin.
+first line of standard input with --password-stdin, or of a private file with --password-file.
+The token may also come from $COFFER_TOKEN, and LOCATION from $COFFER_STORAGE.
 
 With --realms FILE, the key is spread over several independent realms instead (the Juicebox
 protocol; FILE has the Juicebox SDK's Configuration shape, tokens come from --tokens FILE or a
@@ -112,10 +118,11 @@ allows --max-attempts guesses and whoever rolls back or seizes n-1 realms gains 
 t-of-n each realm's limit is lowered to max-attempts / (n - t + 1), so that t-1 compromised realms
 still get at most --max-attempts tests. \`coffer status\` prints that bound.
 `,
-  password: `Usage: coffer password change [--password-stdin] [--token TOKEN] [--profile DIR] [--json]
+  password: `Usage: coffer password change [--password-stdin | --password-file FILE] [--token-file FILE | --token TOKEN]
+                              [--profile DIR] [--json]
 
-Changes the vault password. With --password-stdin, the current and the new password are the first
-two lines of standard input. A wrong current password costs one guess.
+Changes the vault password. With --password-stdin (or --password-file FILE, a private file), the
+current and the new password are the first two lines. A wrong current password costs one guess.
 `,
   vault: 'Run `coffer vault --help`.\n',
   backup: `Usage: coffer backup DIR [--sqlite GLOB]... [--keep-last N] [--keep-daily D] [--keep-weekly W]
@@ -136,10 +143,12 @@ them), the backups the policy does not keep are forgotten and their data pruned 
 `,
   restore: `Usage: coffer restore DIR [--storage LOCATION (--recovery-key-stdin | prompt)] [--backup N]
                      [--overwrite] [--allow-rollback] [--keep-special-modes] [--profile DIR] [--json] [--quiet]
-       coffer restore DIR --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
-       coffer restore DIR --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin]
+       coffer restore DIR --storage LOCATION --vault URL --realm-key KEY (--token-file FILE | --token TOKEN)
+                     [--password-stdin | --password-file FILE]
+       coffer restore DIR --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin | --password-file FILE]
 
-Restores the newest backup (or backup number N) into DIR. Without --storage, uses the profile.
+Restores the newest backup (or backup number N) into DIR. Without --storage (or $COFFER_STORAGE),
+uses the profile.
 With --vault, the backup key is recovered from the vault with the password; each wrong password
 costs one of a limited number of guesses, after which the vault destroys the key for good.
 DIR must be new or empty unless --overwrite is given. Nothing appears in DIR until every file has
