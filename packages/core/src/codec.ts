@@ -206,7 +206,9 @@ export function workerPoolCodec(spawn: () => WorkerPort, init: CodecWorkerInit, 
   const pending = new Map<number, { resolve(r: CodecReply): void; reject(e: unknown): void }>();
   let next = 0;
   let failed: unknown = null;
-  const slots = Array.from({ length: Math.max(1, options.threads) }, () => {
+  // Workers start at the first request: a backup with nothing new to seal never pays for them.
+  let started: { port: WorkerPort; busy: number }[] | null = null;
+  const startWorkers = () => (started ??= Array.from({ length: Math.max(1, options.threads) }, () => {
     const port = spawn();
     const slot = { port, busy: 0 };
     port.post(init, []);
@@ -227,11 +229,11 @@ export function workerPoolCodec(spawn: () => WorkerPort, init: CodecWorkerInit, 
       pending.clear();
     });
     return slot;
-  });
+  }));
   type Request = { op: 'seal'; data: Uint8Array; lengths: Uint32Array; out: Uint8Array } | { op: 'open'; data: Uint8Array; lengths: Uint32Array; plainLengths: Uint32Array; ids: string; checkId: boolean; out: Uint8Array };
   function call(request: Request): Promise<CodecReply> {
     if (failed) return Promise.reject(failed);
-    const slot = slots.reduce((a, b) => (b.busy < a.busy ? b : a));
+    const slot = startWorkers().reduce((a, b) => (b.busy < a.busy ? b : a));
     const n = next++;
     return new Promise((resolve, reject) => {
       pending.set(n, { resolve, reject });
@@ -290,7 +292,7 @@ export function workerPoolCodec(spawn: () => WorkerPort, init: CodecWorkerInit, 
       if (buffer.buffer instanceof ArrayBuffer) pool.give(buffer.buffer);
     },
     async close() {
-      await Promise.all(slots.map((s) => s.port.terminate()));
+      await Promise.all((started ?? []).map((s) => s.port.terminate()));
       for (const p of pending.values()) p.reject(new Error('the codec workers were closed'));
       pending.clear();
     },
