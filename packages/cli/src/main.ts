@@ -223,7 +223,7 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
   const home = profileDir(values.profile, io.env);
   values.storage ??= io.env['COFFER_STORAGE'] || undefined;
   values.token = await tokenOption(io, values);
-  if (!values.storage) throw new UsageError('--storage (or $COFFER_STORAGE) is required', 'pass the store: a folder, file://, s3://bucket/prefix or webdav(s)://host/path');
+  if (!values.storage) throw new UsageError('--storage is required (or $COFFER_STORAGE)', 'pass the store: a folder, file://, s3://bucket/prefix or webdav(s)://host/path');
   // A plain path is kept absolute, so the profile works from any folder.
   if (!/^[a-z][a-z0-9+.-]*:/i.test(values.storage)) values.storage = resolve(values.storage);
   const password = values.vault !== undefined || values.realms !== undefined || values['password-stdin'] !== undefined || values['password-file'] !== undefined;

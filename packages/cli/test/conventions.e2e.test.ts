@@ -67,7 +67,7 @@ test('COFFER_STORAGE stands for --storage (init and restore)', async (t) => {
   const out = join(b.dir, 'restored');
   exits(await coffer(b, ['restore', out, '--recovery-key-stdin', '--quiet'], { home: join(b.dir, 'other-home'), input: init.recoveryKey + '\n', env: { COFFER_STORAGE: b.store } }), 0);
   assert.deepEqual(await tree(out), await tree(b.src));
-  assert.match(exits(await coffer(b, ['init'], { home: join(b.dir, 'third') }), 2).stderr, /--storage \(or \$COFFER_STORAGE\) is required/);
+  assert.match(exits(await coffer(b, ['init'], { home: join(b.dir, 'third') }), 2).stderr, /--storage is required \(or \$COFFER_STORAGE\)/);
 });
 
 test('the profile lives under XDG ($XDG_CONFIG_HOME/coffer, default ~/.config/coffer); ~/.coffer is still read; COFFER_HOME and --profile win', async (t) => {
