@@ -9,7 +9,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, watch } from 'node:fs';
 import { cp, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { formatRecoveryKey, generateBackupKey, readJournal, Repository, SecretKey } from '@coffer/core';
+import { formatRecoveryKey, generateBackupKey, Repository, SecretKey } from '@coffer/core';
+import { readJournal } from '@coffer/core/testing';
 import { LocalStorage, nodeCryptoProvider } from '@coffer/node';
 import { BIN, box, coffer, exits, jsonOut, MiB, progressLines, readProfile, show, tree, type Box, type Entry, writeRandomFile } from './helpers.js';
 

@@ -31,6 +31,7 @@ export interface OpenedBatch {
   buffer: Uint8Array;
 }
 
+/** Names, seals and opens chunks for the engine: inline on this thread by default, or on workers (`workerCodec` in @coffer/node, `workerPoolCodec` in @coffer/core/adapters). */
 export interface ChunkCodec {
   /** Names and seals a batch of chunks. It may take ownership of them (their buffers may move to a worker). */
   seal(chunks: Uint8Array[]): Promise<SealedBatch>;
@@ -112,7 +113,8 @@ export type CodecRequest =
   | { op: 'seal'; n: number; data: Uint8Array; lengths: Uint32Array; out: Uint8Array }
   | { op: 'open'; n: number; data: Uint8Array; lengths: Uint32Array; plainLengths: Uint32Array; ids: string; checkId: boolean; out: Uint8Array };
 
-interface CodecReply {
+/** What a codec worker answers to a {@link CodecRequest}. */
+export interface CodecReply {
   n: number;
   ids?: string;
   lengths?: Uint32Array;

@@ -37,6 +37,7 @@ export interface BackupSource {
   read(entry: TreeEntry, chunkSize: number, alloc?: (size: number) => Uint8Array): AsyncIterable<Uint8Array>;
 }
 
+/** One file being restored: chunks are written at their offsets, in any order, then the file is closed. */
 export interface FileSink {
   write(offset: number, data: Uint8Array): Promise<void>;
   close(): Promise<void>;
@@ -60,6 +61,7 @@ export interface RestoreTarget {
   abort(): Promise<void>;
 }
 
+/** How far a backup, restore, verify or prune has come: reported through `onProgress`. */
 export interface Progress {
   /** `mark`, `repack` and `sweep`: a prune (maintenance.ts); files there count manifests, then packs. */
   phase: 'scan' | 'backup' | 'restore' | 'verify' | 'manifest' | 'mark' | 'repack' | 'sweep' | 'done';
@@ -144,6 +146,7 @@ function sameFile(a: TreeEntry, b: TreeEntry | undefined): boolean {
  * Backup
  * --------------------------------------------------------------------------------------------- */
 
+/** What {@link backup} takes: all optional. */
 export interface BackupOptions {
   codec?: ChunkCodec;
   /** Newest seq this device has seen (rollback check); `null` for none. */
@@ -163,6 +166,7 @@ export interface BackupOptions {
   now?: () => Date;
 }
 
+/** What {@link backup} did: the new backup's seq and name, what it read, uploaded and left out. */
 export interface BackupResult {
   seq: number;
   /** The manifest's name. */
@@ -737,6 +741,7 @@ export function restoreOrder(files: TreeEntry[]): TreeEntry[] {
     .map((x) => x.e);
 }
 
+/** What {@link restore} takes: all optional. `onFile` hears of each file as soon as it is verified; `priority` orders the files (spec/format.md §6.3: databases first by default). */
 export interface RestoreOptions {
   codec?: ChunkCodec;
   /** Which backup: a seq (the newest of that number) or a manifest; the newest that opens by default. */
@@ -757,6 +762,7 @@ export interface RestoreOptions {
   indexCache?: IndexCache;
 }
 
+/** What {@link restore} did: which backup, how much, and what it warned about. */
 export interface RestoreResult {
   seq: number;
   name: string;
@@ -913,6 +919,22 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
   }
 }
 
+/** What {@link verify} takes: all optional. */
+export interface VerifyOptions {
+  /** The chunk codec (default: the repository's crypto on this thread). */
+  codec?: ChunkCodec;
+  /** Which backups to check, by seq (default: every one). */
+  seqs?: number[];
+  /** Newest seq this device has seen (rollback check); `null` for none. */
+  lastSeenSeq?: number | null;
+  onProgress?: (p: Progress) => void;
+  /** Blobs checked at once. */
+  concurrency?: number;
+  /** Copies of the index objects, kept between runs (§3.3). */
+  indexCache?: IndexCache;
+}
+
+/** What {@link verify} found: the backups and objects checked, and each damaged object. */
 export interface VerifyResult {
   manifests: number[];
   objectsChecked: number;
@@ -923,7 +945,7 @@ export interface VerifyResult {
 /** Reads back every blob that the chosen manifests (all by default) name and checks it (§4.4). */
 export async function verify(
   repo: Repository,
-  options: { codec?: ChunkCodec; seqs?: number[]; lastSeenSeq?: number | null; onProgress?: (p: Progress) => void; concurrency?: number; indexCache?: IndexCache } = {},
+  options: VerifyOptions = {},
 ): Promise<VerifyResult> {
   const codec = options.codec ?? inlineCodec(repo.crypto, repo.keys, repo.config.segmentSize);
   const ownCodec = options.codec === undefined;

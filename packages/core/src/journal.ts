@@ -24,6 +24,7 @@ export interface LockRecord {
   refreshed: string;
 }
 
+/** A journal record of forget or prune (spec/format.md §9): what it is about to delete. */
 export type JournalRecord =
   | { kind: 'forget'; time: string; manifests: string[] }
   /** `unindexed`: packs no index listed at the mark (§9.2), deleted only if no index lists them by the sweep. */
@@ -152,6 +153,7 @@ export async function takeLock(repo: Repository, kind: LockRecord['kind'], who: 
   };
 }
 
+/** A lock found in the store (spec/format.md §9.3): who holds it, since when, and whether it is stale. */
 export interface LockInfo extends LockRecord {
   name: string;
   stale: boolean;

@@ -25,12 +25,14 @@ export interface RetentionPolicy {
   keepMonthly?: number;
 }
 
+/** One backup as forget reports it: manifest name, seq and time. */
 export interface BackupSummary {
   name: string;
   seq: number;
   createdAt: string;
 }
 
+/** Why a retention policy keeps a backup (spec/format.md §9.1). */
 export type KeepReason = 'newest' | 'last' | 'daily' | 'weekly' | 'monthly';
 
 export function checkPolicy(policy: RetentionPolicy): void {
@@ -81,11 +83,13 @@ export function applyRetention(backups: BackupSummary[], policy: RetentionPolicy
   return keep;
 }
 
+/** What {@link forget} takes: `dryRun` says what would go and changes nothing. */
 export interface ForgetOptions {
   dryRun?: boolean;
   now?: () => Date;
 }
 
+/** What {@link forget} kept and removed (or would, in a dry run). */
 export interface ForgetResult {
   dryRun: boolean;
   kept: (BackupSummary & { reasons: KeepReason[] })[];
@@ -152,6 +156,7 @@ export async function forget(repo: Repository, policy: RetentionPolicy, options:
 /** §9.2: the default share of a pack's length that may be unreferenced before it is repacked. */
 export const DEFAULT_MAX_UNUSED = 0.1;
 
+/** What {@link prune} takes: all optional. */
 export interface PruneOptions {
   dryRun?: boolean;
   /** A pack whose unowned blobs take more than this share of its length is repacked (0 to 1). */
@@ -166,6 +171,7 @@ export interface PruneOptions {
   onProgress?: (p: Progress) => void;
 }
 
+/** What {@link prune} deleted, repacked and freed (or would, in a dry run). */
 export interface PruneResult {
   dryRun: boolean;
   /** The packs the index lists, by what the mark made of them (§9.2). */

@@ -14,6 +14,7 @@ import { MAX_MANIFEST_BYTES, type Manifest } from './manifest.js';
 import { expectedBindingTag, HEADER_BYTES, ObjectType, openObject, sealedSize, TAG_BYTES } from './object.js';
 import { DEFAULT_PACK_SIZE, readBounded, Repository, storageCall, type IndexCache, type RepoConfig } from './repo.js';
 
+/** How far a {@link migrate} has come, by phase. */
 export interface MigrateProgress {
   phase: 'pack' | 'manifests' | 'switch' | 'cleanup' | 'done';
   /** Data objects copied into packs (phase `pack`), manifests (`manifests`), objects deleted (`cleanup`). */
@@ -24,6 +25,7 @@ export interface MigrateProgress {
   bytesTotal: number;
 }
 
+/** What {@link migrate} takes: all optional. */
 export interface MigrateOptions {
   /** Report what a run would do; write nothing (no lock either). */
   dryRun?: boolean;
@@ -47,12 +49,14 @@ export interface MigrateOptions {
   packSize?: number;
 }
 
+/** An object a migration could not move because it was already damaged. */
 export interface MigrateDamage {
   object: string;
   reason: string;
   message: string;
 }
 
+/** What {@link migrate} did (or would do, in a dry run). */
 export interface MigrateResult {
   dryRun: boolean;
   /** The store was version 2 already, with nothing of version 1 left in it. */

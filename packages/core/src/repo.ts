@@ -6,7 +6,7 @@ import { concat, equalBytes, fromHex, fromUtf8, toHex, utf8 } from './bytes.js';
 import type { CryptoProvider } from './crypto.js';
 import {
   ConflictError, CofferError, DamagedBackupError, ObjectExistsError, ObjectNotFoundError, StorageUnavailableError, UnsupportedFormatError,
-  WrongKeyError, type DamageReason,
+  UsageError, WrongKeyError, type DamageReason,
 } from './errors.js';
 import { deriveKeys, keyCheckValue, type DerivedKeys, type SecretKey } from './keys.js';
 import { CONFIG, CONFIG_V2, dataObjectName, idOf, indexName, manifestName, packName, parseManifestName, type ManifestRef } from './layout.js';
@@ -15,7 +15,9 @@ import { DEFAULT_SEGMENT_SIZE, expectedBindingTag, HEADER_BYTES, ObjectType, ope
 import { decodeIndex, encodeIndex, type BlobLocation, type PackEntry } from './pack.js';
 import type { Storage } from './storage.js';
 
+/** The chunk size of new repositories: 1 MiB (spec/format.md §3.1). */
 export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
+/** The pack size new repositories aim for: 16 MiB (spec/format.md §3.2). */
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
 /** The newest repository version this code writes and reads. */
 export const REPO_VERSION = 2;
@@ -23,6 +25,7 @@ export const REPO_VERSION = 2;
 const MAX_CONFIG_BYTES = 64 * 1024;
 const CONFIG_MAC_LABEL = utf8('coffer v2 config');
 
+/** A repository's config object, as stored in `config` (spec/format.md §2). */
 export interface RepoConfig {
   format: 'coffer-backup';
   version: 1 | 2;
@@ -115,6 +118,7 @@ export class BlobIndex {
   }
 }
 
+/** A backup repository in a Storage, opened with its key: {@link Repository.init} makes one in an empty store, {@link Repository.open} opens an existing one (checking the key). Pass it to backup, restore, verify, forget, prune and migrate. */
 export class Repository {
   readonly backupId: Uint8Array;
   private constructor(
@@ -183,7 +187,7 @@ export class Repository {
       if (e instanceof DamagedBackupError && e.reason === 'missing') {
         // §10.2: a migration killed between deleting `config` and writing it again.
         if (name === CONFIG && (await storageCall(storage, 'reading the config', () => storage.stat(CONFIG_V2)))) return Repository.readConfig(storage, CONFIG_V2);
-        throw new CofferError('no-backup', `${storage.label} holds no Coffer backup`, { cause: e, hint: 'check the storage location, or run `coffer init` to start backing up there' });
+        throw new UsageError(`${storage.label} holds no Coffer backup`, 'check the storage location, or run `coffer init` to start backing up there', { code: 'no-backup', cause: e });
       }
       if (e instanceof DamagedBackupError) throw new DamagedBackupError('config', name, { cause: e });
       throw e;

@@ -4,11 +4,13 @@
  */
 import { ObjectExistsError, ObjectNotFoundError } from './errors.js';
 
+/** A byte range of a stored object: `length` bytes from `offset`. */
 export interface ByteRange {
   offset: number;
   length: number;
 }
 
+/** Where backups live (spec/format.md §7): a flat namespace of write-once objects. Implementations: MemoryStorage here; local folder, S3 and WebDAV in @coffer/node. Each must pass `storageConformance` (@coffer/core/testing). */
 export interface Storage {
   /** A printable description with any secret stripped (for messages and logs). */
   readonly label: string;

@@ -8,9 +8,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
-  applyRetention, backup, ConflictError, DamagedBackupError, forget, isoWeek, listLocks, MemoryStorage, packLength, prune, readJournal, Repository, restore,
-  SecretKey, verify, type ByteRange, type LockInfo, type ObjectWriter, type RetentionPolicy, type Storage,
+  backup, ConflictError, DamagedBackupError, forget, MemoryStorage, prune, Repository, restore, SecretKey, verify, type ByteRange,
+  type LockInfo, type ObjectWriter, type RetentionPolicy, type Storage,
 } from '@coffer/core';
+import { listLocks } from '#src/journal.js';
+import { applyRetention, isoWeek } from '#src/maintenance.js';
+import { packLength } from '#src/pack.js';
+import { readJournal } from '@coffer/core/testing';
 import { MemorySource, MemoryTarget, providers, sameTree, type MemFile } from './helpers.js';
 
 const crypto = providers[0]!;

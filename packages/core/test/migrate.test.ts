@@ -10,9 +10,14 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import {
-  backup, ConflictError, DamagedBackupError, generateBackupKey, manifestName, MemoryStorage, migrate, PackBuilder, PACKS_PER_INDEX, migratedWriter, parseManifestName, parseRecoveryKey,
-  Repository, restore, SecretKey, verify, type CryptoProvider, type MigrateOptions, type Storage,
+  backup, ConflictError, DamagedBackupError, generateBackupKey, MemoryStorage, migrate, parseRecoveryKey, Repository, restore, SecretKey,
+  verify, type CryptoProvider, type MigrateOptions, type Storage,
 } from '@coffer/core';
+import { PACKS_PER_INDEX } from '#src/engine.js';
+import { parseManifestName } from '#src/layout.js';
+import { migratedWriter } from '#src/migrate.js';
+import { PackBuilder } from '#src/pack.js';
+import { manifestName } from '@coffer/core/testing';
 import { FolderTarget, LocalStorage, nodeCryptoProvider } from '@coffer/node';
 import { MemorySource, MemoryTarget, providers, sameTree, type MemFile } from './helpers.js';
 import { backupV1, initV1 } from './v1-store.js';

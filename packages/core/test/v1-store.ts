@@ -6,10 +6,12 @@
  * header (`parentSeq`, no `writer` or `parent`). Not part of any package's build output that ships
  * (it lives under test/).
  */
-import {
-  chunkId, compareEntryPaths, dataObjectName, deriveKeys, encodeManifest, keyCheckValue, manifestName, ObjectType, parseManifestName, Repository,
-  sealObject, toHex, utf8, type BackupSource, type CryptoProvider, type Manifest, type SecretKey, type Storage, type TreeEntry,
-} from '@coffer/core';
+import { Repository, toHex, type BackupSource, type CryptoProvider, type SecretKey, type Storage, type TreeEntry } from '@coffer/core';
+import { keyCheckValue } from '#src/keys.js';
+import { dataObjectName, parseManifestName } from '#src/layout.js';
+import { compareEntryPaths, encodeManifest, type Manifest } from '#src/manifest.js';
+import { chunkId } from '#src/object.js';
+import { deriveKeys, manifestName, ObjectType, sealObject, utf8 } from '@coffer/core/testing';
 
 export interface V1Options {
   chunkSize?: number;

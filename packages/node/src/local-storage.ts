@@ -8,7 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, link, mkdir, open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { checkObjectName, isShardFolder, ObjectExistsError, ObjectNotFoundError, shardedPath, StorageUnavailableError, unshardedName, type ByteRange, type ObjectWriter, type Storage } from '@coffer/core';
+import {
+  checkObjectName, ObjectExistsError, ObjectNotFoundError, StorageUnavailableError, type ByteRange, type ObjectWriter, type Storage,
+} from '@coffer/core';
+import { isShardFolder, shardedPath, unshardedName } from '@coffer/core/adapters';
 
 const code = (e: unknown) => (e as NodeJS.ErrnoException)?.code;
 
@@ -26,6 +29,7 @@ function writeFailure(label: string, name: string, e: unknown): StorageUnavailab
   return new StorageUnavailableError(`${label}: writing ${name} failed: ${known ? known[0] : (c ?? String(e))}`, { cause: e, ...(known ? { hint: known[1] } : {}) });
 }
 
+/** A Storage in a local folder (spec/format.md §7.1): atomic write-once puts (temporary file, fsync, link), sharded paths. */
 export class LocalStorage implements Storage {
   readonly label: string;
   private readonly made = new Set<string>();

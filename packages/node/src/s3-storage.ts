@@ -30,6 +30,7 @@ import { checkObjectName, ObjectExistsError, ObjectNotFoundError, UsageError, ty
 import { DEFAULT_RETRY, networkCode, transientStatus, withRetry, WriteOnce, type RetryPolicy, type Verdict } from './retry.js';
 import { redactUrl } from './redact.js';
 
+/** Options of the remote stores (S3, WebDAV): retries, and the environment to read credentials from. */
 export interface RemoteOptions {
   /** Retry policy of every request (DEFAULT_RETRY). */
   retry?: RetryPolicy;
@@ -47,6 +48,7 @@ interface S3Error {
 const status = (e: unknown): number | undefined => (e as S3Error)?.$metadata?.httpStatusCode;
 const errName = (e: unknown): string => (e as S3Error)?.Code ?? (e as S3Error)?.name ?? 'Error';
 
+/** A Storage in an S3 bucket (AWS or any S3-compatible store; spec/format.md §7.1): conditional puts, ranged gets, retries. */
 export class S3Storage implements Storage {
   readonly label: string;
   private readonly writes = new WriteOnce();

@@ -22,7 +22,8 @@ import { randomBytes } from 'node:crypto';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import { readWindow } from './window.js';
-import { checkObjectName, isShardFolder, ObjectExistsError, ObjectNotFoundError, shardedPath, unshardedName, UsageError, type ByteRange, type Storage } from '@coffer/core';
+import { checkObjectName, ObjectExistsError, ObjectNotFoundError, UsageError, type ByteRange, type Storage } from '@coffer/core';
+import { isShardFolder, shardedPath, unshardedName } from '@coffer/core/adapters';
 import { redactUrl } from './redact.js';
 import { DEFAULT_RETRY, networkCode, StorageRefusedError, transientStatus, withRetry, WriteOnce, type RetryPolicy, type Verdict } from './retry.js';
 import type { RemoteOptions } from './s3-storage.js';
@@ -59,6 +60,7 @@ interface Entry {
 const collectionTag = /<(?:[A-Za-z0-9_-]+:)?collection\b/;
 const xmlText = (s: string) => s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, '&');
 
+/** A Storage on a WebDAV folder (Nextcloud, ownCloud, Apache, nginx, rclone; spec/format.md §7.1), with retries. */
 export class WebDavStorage implements Storage {
   readonly label: string;
   private readonly writes = new WriteOnce();

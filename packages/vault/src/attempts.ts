@@ -39,6 +39,7 @@ export interface AttemptPolicy {
   maxMaxAttempts: number;
 }
 
+/** The default attempt policy: 10 wrong passwords, registrations may choose 3 to 100 (spec/vault-protocol.md §7.2). */
 export const DEFAULT_POLICY: AttemptPolicy = { defaultMaxAttempts: 10, minMaxAttempts: 3, maxMaxAttempts: 100 };
 
 /** The limit a client asked for (or the default), or a message saying why it is refused. */

@@ -3,6 +3,7 @@
 // with the operations it runs (opaque-ops.ts). Its interface: openRequest(token, body) (token and
 // channel), process(request, record) (one operation). Records and tickets leave it only sealed.
 
+import { CofferError, ExitCode } from '@coffer/core';
 import * as opaque from '@serenity-kit/opaque';
 import { protocol } from '@coffer/core/vault';
 import { DEFAULT_POLICY, type AttemptPolicy } from './attempts.js';
@@ -48,16 +49,14 @@ export interface RealmSecrets {
 const RESPONSE_PADDED_BYTES: Partial<Record<protocol.VaultOp, number>> = { 'login-start': 2 * PAD_BLOCK };
 
 /** A request the boundary refused before it could answer inside the channel (spec §5). */
-export class RequestRejectedError extends Error {
-  readonly code: VaultErrorCode;
+export class RequestRejectedError extends CofferError {
+  declare readonly code: VaultErrorCode;
+  declare readonly hint: string;
   readonly httpStatus: number;
-  readonly hint: string;
   constructor(code: VaultErrorCode, message: string, httpStatus = 400, hint = 'this request changed nothing; fix it and send a new one') {
-    super(message);
+    super(code, message, { hint, exitCode: ExitCode.vault });
     this.name = 'RequestRejectedError';
-    this.code = code;
     this.httpStatus = httpStatus;
-    this.hint = hint;
   }
 }
 
@@ -124,6 +123,7 @@ export async function unsealRealmSecrets(hsm: Hsm, realmKeyLabel: string, sealed
   return s;
 }
 
+/** The HSM boundary of a realm (spec/threat-model.md): opens requests, runs the OPAQUE steps and attempt counting over sealed records. */
 export class Boundary {
   readonly realmIdText: string;
   readonly realmId: Uint8Array;

@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { CofferError } from '@coffer/core';
 import { VaultServerError, UsageError } from './errors.js';
 import type { HsmChoice, RealmFile } from './realm.js';
 import type { RecordStore } from './store/types.js';
@@ -13,6 +14,7 @@ import type { RecordStore } from './store/types.js';
 // importing vaultCommand costs the `coffer` CLI nothing.
 const realmModule = () => import('./realm.js');
 
+/** The streams `coffer vault` writes to and reads from, and hooks for tests and embedding. */
 export interface VaultCommandIo {
   stdout: { write(s: string): unknown };
   stderr: { write(s: string): unknown };
@@ -86,14 +88,20 @@ function defaultDataDir(): string {
   return process.env['COFFER_VAULT_DIR'] ?? join(process.env['XDG_DATA_HOME'] ?? join(homedir(), '.local', 'share'), 'coffer', 'vault');
 }
 
+/**
+ * Reports an error as `coffer` does (packages/cli/src/output.ts): a message and a hint on stderr, or
+ * with --json one object `{"ok": false, "error": {code, name, message, hint?, exitCode}}` on stdout;
+ * returns the error's exit code (docs/operating.md "Exit codes").
+ */
 function fail(io: VaultCommandIo, e: unknown, json: boolean): number {
-  const err = e instanceof Error ? e : new Error(String(e));
-  const hint = (err as { hint?: unknown }).hint;
-  if (json) io.stderr.write(JSON.stringify({ error: err.name, message: err.message, ...(typeof hint === 'string' ? { hint } : {}) }) + '\n');
-  else io.stderr.write(`coffer vault: ${err.message}\n${typeof hint === 'string' ? `hint: ${hint}\n` : ''}`);
-  return err instanceof UsageError ? 2 : 1;
+  const err = e instanceof CofferError ? e : new CofferError('error', e instanceof Error ? e.message : String(e), { cause: e });
+  const hint = err.hint ?? (err instanceof UsageError ? 'run `coffer vault --help`' : undefined);
+  if (json) io.stdout.write(JSON.stringify({ ok: false, error: { code: err.code, name: err.name, message: err.message, ...(hint ? { hint } : {}), exitCode: err.exitCode } }) + '\n');
+  else io.stderr.write(`coffer vault: ${err.message}\n${hint ? `hint: ${hint}\n` : ''}`);
+  return err.exitCode;
 }
 
+/** Runs one `coffer vault` command line and returns its exit code (docs/operating.md "Exit codes"). */
 export async function vaultCommand(argv: string[], io: VaultCommandIo): Promise<number> {
   const [cmd, ...rest] = argv;
   const sub = cmd === 'hsm' && rest[0] !== undefined && !rest[0].startsWith('-') ? rest.shift() : undefined;

@@ -8,6 +8,7 @@
 // against @hpke/core on random inputs and against the protocol vectors (test/hpke.test.ts,
 // test/vectors.test.ts). No primitive is implemented here; only RFC 9180's labels and order.
 
+import { CofferError } from '@coffer/core';
 import { createDecipheriv, createHmac, createPrivateKey, createPublicKey, diffieHellman, type KeyObject } from 'node:crypto';
 
 const KEM_ID = 0x0020;
@@ -62,9 +63,9 @@ export interface HpkeExporter {
   export(exporterContext: ArrayBufferLike | ArrayBufferView, length: number): Promise<ArrayBuffer>;
 }
 
-export class HpkeOpenError extends Error {
+export class HpkeOpenError extends CofferError {
   constructor(message: string) {
-    super(message);
+    super('undecryptable-request', message);
     this.name = 'HpkeOpenError';
   }
 }

@@ -19,6 +19,7 @@ import type { Hsm } from './hsm/types.js';
 import { configuredTokenKey, ed25519PublicKeyFromPem, type TokenVerifier } from './token.js';
 import { noisePublicKeyFor } from './juicebox/keys.js';
 
+/** Which HSM a new realm uses: auto (SoftHSM2 when installed, else the development-only software HSM), softhsm, software or pkcs11. */
 export type HsmChoice = 'auto' | 'softhsm' | 'software' | 'pkcs11';
 
 export type HsmRef =
@@ -26,6 +27,7 @@ export type HsmRef =
   | { kind: 'software-development-only'; keyFile: string }
   | { kind: 'pkcs11'; module: string; tokenLabel: string; pinEnv: string };
 
+/** The realm file (DIR/realm.json): public key, sealed realm secrets, HSM reference and token settings; nothing secret in the clear. */
 export interface RealmFile {
   format: 'coffer-vault-realm-v1';
   realmId: string;
@@ -43,10 +45,13 @@ export interface RealmFile {
   previousRealmPublicKeys?: { realmPublicKey: string; retireAt: string }[];
 }
 
+/** The realm file's name in the data folder. */
 export const REALM_FILE = 'realm.json';
+/** The embedded SQLite record store's name in the data folder. */
 export const RECORDS_FILE = 'records.sqlite';
 export const PKCS11_PIN_ENV = 'COFFER_VAULT_HSM_PIN';
 
+/** What {@link initRealm} takes: the data folder, the HSM, and the token key of the app's auth server. */
 export interface InitOptions {
   dataDir: string;
   hsm?: HsmChoice;
@@ -64,6 +69,7 @@ export interface InitOptions {
   multiNode?: boolean;
 }
 
+/** A realm opened by {@link openRealm}: its file, its HSM session and its boundary. */
 export interface OpenedRealm {
   file: RealmFile;
   hsm: Hsm;
@@ -197,6 +203,7 @@ export function writeRealmFile(dataDir: string, file: RealmFile): void {
   writeAtomic(join(resolve(dataDir), REALM_FILE), JSON.stringify(file, null, 2) + '\n');
 }
 
+/** Reads and checks DIR/realm.json; throws RealmConfigError with a hint when there is no realm. */
 export function readRealmFile(dataDir: string): RealmFile {
   const p = join(resolve(dataDir), REALM_FILE);
   if (!existsSync(resolve(dataDir))) throw new RealmConfigError(`no realm in ${resolve(dataDir)}: the directory does not exist`);

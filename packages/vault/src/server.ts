@@ -25,6 +25,7 @@ import { REQUEST_ID_TTL_MS, type RecordStore, type StoredRecord } from './store/
  */
 export const INSECURE_TEST_ONLY_PAUSE_ENV = 'COFFER_VAULT_INSECURE_TEST_ONLY_PAUSE_AFTER_COMMIT_IF_FILE_EXISTS';
 
+/** What {@link buildVaultServer} takes: the realm's boundary and record store, and the front end's settings. */
 export interface ServerOptions {
   boundary: Boundary;
   store: RecordStore;
@@ -68,11 +69,13 @@ export interface VaultProtocol {
   register(app: FastifyInstance, ctx: VaultRouteContext): void;
 }
 
+/** The default request rates of one node: per account and per client address (spec/vault-protocol.md §5). */
 export const DEFAULT_RATE_LIMITS: { perAccount: RateLimit; perAddress: RateLimit } = {
   perAccount: { perMinute: 60, burst: 20 },
   perAddress: { perMinute: 1200, burst: 200 },
 };
 
+/** A request body must arrive whole within this time (spec/vault-protocol.md §5). */
 export const BODY_TIMEOUT_MS = 15_000;
 
 /**
@@ -95,6 +98,7 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
   return (await buildVaultServer(o)).app;
 }
 
+/** Builds the vault's HTTP server (fastify) for one realm: POST /v1/vault, the other protocols given, /healthz, /readyz, /metrics. */
 export async function buildVaultServer(o: ServerOptions): Promise<VaultServer> {
   // A database serves one realm: refuse to start on another realm's records (§9.1).
   await o.store.bindRealm(o.boundary.realmIdText);
@@ -163,11 +167,11 @@ function createApp(o: ServerOptions, metrics: VaultMetrics): FastifyInstance {
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: protocol.MAX_REQUEST_BYTES }, (_req, body, done) => done(null, body));
   app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
     const status = err.statusCode ?? 500;
-    if (status === 413) return reply.code(413).send({ error: 'too-large', message: `request body larger than ${protocol.MAX_REQUEST_BYTES} bytes` });
-    if (status === 415) return reply.code(400).send({ error: 'malformed-request', message: 'content-type must be application/octet-stream' });
-    if (status < 500) return reply.code(400).send({ error: 'malformed-request', message: 'the HTTP request is malformed' });
+    if (status === 413) return reply.code(413).send(errorBody('too-large', `request body larger than ${protocol.MAX_REQUEST_BYTES} bytes`));
+    if (status === 415) return reply.code(400).send(errorBody('malformed-request', 'content-type must be application/octet-stream'));
+    if (status < 500) return reply.code(400).send(errorBody('malformed-request', 'the HTTP request is malformed'));
     req.log.error({ err: { name: err.name, message: err.message } }, 'internal error');
-    return reply.code(500).send({ error: 'internal', message: 'internal error in the vault; the operator has the details in the logs' });
+    return reply.code(500).send(errorBody('internal', 'internal error in the vault; the operator has the details in the logs'));
   });
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unknown';
@@ -215,7 +219,8 @@ function enforceBodyTimeout(app: FastifyInstance, ms: number, metrics: VaultMetr
  */
 export interface Refusal {
   status: number;
-  error: string;
+  /** The wire code (spec/vault-protocol.md §5); `upgrade-required` only on the Juicebox route, which sends the status and text alone. */
+  error: protocol.VaultErrorCode | 'upgrade-required';
   message: string;
   hint: string;
   /** 429: seconds until a new request is let through go in Retry-After. */
@@ -308,13 +313,17 @@ async function pauseIfFileExists(file: string): Promise<void> {
 
 // ---------------------------------------------------------------------------- POST /v1/vault
 
-const refuse = (reply: FastifyReply, r: Refusal) => refusalHeaders(reply, r).send({ error: r.error, message: r.message, hint: r.hint });
+/** The body of every non-200 answer (spec §5): one of the wire codes of `protocol.VAULT_ERROR_CODES`. */
+const errorBody = (error: protocol.VaultErrorCode, message: string, hint?: string): protocol.VaultErrorBody => ({ error, message, ...(hint === undefined ? {} : { hint }) });
+
+// The OPAQUE route's refusals come from the route context, which never answers `upgrade-required`.
+const refuse = (reply: FastifyReply, r: Refusal) => refusalHeaders(reply, r).send(errorBody(r.error as protocol.VaultErrorCode, r.message, r.hint));
 
 async function opaqueRoute(ctx: VaultRouteContext, boundary: Boundary, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const early = ctx.draining() ?? ctx.limitAddress(req);
   if (early) return refuse(reply, early);
   const body = req.body;
-  if (!Buffer.isBuffer(body)) return reply.code(400).send({ error: 'malformed-request', message: 'content-type must be application/octet-stream' });
+  if (!Buffer.isBuffer(body)) return reply.code(400).send(errorBody('malformed-request', 'content-type must be application/octet-stream'));
   const auth = req.headers.authorization ?? '';
   const token = auth.startsWith('Bearer ') ? auth.slice(7).trim() : '';
   let opened: OpenedRequest;
@@ -343,5 +352,5 @@ async function opaqueRoute(ctx: VaultRouteContext, boundary: Boundary, req: Fast
 function rejected(ctx: VaultRouteContext, req: FastifyRequest, reply: FastifyReply, e: RequestRejectedError): FastifyReply {
   ctx.metrics.rejected.inc({ code: e.code });
   req.log.info({ rejected: e.code }, 'request rejected');
-  return reply.code(e.httpStatus).send({ error: e.code, message: e.message, hint: e.hint });
+  return reply.code(e.httpStatus).send(errorBody(e.code, e.message, e.hint));
 }

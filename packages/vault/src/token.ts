@@ -13,6 +13,7 @@ import { InvalidTokenError } from './errors.js';
 
 /** A verification key and its one algorithm. */
 export type TokenVerifier = { alg: 'HS256'; secret: Uint8Array } | { alg: 'EdDSA'; publicKey: KeyObject };
+/** The key an auth server signs account tokens with: Ed25519 (EdDSA) or, for development realms, HS256. */
 export type TokenSigner = { alg: 'HS256'; secret: Uint8Array } | { alg: 'EdDSA'; privateKey: KeyObject };
 
 const MAX_TOKEN_CHARS = 4096;
@@ -166,6 +167,7 @@ export class TokenVerifierCache<S> {
 
 const VAULT_LEEWAY_S = 60;
 
+/** The `aud` of account tokens for a realm (spec/vault-protocol.md §4). */
 export function audienceFor(realmIdText: string): string {
   return `coffer-vault:${realmIdText}`;
 }
@@ -184,6 +186,7 @@ export function vaultTokenRules(verifier: TokenVerifier, audience: string): Toke
   };
 }
 
+/** Signs an account token (JWT) for `account`: what an app's auth server does for its signed-in user. */
 export function issueToken(signer: TokenSigner, claims: { account: string; audience: string; ttlSeconds: number; nowMs?: number }): string {
   if (!isValidAccountId(claims.account)) throw new TypeError('account id must be 1-128 characters of [A-Za-z0-9._:@-]');
   if (!Number.isSafeInteger(claims.ttlSeconds) || claims.ttlSeconds < 1) throw new RangeError('ttl must be a positive number of seconds');

@@ -25,7 +25,8 @@ import {
 } from '@coffer/core/vault';
 import { INSECURE_TEST_ONLY_PAUSE_ENV } from '../src/server.js';
 import { SqliteRecordStore } from '../src/store/sqlite.js';
-import { CapturingFetch, cleanup, connection, issueToken, loginByHand, postRaw, rawCall, runVault, startVault, tempDir, type VaultProcess } from './helpers.js';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import { captured, CapturingFetch, cleanup, connection, issueToken, loginByHand, postRaw, rawCall, runVault, startVault, tempDir, type VaultProcess } from './helpers.js';
 
 const PASSWORD = 'correct horse battery staple ✓';
 
@@ -507,6 +508,76 @@ describe('vault end to end (SoftHSM2, SQLite, HTTP)', () => {
       silent.closeAllConnections();
       silent.close();
     }
+  });
+
+  it('every message the server produced in these tests matches spec/vault-messages.schema.json', async () => {
+    // A whole life by hand first, so every op and every status is among the messages checked.
+    const acct = 'schema-walk';
+    const t = await token(acct);
+    const realm = protocol.parseRealmPublicKey(v.realmPublicKey);
+    const register = async (maxAttempts?: number) => {
+      const reg = opaque.client.startRegistration({ password: PASSWORD });
+      const r1 = await rawCall(v, t, acct, 'register-start', { registrationRequest: reg.registrationRequest });
+      const fin = opaque.client.finishRegistration({
+        password: PASSWORD, registrationResponse: r1.inner!['registrationResponse'] as string, clientRegistrationState: reg.clientRegistrationState,
+        identifiers: protocol.opaqueIdentifiers(realm.realmIdText, acct), keyStretching: INSECURE_TEST_ONLY_FAST_KEY_STRETCHING,
+      });
+      const wrapped = await protocol.wrapBackupKey(protocol.fromB64u(fin.exportKey), realm.realmIdText, acct, newKey());
+      const body = { ticket: r1.inner!['ticket'], registrationRecord: fin.registrationRecord, wrappedKey: protocol.b64u(wrapped), ...(maxAttempts ? { maxAttempts } : {}) };
+      return { body, r2: await rawCall(v, t, acct, 'register-finish', body) };
+    };
+    const status = async () => (await rawCall(v, t, acct, 'status', {})).inner!;
+    assert.equal((await status())['registered'], false);
+    const { body: firstFinish } = await register(3);
+    const wrong = await loginByHand(v, t, acct, 'not the password');
+    assert.equal((await rawCall(v, t, acct, 'login-finish', { ticket: wrong.ticket, finishLoginRequest: null, action: 'recover' })).inner!.status, 'wrong-password');
+    const right = await loginByHand(v, t, acct, PASSWORD);
+    assert.equal((await rawCall(v, t, acct, 'login-finish', { ticket: right.ticket, finishLoginRequest: right.finishLoginRequest, action: 'recover' })).inner!.status, 'ok');
+    assert.equal((await rawCall(v, t, acct, 'login-finish', { ticket: right.ticket, finishLoginRequest: right.finishLoginRequest, action: 'recover' })).inner!.status, 'ticket-expired');
+    assert.equal((await rawCall(v, t, acct, 'register-finish', firstFinish)).inner!.status, 'conflict');
+    assert.equal((await rawCall(v, t, acct, 'delete', { recordId: 'another-registration' })).inner!.status, 'conflict');
+    assert.equal((await rawCall(v, t, acct, 'register-start', {})).inner!.status, 'invalid');
+    for (let i = 0; i < 3; i++) await loginByHand(v, t, acct, 'not the password');
+    assert.equal((await loginByHand(v, t, acct, PASSWORD)).start.inner!.status, 'destroyed');
+    assert.equal((await status())['destroyed'], true);
+    const recordId = (await status())['recordId'];
+    assert.equal((await rawCall(v, t, acct, 'delete', { recordId })).inner!['deleted'], true);
+    assert.equal((await rawCall(v, t, acct, 'delete', { recordId })).inner!['deleted'], false);
+    const unknown = await loginByHand(v, t, acct, PASSWORD);
+    assert.equal((await rawCall(v, t, acct, 'login-finish', { ticket: unknown.ticket, finishLoginRequest: unknown.finishLoginRequest, action: 'recover' })).inner!.status, 'not-registered');
+    await register();
+    assert.equal((await rawCall(v, 'not-a-token', acct, 'status', {})).error !== null, true);
+    assert.equal((await rawCall(v, t, acct, 'status', {}, { ts: Date.now() - 10 * 60_000 })).httpStatus, 400);
+
+    const schema = JSON.parse(readFileSync(new URL('../../../../spec/vault-messages.schema.json', import.meta.url), 'utf8')) as { $defs: Record<string, unknown> };
+    const ajv = new Ajv2020({ allErrors: true, strict: true });
+    ajv.addSchema(schema, 'vault');
+    const check = (ref: string, value: unknown, what: string) => {
+      const validate = ajv.getSchema(`vault#/$defs/${ref}`)!;
+      assert.ok(validate(value), `${what}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(value)}`);
+    };
+    // The schema's list of error codes is the code's one list.
+    assert.deepEqual((schema.$defs['errorCode'] as { enum: string[] }).enum, [...protocol.VAULT_ERROR_CODES]);
+    const seen = new Set<string>();
+    for (const [i, x] of captured.entries()) {
+      const what = `exchange ${i} (${x.op}, HTTP ${x.httpStatus})`;
+      if (x.response) {
+        check(`response.${x.op}`, x.response, what);
+        seen.add(`${x.op} ${x.response.status}`);
+        // Requests the server took as well formed match the request schema too.
+        if (x.response.status !== 'invalid') check('request', x.request, `${what} request`);
+      } else {
+        check('errorBody', x.error, what);
+        seen.add(`error ${(x.error as { error: string }).error}`);
+      }
+    }
+    const expected = [
+      'register-start ok', 'register-start invalid', 'register-finish ok', 'register-finish conflict', 'login-start ok', 'login-start destroyed',
+      'login-finish ok', 'login-finish wrong-password', 'login-finish ticket-expired', 'login-finish not-registered', 'delete ok', 'delete conflict',
+      'status ok', 'error unauthorized', 'error stale-request',
+    ];
+    for (const e of expected) assert.ok(seen.has(e), `no message "${e}" was checked`);
+    assert.ok(captured.length > 40, `${captured.length} exchanges checked`);
   });
 
   it('never writes the password, K, the export key or the token into the database, logs or HTTP traffic', async () => {

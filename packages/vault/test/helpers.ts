@@ -160,6 +160,18 @@ export async function postRaw(url: string, token: string, body: Uint8Array, cont
   return { status: res.status, body: new Uint8Array(await res.arrayBuffer()) };
 }
 
+/** A message exchange seen by rawCall: the inner request, and the server's inner response or error body. */
+export interface CapturedExchange {
+  op: protocol.VaultOp;
+  request: protocol.InnerRequest;
+  httpStatus: number;
+  response: protocol.InnerResponse | null;
+  error: unknown;
+}
+
+/** Every exchange rawCall made in this process, for the checks against spec/vault-messages.schema.json. */
+export const captured: CapturedExchange[] = [];
+
 /** One protocol request made by hand, so tests can see statuses the client API hides. */
 export async function rawCall(
   v: { url: string; realmPublicKey: string },
@@ -171,7 +183,8 @@ export async function rawCall(
 ): Promise<RawResult> {
   const realm = protocol.parseRealmPublicKey(v.realmPublicKey);
   const id = protocol.b64u(protocol.randomBytes(16));
-  const sealed = await protocol.sealRequest(realm, { v: 1, op, id, ts: o.ts ?? Date.now(), realm: realm.realmIdText, account, body });
+  const request: protocol.InnerRequest = { v: 1, op, id, ts: o.ts ?? Date.now(), realm: realm.realmIdText, account, body };
+  const sealed = await protocol.sealRequest(realm, request);
   const reqBody = o.mutate ? o.mutate(sealed.body) : sealed.body;
   const r = await postRaw(v.url, token, reqBody);
   const open = async (b: Uint8Array) => {
@@ -179,10 +192,13 @@ export async function rawCall(
     if (inner.id !== id) throw new Error('response id mismatch');
     return inner;
   };
+  const inner = r.status === 200 ? await open(r.body) : null;
+  const error = r.status === 200 ? null : (JSON.parse(new TextDecoder().decode(r.body)) as { error: string; message: string });
+  captured.push({ op, request, httpStatus: r.status, response: inner, error });
   return {
     httpStatus: r.status,
-    inner: r.status === 200 ? await open(r.body) : null,
-    error: r.status === 200 ? null : (JSON.parse(new TextDecoder().decode(r.body)) as { error: string; message: string }),
+    inner,
+    error,
     requestBody: reqBody,
     responseBody: r.body,
     open,

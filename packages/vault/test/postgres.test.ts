@@ -94,7 +94,7 @@ describe('PostgreSQL record store', () => {
       assert.ok(a.url, a.stderr);
       const b = await serveInProcess(['--data-dir', join(dir, 'b'), '--database', url]);
       await a.stop();
-      assert.equal(b.code, 1);
+      assert.equal(b.code, 2, 'a database of another realm is a configuration mistake (bad usage)');
       assert.match(b.stderr, /this database belongs to realm .*, not to this node's realm/);
       const again = await serveInProcess(['--data-dir', join(dir, 'a'), '--database', url]);
       assert.ok(again.url, 'the realm it belongs to starts again');
@@ -112,7 +112,7 @@ describe('PostgreSQL record store', () => {
     await c.end();
     const url = (pw: string, db = 'coffer_pw') => `postgres://coffer_pw:${pw}@127.0.0.1:${server.port}/${db}`;
     const wrong = await runVault(['migrate', '--database', url('wrong-password')]);
-    assert.equal(wrong.code, 1);
+    assert.equal(wrong.code, 5, 'a record store that refuses us exits 5, as a store does for coffer');
     assert.match(wrong.stderr, /PostgreSQL refused the password of role "coffer_pw"\nhint: check the password in the URL/);
     assert.equal(wrong.stderr.includes('wrong-password'), false, 'the password is never printed');
     assert.doesNotMatch(wrong.stderr, /disk/);

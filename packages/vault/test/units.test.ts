@@ -107,9 +107,15 @@ describe('coffer vault CLI', () => {
     assert.match(r.stderr, /unknown command "frobnicate"\nhint: /);
     const f = await runVault(['token', '--nope']);
     assert.equal(f.code, 2);
+    // --json: the error as `coffer --json` prints it, on stdout (one error model, one format).
     const j = await runVault(['token', '--data-dir', dir, '--json']);
     assert.equal(j.code, 2);
-    assert.deepEqual(Object.keys(JSON.parse(j.stderr)), ['error', 'message', 'hint']);
+    assert.equal(j.stderr, '');
+    const out = JSON.parse(j.stdout) as { ok: boolean; error: Record<string, unknown> };
+    assert.equal(out.ok, false);
+    assert.deepEqual(Object.keys(out.error), ['code', 'name', 'message', 'hint', 'exitCode']);
+    assert.deepEqual([out.error['code'], out.error['name'], out.error['exitCode']], ['usage', 'UsageError', 2]);
+    assert.match(String(out.error['message']), /--account ID is required/);
     assert.equal((await runVault(['init', '--data-dir', dir, '--hsm', 'cloud'])).code, 2);
   });
 
@@ -142,7 +148,7 @@ describe('coffer vault CLI', () => {
     f.realmPublicKey = protocol.formatRealmPublicKey(r.realmId, new Uint8Array(32).fill(5));
     writeFileSync(join(d, 'realm.json'), JSON.stringify(f));
     const t = await runVault(['token', '--data-dir', d, '--account', 'alice']);
-    assert.equal(t.code, 1);
+    assert.equal(t.code, 4, 'a realm file that does not match its sealed key is damaged data (exit code 4)');
     assert.match(t.stderr, /published realm public key does not match the sealed private key/);
   });
 
@@ -236,12 +242,12 @@ describe('coffer vault CLI', () => {
       assert.match(r.stdout, /^Transport key fingerprint: [0-9a-f]{4}(-[0-9a-f]{4}){7}\n$/, 'the fingerprint on stdout when the key goes to --out');
       assert.ok(existsSync(join(nested, 'transport-key.json')));
       const missing = await runVault([...args.map((a) => (a === nested ? join(dir, 'other') : a)), '--pkcs11-token', 'no-such-token']);
-      assert.equal(missing.code, 1);
+      assert.equal(missing.code, 5, 'an HSM the vault cannot reach or log in to exits 5');
       assert.match(missing.stderr, /no initialised PKCS#11 token labelled "no-such-token"/);
       assert.match(missing.stderr, /hint: .*SOFTHSM2_CONF/);
       process.env['COFFER_VAULT_HSM_PIN'] = '11111111';
       const wrongPin = await runVault([...args.map((a) => (a === nested ? join(dir, 'other2') : a)), '--pkcs11-token', 'coffer-2']);
-      assert.equal(wrongPin.code, 1);
+      assert.equal(wrongPin.code, 5);
       assert.match(wrongPin.stderr, /failed: wrong user PIN\nhint: check the PIN in \$COFFER_VAULT_HSM_PIN/);
       assert.equal(wrongPin.stderr.includes('11111111'), false);
     } finally {
@@ -261,7 +267,7 @@ describe('coffer vault CLI', () => {
     await first.stop();
     copyFileSync(join(a, 'records.sqlite'), join(b, 'records.sqlite'));
     const second = await serveInProcess(['--data-dir', b]);
-    assert.equal(second.code, 1);
+    assert.equal(second.code, 2, 'a database of another realm is a configuration mistake (bad usage)');
     assert.match(second.stderr, /this database belongs to realm [A-Za-z0-9_-]{22}, not to this node's realm [A-Za-z0-9_-]{22}\nhint: give every realm a database of its own/);
   });
 
@@ -345,4 +351,13 @@ describe('vault client input checks', () => {
     bad[100] = 1;
     assert.throws(() => protocol.unpad(bad), /bad padding/);
   });
+});
+
+it('the wire error codes live in one place, in sync with spec/vault-protocol.md §5', () => {
+  const spec = readFileSync(new URL('../../../../spec/vault-protocol.md', import.meta.url), 'utf8');
+  const sentence = /Non-200 bodies are plain JSON .*? with codes\s+([^.]*)\./s.exec(spec);
+  assert.ok(sentence, 'spec §5 lists the codes');
+  const listed = [...sentence[1]!.matchAll(/`([a-z-]+)`/g)].map((m) => m[1]);
+  assert.deepEqual(listed, [...protocol.VAULT_ERROR_CODES]);
+  for (const code of ['rate-limited', 'record-unreadable', 'internal']) assert.ok(protocol.VAULT_ERROR_CODES.includes(code as protocol.VaultErrorCode), code);
 });

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { HsmKeyExistsError, HsmKeyNotFoundError, UnsealFailedError } from '../errors.js';
 import type { Hsm } from './types.js';
 
+/** What the Hsm conformance suite runs against: an Hsm and how to dispose of it. */
 export interface HsmFixture {
   hsm: Hsm;
   /** Closes `hsm` and opens the same key store again (persistence check). */
@@ -13,6 +14,7 @@ export interface HsmFixture {
   cleanup(): Promise<void>;
 }
 
+/** Registers the Hsm conformance suite (node:test) for the implementation `setup` makes. */
 export function hsmConformance(name: string, setup: () => Promise<HsmFixture>): void {
   describe(`Hsm conformance: ${name}`, () => {
     let fx: HsmFixture;

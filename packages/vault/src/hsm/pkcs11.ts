@@ -11,6 +11,7 @@ const require = createRequire(import.meta.url);
 
 export const DEFAULT_PKCS11_MODULES = ['/usr/lib/softhsm/libsofthsm2.so', '/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so', '/usr/local/lib/softhsm/libsofthsm2.so'];
 
+/** Where the PKCS#11 token is: module path, token label, user PIN. */
 export interface Pkcs11Options {
   /** Path of the PKCS#11 module (.so). */
   module: string;
@@ -34,6 +35,7 @@ function isCkr(e: unknown, code: number): boolean {
   return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === code;
 }
 
+/** An Hsm on a PKCS#11 token (SoftHSM2 in development, a real HSM in production): keys never leave it unwrapped. */
 export class Pkcs11Hsm implements Hsm, KeyTransport {
   readonly kind = 'pkcs11' as const;
   readonly description: string;

@@ -7,6 +7,7 @@ import { dirname } from 'node:path';
 import { HsmKeyExistsError, HsmKeyNotFoundError, HsmUnavailableError, UnsealFailedError } from '../errors.js';
 import { checkLabel, checkPlaintext, GCM_NONCE_BYTES, GCM_TAG_BYTES, type Hsm } from './types.js';
 
+/** The warning every use of the software HSM prints. */
 export const SOFTWARE_HSM_WARNING =
   'WARNING: using the SOFTWARE HSM (development only): realm keys are in a plain file on disk and protect nothing against anyone who can read it. Install SoftHSM2 or configure a PKCS#11 HSM for anything real.';
 
@@ -15,6 +16,7 @@ interface KeyFile {
   keys: Record<string, string>;
 }
 
+/** A software stand-in for an HSM whose key sits in a file: for development only, and loudly named so. */
 export class SoftwareHsmDevelopmentOnly implements Hsm {
   readonly kind = 'software-development-only' as const;
   readonly description: string;

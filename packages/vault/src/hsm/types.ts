@@ -1,5 +1,6 @@
 // The HSM boundary's key interface (ARCHITECTURE.md: small interface, one conformance suite).
 
+/** What kind of HSM a realm runs on: PKCS#11 (SoftHSM2 or a real HSM) or the development-only software HSM. */
 export type HsmKind = 'pkcs11' | 'software-development-only';
 
 /**

@@ -8,6 +8,7 @@
 // secrets (token key, ticket key, from which the Noise static key is derived) are unsealed once,
 // at start.
 
+import { CofferError } from '@coffer/core';
 import { jbcrypto, noise, type wire } from '@coffer/core/juicebox';
 import { protocol } from '@coffer/core/vault';
 import { afterWrongGuess, destroy, guessesRemaining, isDestroyed, isExhausted, resetGuesses, spendGuess, type AttemptPolicy, type Counted } from '../attempts.js';
@@ -41,9 +42,9 @@ export interface JuiceboxRecord extends Counted {
 }
 
 /** A request the realm refuses before any record is touched (HTTP 400). */
-export class JuiceboxRequestError extends Error {
+export class JuiceboxRequestError extends CofferError {
   constructor(message: string) {
-    super(message);
+    super('malformed-request', message, { hint: 'this request changed nothing; fix it and send a new one' });
     this.name = 'JuiceboxRequestError';
   }
 }
@@ -76,6 +77,7 @@ function erase(r: JuiceboxRecord): JuiceboxRecord {
 
 const sameBytes = (a: Uint8Array, b: Uint8Array) => protocol.timingSafeEqual(a, b);
 
+/** What {@link JuiceboxRealm.start} takes: the realm file, its HSM and the attempt policy. */
 export interface JuiceboxRealmOptions {
   file: RealmFile;
   hsm: Hsm;
@@ -84,6 +86,7 @@ export interface JuiceboxRealmOptions {
   now?: () => number;
 }
 
+/** A Juicebox realm (spec/juicebox.md) on this vault's HSM boundary and record store. */
 export class JuiceboxRealm {
   readonly realmId: Uint8Array;
   readonly realmIdHex: string;

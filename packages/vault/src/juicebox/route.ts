@@ -26,7 +26,7 @@ class HttpRefusal extends Error {
   }
 }
 
-const refusal = (status: number, error: string, message: string, hint = 'this request changed nothing'): HttpRefusal => new HttpRefusal({ status, error, message, hint });
+const refusal = (status: number, error: Refusal['error'], message: string, hint = 'this request changed nothing'): HttpRefusal => new HttpRefusal({ status, error, message, hint });
 
 function sdkVersionOk(v: unknown): boolean {
   const m = typeof v === 'string' ? /^(\d+)\.(\d+)\.\d+/.exec(v) : null;

@@ -6,12 +6,14 @@ import { after, before, describe, it } from 'node:test';
 import { DatabaseRealmMismatchError } from '../errors.js';
 import type { RecordStore } from './types.js';
 
+/** What the RecordStore conformance suite runs against: a store and how to dispose of it. */
 export interface RecordStoreFixture {
   /** Opens a new connection to the same database (call as often as needed). */
   open(): Promise<RecordStore>;
   cleanup(): Promise<void>;
 }
 
+/** Registers the RecordStore conformance suite (node:test) for the implementation `setup` makes. */
 export function recordStoreConformance(name: string, setup: () => Promise<RecordStoreFixture>): void {
   describe(`RecordStore conformance: ${name}`, () => {
     let fx: RecordStoreFixture;

@@ -40,6 +40,7 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
     ALTER TABLE vault_records SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 100)`,
   },
 ];
+/** The PostgreSQL schema version this code needs (`coffer vault migrate` applies it). */
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 const MIGRATION_LOCK = 0x636f6666; // "coff": advisory lock id held while migrating
 
@@ -165,6 +166,7 @@ function statement(account: string, change: Exclude<RecordChange, { kind: 'none'
   return ['UPDATE vault_records SET version = $2, sealed = $3 WHERE account = $1 AND version = $4', [account, change.newVersion, data, change.expectedVersion]];
 }
 
+/** The shared record store of a realm with several nodes: PostgreSQL, every change a compare-and-set transaction. */
 export class PostgresRecordStore implements RecordStore {
   readonly description: string;
   readonly #pool: pg.Pool;

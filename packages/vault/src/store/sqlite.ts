@@ -20,6 +20,7 @@ type PendingWrite = { account: string; change: RecordChange; o: CommitOptions; r
 // expires_at, so a claim writes one b-tree, not two.
 const PURGE_EVERY_MS = 60_000;
 
+/** The embedded record store: one SQLite file (one node). */
 export class SqliteRecordStore implements RecordStore {
   readonly path: string;
   readonly #db: Database.Database;

@@ -1,6 +1,7 @@
 // Record storage (spec/vault-protocol.md §8). Stores only sealed records; compare-and-set by version
 // serialises concurrent attempts on one account, across processes and nodes.
 
+/** A sealed record as the store holds it, with its version for compare-and-set. */
 export interface StoredRecord {
   /** 1 for a new record, +1 on every change. */
   version: number;
@@ -15,6 +16,7 @@ export type RecordChange =
   | { kind: 'put'; expectedVersion: number | null; newVersion: number; sealed: Uint8Array }
   | { kind: 'delete'; expectedVersion: number };
 
+/** What one compare-and-set commit of a record store carries besides the change: the request id to claim. */
 export interface CommitOptions {
   /**
    * A request id to claim in the same transaction as the change: a store (one realm) accepts
@@ -33,6 +35,7 @@ export interface CommitOptions {
 /** `conflict`: another writer got there first (nothing written). `replayed`: the id was claimed before (nothing written). */
 export type CommitResult = 'ok' | 'conflict' | 'replayed';
 
+/** Where sealed vault records live (SQLite embedded, PostgreSQL shared): get, and compare-and-set by version. */
 export interface RecordStore {
   /** The current record of an account, or null. */
   get(accountId: string): Promise<StoredRecord | null>;
