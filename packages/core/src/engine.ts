@@ -638,8 +638,11 @@ interface BlobRead {
   deliver(plain: Uint8Array): Promise<void>;
 }
 
-/** Requests of at most this many bytes read adjacent blobs of one pack with one ranged get. */
-const MAX_READ_BYTES = 4 * 1024 * 1024;
+/**
+ * One ranged get reads adjacent blobs of one pack, up to this many sealed chunks' worth of bytes
+ * (a size the codec's buffer pool keeps a class for: READ_CHUNKS x sealedSize(chunkSize)).
+ */
+const READ_CHUNKS = 4;
 /** Blobs of one request delivered at once (each may create, write and close a small file). */
 const DELIVER_AT_ONCE = 16;
 
@@ -648,6 +651,7 @@ const DELIVER_AT_ONCE = 16;
  * ranged get, with at most `inFlight` bytes being fetched or opened at once.
  */
 async function readBlobs(repo: Repository, codec: ChunkCodec, reads: Iterable<BlobRead>, options: { inFlight: number; checkId: boolean; onDamage?: (e: DamagedBackupError, r: BlobRead) => void }): Promise<void> {
+  const maxRead = READ_CHUNKS * sealedSize(repo.config.chunkSize, repo.config.segmentSize);
   const budget = new ByteBudget(options.inFlight);
   const limiter = new Limiter(64);
   // Version 1 blobs are whole objects: one byte more shows an object longer than it may be (§4.4).
@@ -703,7 +707,7 @@ async function readBlobs(repo: Repository, codec: ChunkCodec, reads: Iterable<Bl
   let groupBytes = 0;
   for (const r of reads) {
     const last = group[group.length - 1];
-    if (last && (last.name !== r.name || last.offset + last.sealedLength !== r.offset || groupBytes + r.sealedLength > MAX_READ_BYTES)) {
+    if (last && (last.name !== r.name || last.offset + last.sealedLength !== r.offset || groupBytes + r.sealedLength > maxRead)) {
       await run(group);
       group = [];
       groupBytes = 0;

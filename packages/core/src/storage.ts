@@ -70,25 +70,28 @@ export class MemoryStorage implements Storage {
 
   private async pieces(name: string): Promise<ObjectWriter> {
     checkObjectName(name);
-    // One buffer that doubles as it fills: each byte is copied about once.
-    let buf = new Uint8Array(1 << 20);
+    // Each piece copied once (the caller reuses its buffer), joined once at commit.
+    const parts: Uint8Array[] = [];
     let used = 0;
     return {
       write: async (data) => {
-        if (used + data.length > buf.length) {
-          const bigger = new Uint8Array(Math.max(buf.length * 2, used + data.length));
-          bigger.set(buf.subarray(0, used));
-          buf = bigger;
-        }
-        buf.set(data, used);
+        parts.push(data.slice());
         used += data.length;
       },
       commit: async () => {
         if (this.objects.has(name)) throw new ObjectExistsError(name);
-        this.objects.set(name, buf.slice(0, used));
+        const all = parts.length === 1 ? parts[0]! : new Uint8Array(used);
+        if (parts.length !== 1) {
+          let o = 0;
+          for (const p of parts) {
+            all.set(p, o);
+            o += p.length;
+          }
+        }
+        this.objects.set(name, all);
       },
       abort: async () => {
-        used = 0;
+        parts.length = 0;
       },
     };
   }
