@@ -42,7 +42,7 @@ const pageJs = (
       contents: `
         import { backup, generateBackupKey, MemoryStorage, Repository, webCryptoProvider } from '@coffer/core';
         import { PhoneSource } from './device.js';
-        import { HttpStorage } from './http-storage.js';
+        import { HttpStorage } from '@coffer/http';
         import { workerCodec } from './worker-codec.js';
         window.runBench = async (target, account, codecKind) => {
           const storage = target === 'memory' ? new MemoryStorage() : new HttpStorage(new URL('/store/' + account + '/', location.href).href);

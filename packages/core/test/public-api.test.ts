@@ -14,7 +14,7 @@ import ts from 'typescript';
 let root = dirname(fileURLToPath(import.meta.url));
 while (!existsSync(join(root, 'packages', 'core', 'package.json'))) root = dirname(root);
 
-const PACKAGES = ['packages/core', 'packages/node', 'packages/vault', 'packages/cli', 'packages/sample'];
+const PACKAGES = ['packages/core', 'packages/node', 'packages/http', 'packages/vault', 'packages/cli', 'packages/sample'];
 
 interface Entry {
   name: string;
@@ -39,7 +39,7 @@ test('every package names its entry points in exports, each with a source file',
   const all = entries();
   for (const e of all) assert.ok(existsSync(e.source), `${e.name}: ${e.source} exists`);
   const names = all.map((e) => e.name);
-  for (const n of ['@coffer/core', '@coffer/core/vault', '@coffer/core/juicebox', '@coffer/core/testing', '@coffer/core/adapters', '@coffer/node', '@coffer/vault', '@coffer/vault/cli', '@coffer/vault/testing', '@coffer/cli', '@coffer/sample']) {
+  for (const n of ['@coffer/core', '@coffer/core/vault', '@coffer/core/juicebox', '@coffer/core/testing', '@coffer/core/adapters', '@coffer/node', '@coffer/http', '@coffer/http/server', '@coffer/vault', '@coffer/vault/cli', '@coffer/vault/testing', '@coffer/cli', '@coffer/sample']) {
     assert.ok(names.includes(n), `${n} is an entry point`);
   }
 });
