@@ -18,7 +18,8 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { chromium } from 'playwright-core';
-import { backup, generateBackupKey, inlineCodec, MemoryStorage, Repository, webCryptoProvider } from '../packages/core/dist/src/index.js';
+import { backup, generateBackupKey, MemoryStorage, Repository, webCryptoProvider } from '../packages/core/dist/src/index.js';
+import { inlineCodec } from '../packages/core/dist/src/adapters.js';
 import { FolderSource, LocalStorage, nodeCryptoProvider, workerCodec } from '../packages/node/dist/src/index.js';
 import { formatSize, parseSize } from '../packages/sample/dist/src/index.js';
 import { startApp } from '../apps/web/dist/src/server/app.js';
@@ -43,7 +44,7 @@ const pageJs = (
       contents: `
         import { backup, generateBackupKey, MemoryStorage, Repository, webCryptoProvider } from '@coffer/core';
         import { PhoneSource } from './device.js';
-        import { HttpStorage } from './http-storage.js';
+        import { HttpStorage } from '@coffer/http';
         import { workerCodec } from './worker-codec.js';
         window.runBench = async (target, account, codecKind) => {
           const storage = target === 'memory' ? new MemoryStorage() : new HttpStorage(new URL('/store/' + account + '/', location.href).href);

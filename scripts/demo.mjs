@@ -93,10 +93,10 @@ try {
   step('Back up (everything is encrypted on the phone; the cloud folder only gets ciphertext)');
   run(['backup', chat], { home: join(work, 'phone/profile') });
 
-  step('A day of chatting later: new messages and photos, then an incremental backup');
+  step('A day of chatting later: new messages and photos, then an incremental backup that keeps only the newest (forget and prune)');
   const act = await addActivity(chat, { seed: 'demo-day-2', messages: 200, photos: 3 });
   console.log(`${act.messagesAdded} new messages, ${act.newFiles.length} new photos`);
-  run(['backup', chat], { home: join(work, 'phone/profile') });
+  run(['backup', chat, '--keep-last', '1'], { home: join(work, 'phone/profile') });
 
   step('What the cloud sees');
   const packs = (await readdir(join(cloud, 'packs'), { recursive: true })).filter((n) => n.includes('/'));

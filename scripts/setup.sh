@@ -24,6 +24,8 @@ if [ "${1:-}" = interop ]; then
   check /usr/bin/ceph-osd ceph-osd
   check /usr/bin/radosgw radosgw
 fi
+check openssl openssl   # TLS certificates in the vault tests and docs/operating.md
+check curl curl         # docs/operating.md, run by its test
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

@@ -3,16 +3,25 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import {
-  backup, CofferError, DamagedBackupError, formatRecoveryKey, generateBackupKey, parseRecoveryKey, Repository,
-  restore, UsageError, verify, type SecretKey, type Storage,
+  backup, DamagedBackupError, formatRecoveryKey, generateBackupKey, parseRecoveryKey, Repository, restore, UsageError, verify,
+  type SecretKey, type Storage,
 } from '@coffer/core';
 import {
   DEFAULT_RETRY, FolderIndexCache, FolderSource, FolderTarget, isEmptyOrMissing, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, transferDefaults, workerCodec,
   type RetryPolicy,
 } from '@coffer/node';
 import { hostname } from 'node:os';
-import { Exit, formatBytes, onInterrupt, printable, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, storeWaitNotice, type Io } from './output.js';
-import { indexCacheDir, keyHex, loadProfile, loadState, profileDir, profileExists, profileKey, rememberSeq, removeProfile, saveProfile, tempDir, type Profile } from './profile.js';
+import {
+  Exit, formatBytes, onInterrupt, printable, ProgressView, promptSecret, readStdinLine, readStdinLines, reportError, storeWaitNotice,
+  type Io,
+} from './output.js';
+import {
+  indexCacheDir, keyHex, loadProfile, loadState, profileDir, profileExists, profileKey, rememberSeq, removeProfile, saveProfile, tempDir,
+  type Profile,
+} from './profile.js';
+import { cmdMigrate } from './migrate.js';
+import { readSecretFile, tokenOption } from './secrets.js';
+import { cmdForget, cmdPrune, keepOptions, keepPolicy, MAINTENANCE_HELP, retainAfterBackup, type Kit } from './maintenance.js';
 import type { Realms } from './realms.js';
 
 type Passwords = typeof import('./passwords.js');
@@ -30,42 +39,65 @@ Commands:
   init --storage LOCATION [--recovery-key]   turn on backups; prints the 64-digit recovery key once
   init --storage LOCATION --recovery-key-stdin
                                              connect this device to an existing backup
-  backup DIR                                 back up a folder (only changes are uploaded)
+  backup DIR [--keep-last N]                 back up a folder (only changes are uploaded); with --keep-*,
+                                             forget and prune after it
   restore DIR [--storage LOCATION --recovery-key-stdin]
                                              restore the newest backup into DIR (a new or empty folder)
   status                                     show the profile, the store and its backups
   verify                                     read back every stored object and check it
+  migrate [--dry-run]                        convert a store of backup format version 1 to version 2 (once)
+  forget --keep-last N [--keep-daily D --keep-weekly W --keep-monthly M] [--dry-run]
+                                             remove the backups that the policy does not keep
+  prune [--dry-run] [--max-unused 10%]       delete (and repack) the data no kept backup needs
 
 Password instead of a recovery key (the key is kept by a Backup Key Vault, see \`coffer vault --help\`):
-  init --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
-  restore DIR --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
-  init --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin]
-  restore DIR --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin]
+  init --storage LOCATION --vault URL --realm-key KEY --token-file FILE [--password-stdin | --password-file FILE]
+  restore DIR --storage LOCATION --vault URL --realm-key KEY --token-file FILE [--password-stdin | --password-file FILE]
+  init --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin | --password-file FILE]
+  restore DIR --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin | --password-file FILE]
                                              the same over several independent realms (Juicebox protocol)
-  password change [--password-stdin]        current and new password (two lines on stdin)
+  password change [--password-stdin | --password-file FILE]
+                                             current and new password (two lines on stdin or in FILE)
   backup disable --yes                       delete the key from the vault and this profile
   vault init | serve | token | migrate | hsm | rotate-channel-key | realm-update
                                              run a vault (operators; see \`coffer vault --help\`)
 
 Options for every command:
-  --profile DIR   profile folder (default: $COFFER_HOME or ~/.coffer)
+  --profile DIR   profile folder (default: $COFFER_HOME, else ~/.coffer if it exists, else
+                  $XDG_CONFIG_HOME/coffer, by default ~/.config/coffer)
   --json          machine-readable output on stdout; progress as JSON lines on stderr
   --quiet         no progress output
   --retry-for T   keep trying a store that does not answer for T (default 60s; 0 = fail at once)
   --help          help for a command
 
 LOCATION is a folder path, a file:// URL, s3://bucket/prefix or webdav(s)://host/path
-(credentials from AWS_* or COFFER_WEBDAV_USER / COFFER_WEBDAV_PASSWORD; see the README).
+(credentials from AWS_* or COFFER_WEBDAV_USER / COFFER_WEBDAV_PASSWORD; see the README);
+$COFFER_STORAGE stands for --storage. The vault token: --token-file FILE, $COFFER_TOKEN or --token
+TOKEN (argv is visible to other users in ps). Files of secrets must be private (chmod 600).
 Exit codes: 0 ok, 1 failure, 2 bad usage, 3 wrong key or password, 4 damaged backup,
 5 storage unreachable, 6 key destroyed by the vault, 7 vault unreachable or refused,
 8 backup completed with files skipped or changing while read, 9 local disk full, read-only or not writable.
 `;
 
 const COMMAND_HELP: Record<string, string> = {
+  migrate: `Usage: coffer migrate [--dry-run] [--profile DIR] [--json] [--quiet]
+
+Rewrites this profile's store from backup format version 1 (one object per chunk) to version 2
+(packs), in place. Chunks are copied into packs as they are (nothing is decrypted), every backup
+keeps its number, and the version 1 objects are removed at the end. Every backup stays restorable
+throughout: an interrupted migration (Ctrl-C, a crash, a lost connection) leaves the store as it
+was or already converted, and running the command again finishes the job. Backups into the store
+can start again once it is done.
+
+Run it once, from one device, after updating coffer on every device that backs up into the store.
+With --dry-run, it says what it would do and changes nothing. Exit code 4 when objects that were
+already damaged could not be migrated (they are listed, and stay in the store as they were).
+`,
   init: `Usage: coffer init --storage LOCATION [--recovery-key | --recovery-key-stdin] [--profile DIR] [--json]
-       coffer init --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
+       coffer init --storage LOCATION --vault URL --realm-key KEY (--token-file FILE | --token TOKEN)
+                   [--password-stdin | --password-file FILE] [--max-attempts N]
+       coffer init --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin | --password-file FILE]
                    [--max-attempts N]
-       coffer init --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin] [--max-attempts N]
 
 Creates a profile holding a new random backup key and an empty backup at LOCATION, and prints the
 64-digit recovery key once. With --recovery-key-stdin, connects this device to the existing backup
@@ -75,7 +107,8 @@ With --vault, the key is protected by a password instead: it is registered with 
 Vault, which never sees the password (OPAQUE) and destroys the key after --max-attempts wrong
 guesses (default 10). If LOCATION already holds a backup, the password recovers its key from the
 vault and connects this device to it. The password is asked twice on a terminal, or read from the
-first line of standard input with --password-stdin.
+first line of standard input with --password-stdin, or of a private file with --password-file.
+The token may also come from $COFFER_TOKEN, and LOCATION from $COFFER_STORAGE.
 
 With --realms FILE, the key is spread over several independent realms instead (the Juicebox
 protocol; FILE has the Juicebox SDK's Configuration shape, tokens come from --tokens FILE or a
@@ -85,13 +118,15 @@ allows --max-attempts guesses and whoever rolls back or seizes n-1 realms gains 
 t-of-n each realm's limit is lowered to max-attempts / (n - t + 1), so that t-1 compromised realms
 still get at most --max-attempts tests. \`coffer status\` prints that bound.
 `,
-  password: `Usage: coffer password change [--password-stdin] [--token TOKEN] [--profile DIR] [--json]
+  password: `Usage: coffer password change [--password-stdin | --password-file FILE] [--token-file FILE | --token TOKEN]
+                              [--profile DIR] [--json]
 
-Changes the vault password. With --password-stdin, the current and the new password are the first
-two lines of standard input. A wrong current password costs one guess.
+Changes the vault password. With --password-stdin (or --password-file FILE, a private file), the
+current and the new password are the first two lines. A wrong current password costs one guess.
 `,
   vault: 'Run `coffer vault --help`.\n',
-  backup: `Usage: coffer backup DIR [--sqlite GLOB]... [--profile DIR] [--json] [--quiet]
+  backup: `Usage: coffer backup DIR [--sqlite GLOB]... [--keep-last N] [--keep-daily D] [--keep-weekly W]
+                   [--keep-monthly M] [--profile DIR] [--json] [--quiet]
        coffer backup disable --yes [--profile DIR]   (turn backups off: delete the key from the vault and this profile)
 
 Backs up the folder DIR. Files unchanged since the last backup are not read again, and chunks the
@@ -102,13 +137,18 @@ The folder may change while it is backed up. A file that vanishes or cannot be r
 with a warning; a file that keeps changing while it is read is stored marked "changed while read".
 Either way the backup completes, and exits with code 8. SQLite databases (found by their header,
 or named by --sqlite GLOB, e.g. --sqlite '*.db') are stored from a consistent snapshot.
+
+With --keep-last N (and --keep-daily, --keep-weekly, --keep-monthly, as \`coffer forget\` takes
+them), the backups the policy does not keep are forgotten and their data pruned after the backup.
 `,
   restore: `Usage: coffer restore DIR [--storage LOCATION (--recovery-key-stdin | prompt)] [--backup N]
                      [--overwrite] [--allow-rollback] [--keep-special-modes] [--profile DIR] [--json] [--quiet]
-       coffer restore DIR --storage LOCATION --vault URL --realm-key KEY --token TOKEN [--password-stdin]
-       coffer restore DIR --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin]
+       coffer restore DIR --storage LOCATION --vault URL --realm-key KEY (--token-file FILE | --token TOKEN)
+                     [--password-stdin | --password-file FILE]
+       coffer restore DIR --storage LOCATION --realms FILE [--tokens FILE] [--password-stdin | --password-file FILE]
 
-Restores the newest backup (or backup number N) into DIR. Without --storage, uses the profile.
+Restores the newest backup (or backup number N) into DIR. Without --storage (or $COFFER_STORAGE),
+uses the profile.
 With --vault, the backup key is recovered from the vault with the password; each wrong password
 costs one of a limited number of guesses, after which the vault destroys the key for good.
 DIR must be new or empty unless --overwrite is given. Nothing appears in DIR until every file has
@@ -117,6 +157,7 @@ unless --keep-special-modes is given. A newest backup that does not open is skip
 warning, for the newest one that does.
 `,
   status: `Usage: coffer status [--profile DIR] [--json]\n\nShows the profile, the store and its backups.\n`,
+  ...MAINTENANCE_HELP,
   verify: `Usage: coffer verify [--profile DIR] [--json] [--quiet]\n\nReads back every object of every backup and checks it; exit code 4 if any is damaged.\n`,
 };
 
@@ -128,7 +169,7 @@ const common = {
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
-function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O, positionals: number) {
+export function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O, positionals: number) {
   let parsed;
   try {
     parsed = parseArgs({ args, options: { ...common, ...options }, allowPositionals: true, strict: true });
@@ -151,7 +192,7 @@ function storeOptions(io: Io, values: { json?: boolean; quiet?: boolean; 'retry-
   return { retry: { ...DEFAULT_RETRY, retryForMs, onRetry: storeWaitNotice(io, !!values.json, values.quiet) } };
 }
 
-function say(io: Io, json: boolean, human: string, data: Record<string, unknown>, ok = true): void {
+export function say(io: Io, json: boolean, human: string, data: Record<string, unknown>, ok = true): void {
   io.stdout.write(json ? JSON.stringify({ ok, ...data }) + '\n' : human);
 }
 
@@ -166,7 +207,9 @@ const vaultOptions = {
   tokens: { type: 'string' },
   'realm-key': { type: 'string' },
   token: { type: 'string' },
+  'token-file': { type: 'string' },
   'password-stdin': { type: 'boolean' },
+  'password-file': { type: 'string' },
 } as const;
 
 async function cmdInit(io: Io, args: string[]): Promise<number> {
@@ -178,10 +221,12 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
   );
   const json = !!values.json;
   const home = profileDir(values.profile, io.env);
-  if (!values.storage) throw new UsageError('--storage is required', 'pass the store: a folder, file://, s3://bucket/prefix or webdav(s)://host/path');
+  values.storage ??= io.env['COFFER_STORAGE'] || undefined;
+  values.token = await tokenOption(io, values);
+  if (!values.storage) throw new UsageError('--storage is required (or $COFFER_STORAGE)', 'pass the store: a folder, file://, s3://bucket/prefix or webdav(s)://host/path');
   // A plain path is kept absolute, so the profile works from any folder.
   if (!/^[a-z][a-z0-9+.-]*:/i.test(values.storage)) values.storage = resolve(values.storage);
-  const password = values.vault !== undefined || values.realms !== undefined || values['password-stdin'] !== undefined;
+  const password = values.vault !== undefined || values.realms !== undefined || values['password-stdin'] !== undefined || values['password-file'] !== undefined;
   if ([values['recovery-key'], values['recovery-key-stdin'], password].filter(Boolean).length > 1) {
     throw new UsageError('choose one of --recovery-key, --recovery-key-stdin and --vault or --realms (password)');
   }
@@ -218,10 +263,10 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
 
   const storage = await openStorage(values.storage, { create: true, ...storeOptions(io, values) });
   const existing = await storage.stat('config');
-  if (realms && existing) return connect(await recoverWithRealms(realms, await readPassword(io, values['password-stdin'], false)), 'password, realms');
+  if (realms && existing) return connect(await recoverWithRealms(realms, await readPassword(io, values, false)), 'password, realms');
   if (conn && existing) {
     // This account's key is in the vault already: recover it and connect this device.
-    return connect(await recoverKey(conn, await readPassword(io, values['password-stdin'], false)), 'password');
+    return connect(await recoverKey(conn, await readPassword(io, values, false)), 'password');
   }
   if (existing) throw new UsageError(`${storageLabel} already holds a backup`, 'to connect this device to it, pass --recovery-key-stdin (or --vault with its password)');
   const key = generateBackupKey(crypto);
@@ -229,7 +274,7 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
     let vaultInfo: { maxAttempts: number } | undefined;
     if (realms) {
       // Registered first: if the realms refuse, nothing was written to the store.
-      await registerWithRealms(realms, await readPassword(io, values['password-stdin'], true), key);
+      await registerWithRealms(realms, await readPassword(io, values, true), key);
       const repo = await Repository.init(storage, crypto, key);
       await saveProfile(home, profile(key, repo));
       const p = realms.profile;
@@ -247,7 +292,7 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
     }
     if (conn) {
       // Registered first: if the vault refuses, nothing was written to the store.
-      const pw = await readPassword(io, values['password-stdin'], true);
+      const pw = await readPassword(io, values, true);
       vaultInfo = await registerBackupKey({ ...conn, password: pw, backupKey: key.expose(), ...(maxAttempts === undefined ? {} : { maxAttempts }) });
     }
     const repo = await Repository.init(storage, crypto, key);
@@ -280,7 +325,7 @@ async function cmdInit(io: Io, args: string[]): Promise<number> {
 }
 
 /** This device's backup: the profile's store, opened and checked with the profile's key and pinned config. */
-async function openProfileBackup(io: Io, values: { profile?: string; json?: boolean; quiet?: boolean; 'retry-for'?: string }) {
+export async function openProfileBackup(io: Io, values: { profile?: string; json?: boolean; quiet?: boolean; 'retry-for'?: string }) {
   const home = profileDir(values.profile, io.env);
   let profile = await loadProfile(home);
   const storage = await openStorage(profile.storage, storeOptions(io, values));
@@ -288,7 +333,7 @@ async function openProfileBackup(io: Io, values: { profile?: string; json?: bool
   try {
     const repo = await Repository.open(storage, crypto, key, { pinnedMac: profile.configMac ?? null });
     if (repo.config.backupId !== profile.backupId) {
-      throw new CofferError('usage', 'the store holds another backup than this profile', { hint: 'check the storage location in profile.json' });
+      throw new UsageError('the store holds another backup than this profile', 'check the storage location in profile.json');
     }
     // A profile made before configs had MACs (or before a migration) pins the config it sees now.
     if (repo.config.mac && !profile.configMac) {
@@ -305,16 +350,17 @@ async function openProfileBackup(io: Io, values: { profile?: string; json?: bool
 
 /** At most this many paths in a human-readable list; --json lists them all. */
 const SHOWN = 10;
-const listPaths = (paths: string[]) => paths.slice(0, SHOWN).map((p) => `  ${p}\n`).join('') + (paths.length > SHOWN ? `  ... and ${paths.length - SHOWN} more (--json lists them all)\n` : '');
+export const listPaths = (paths: string[]) => paths.slice(0, SHOWN).map((p) => `  ${p}\n`).join('') + (paths.length > SHOWN ? `  ... and ${paths.length - SHOWN} more (--json lists them all)\n` : '');
 
 async function cmdBackup(io: Io, args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { yes: { type: 'boolean' }, token: { type: 'string' }, sqlite: { type: 'string', multiple: true } }, 1);
+  const { values, positionals } = parse(args, { yes: { type: 'boolean' }, token: { type: 'string' }, 'token-file': { type: 'string' }, sqlite: { type: 'string', multiple: true }, ...keepOptions }, 1);
   const json = !!values.json;
   const dir = positionals[0];
   if (dir === 'disable') return disableBackups(io, values);
   if (!dir) throw new UsageError('which folder should be backed up?', 'coffer backup DIR');
   const sqlite = (values.sqlite as string[] | undefined) ?? [];
   for (const g of sqlite) if (!g || g.startsWith('/')) throw new UsageError(`--sqlite takes a pattern relative to the folder, not ${JSON.stringify(g)}`, "for example --sqlite '*.db' or --sqlite 'databases/**'");
+  const keep = keepPolicy(values);
   const { home, profile, repo, lastSeenSeq, indexCache } = await openProfileBackup(io, values);
   if (repo.version === 1) throw new UsageError('this store uses backup format version 1, which this coffer reads but no longer writes', 'run `coffer migrate` once to convert it to version 2 (your backups stay restorable throughout)');
   const view = ProgressView.for(io, json, 'backup', values.quiet);
@@ -331,6 +377,7 @@ async function cmdBackup(io: Io, args: string[]): Promise<number> {
     const special = r.skipped.filter((k) => k.reason === 'special');
     const warned = r.skipped.filter((k) => k.reason !== 'special');
     const incomplete = warned.length > 0 || r.changed.length > 0;
+    const after = keep ? await retainAfterBackup(io, kit, repo, indexCache, keep, { json, quiet: values.quiet }) : null;
     say(
       io,
       json,
@@ -339,10 +386,12 @@ async function cmdBackup(io: Io, args: string[]): Promise<number> {
         (special.length ? `Skipped ${special.length} special files (sockets, pipes, devices).\n` : '') +
         (warned.length ? `Warning: ${warned.length} files skipped (they vanished or could not be read during the backup):\n${listPaths(warned.map((k) => `${printable(k.path)} (${k.reason})`))}` : '') +
         (r.changed.length ? `Warning: ${r.changed.length} files kept changing while they were read; they are stored marked "changed while read":\n${listPaths(r.changed.map(printable))}` : '') +
-        (source.snapshotted.length ? `${source.snapshotted.length} SQLite databases stored from a consistent snapshot.\n` : ''),
-      { ...r, seconds: secs, snapshots: source.snapshotted, incomplete },
+        (source.snapshotted.length ? `${source.snapshotted.length} SQLite databases stored from a consistent snapshot.\n` : '') +
+        (after?.human ?? ''),
+      { ...r, seconds: secs, snapshots: source.snapshotted, incomplete, ...after?.data },
+      after?.code == null,
     );
-    return incomplete ? Exit.incomplete : Exit.ok;
+    return after?.code ?? (incomplete ? Exit.incomplete : Exit.ok);
   } finally {
     stopWatching();
     view.end();
@@ -352,7 +401,7 @@ async function cmdBackup(io: Io, args: string[]): Promise<number> {
 }
 
 /** `coffer backup disable`: the vault forgets the key (if it held it), then this device does. */
-async function disableBackups(io: Io, values: { yes?: boolean; token?: string; profile?: string; json?: boolean }): Promise<number> {
+async function disableBackups(io: Io, values: { yes?: boolean; token?: string; 'token-file'?: string; profile?: string; json?: boolean }): Promise<number> {
   const { deleteBackupKey, vaultConnection, deleteFromRealms, openRealms } = await passwords();
   const json = !!values.json;
   const home = profileDir(values.profile, io.env);
@@ -361,7 +410,7 @@ async function disableBackups(io: Io, values: { yes?: boolean; token?: string; p
     throw new UsageError('this deletes the backup key from this device' + (profile.vault ? ' and from the vault' : profile.realms ? ' and from the realms' : ''), 'add --yes to turn backups off; keep the recovery key or another device if you want to restore them later');
   }
   let deleted = false;
-  if (profile.vault) deleted = (await deleteBackupKey(vaultConnection(io, { token: values.token }, profile.vault))).deleted;
+  if (profile.vault) deleted = (await deleteBackupKey(vaultConnection(io, { token: await tokenOption(io, values) }, profile.vault))).deleted;
   if (profile.realms) {
     await deleteFromRealms(await openRealms(io, { saved: profile.realms }));
     deleted = true;
@@ -375,7 +424,7 @@ async function disableBackups(io: Io, values: { yes?: boolean; token?: string; p
 
 async function cmdPassword(io: Io, args: string[]): Promise<number> {
   const { readPassword, openRealms, recoverWithRealms, registerWithRealms, vaultConnection, changePassword } = await passwords();
-  const { values, positionals } = parse(args, { 'password-stdin': { type: 'boolean' }, token: { type: 'string' } }, 1);
+  const { values, positionals } = parse(args, { 'password-stdin': { type: 'boolean' }, 'password-file': { type: 'string' }, token: { type: 'string' }, 'token-file': { type: 'string' } }, 1);
   if (positionals[0] !== 'change') throw new UsageError('the only password command is `coffer password change`');
   const json = !!values.json;
   const home = profileDir(values.profile, io.env);
@@ -383,12 +432,14 @@ async function cmdPassword(io: Io, args: string[]): Promise<number> {
   if (!profile.vault && !profile.realms) throw new UsageError('this profile is protected by a recovery key, not a password', 'passwords exist for backups turned on with --vault or --realms');
   let current: string;
   let next: string;
-  if (values['password-stdin']) {
+  if (values['password-file'] !== undefined) {
+    [current = '', next = ''] = await readSecretFile(values['password-file'], '--password-file', 2);
+  } else if (values['password-stdin']) {
     [current = '', next = ''] = await readStdinLines(io, 2);
     if (!current || !next) throw new UsageError('give the current and the new password as the first two lines of standard input');
   } else {
     current = await promptSecret(io, 'Current password: ');
-    next = await readPassword(io, false, true);
+    next = await readPassword(io, {}, true);
   }
   const key = profileKey(profile);
   try {
@@ -398,12 +449,12 @@ async function cmdPassword(io: Io, args: string[]): Promise<number> {
       const got = await recoverWithRealms(realms, current);
       const same = keyHex(got) === profile.key;
       got.wipe();
-      if (!same) throw new CofferError('usage', 'the realms hold another backup key than this profile', { hint: 'the account may belong to another backup; check the tokens' });
+      if (!same) throw new UsageError('the realms hold another backup key than this profile', 'the account may belong to another backup; check the tokens');
       await registerWithRealms(realms, next, key);
       say(io, json, `Password changed. Each realm allows ${realms.profile.guessesPerRealm} wrong guesses.\n`, { guessesPerRealm: realms.profile.guessesPerRealm });
       return Exit.ok;
     }
-    const conn = vaultConnection(io, { token: values.token }, profile.vault!);
+    const conn = vaultConnection(io, { token: await tokenOption(io, values) }, profile.vault!);
     const r = await changePassword({ ...conn, password: current, newPassword: next, backupKey: key.expose() });
     say(io, json, `Password changed. The vault allows ${r.maxAttempts} wrong guesses.\n`, { maxAttempts: r.maxAttempts, guessesRemaining: r.guessesRemaining });
     return Exit.ok;
@@ -439,7 +490,9 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
   const home = profileDir(values.profile, io.env);
   let storage: Storage;
   let key: SecretKey;
-  const password = values.vault !== undefined || values.realms !== undefined || values['password-stdin'] !== undefined;
+  values.storage ??= io.env['COFFER_STORAGE'] || undefined;
+  values.token = await tokenOption(io, values);
+  const password = values.vault !== undefined || values.realms !== undefined || values['password-stdin'] !== undefined || values['password-file'] !== undefined;
   if (password && values['recovery-key-stdin']) throw new UsageError('--recovery-key-stdin and --vault or --realms (password) do not go together');
   if (values.vault !== undefined && values.realms !== undefined) throw new UsageError('choose --vault (one realm, OPAQUE) or --realms (several, Juicebox), not both');
   let pinnedMac: string | null = null;
@@ -449,8 +502,8 @@ async function cmdRestore(io: Io, args: string[]): Promise<number> {
     storage = await openStorage(values.storage, storeOptions(io, values));
     // Check that the store holds a backup before a password guess is spent on it.
     await Repository.readConfig(storage);
-    if (values.realms !== undefined) key = await recoverWithRealms(await openRealms(io, { realms: values.realms, tokens: values.tokens }), await readPassword(io, values['password-stdin'], false));
-    else key = password ? await recoverKey(vaultConnection(io, values), await readPassword(io, values['password-stdin'], false)) : await readKey(io, values['recovery-key-stdin']);
+    if (values.realms !== undefined) key = await recoverWithRealms(await openRealms(io, { realms: values.realms, tokens: values.tokens }), await readPassword(io, values, false));
+    else key = password ? await recoverKey(vaultConnection(io, values), await readPassword(io, values, false)) : await readKey(io, values['recovery-key-stdin']);
   } else {
     if (values['recovery-key-stdin'] || password) throw new UsageError('--recovery-key-stdin and --vault need --storage (and so does --realms)', 'give the store to restore from');
     const profile = await loadProfile(home);
@@ -585,18 +638,24 @@ async function cmdVerify(io: Io, args: string[]): Promise<number> {
   }
 }
 
+const kit: Kit = { parse, say, openProfileBackup, listPaths };
+
 const COMMANDS: Record<string, (io: Io, args: string[]) => Promise<number>> = {
   init: cmdInit,
   backup: cmdBackup,
   restore: cmdRestore,
   status: cmdStatus,
   verify: cmdVerify,
+  migrate: cmdMigrate,
+  forget: (io, args) => cmdForget(io, args, kit),
+  prune: (io, args) => cmdPrune(io, args, kit),
   password: cmdPassword,
   vault: cmdVault,
 };
 
 const defaultIo = (): Io => ({ stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env });
 
+/** Runs one `coffer` command line (`argv` without node and the script) and returns its exit code (README "Exit codes"). */
 export async function main(argv: string[], io: Io = defaultIo()): Promise<number> {
   const [command, ...rest] = argv;
   const json = rest.includes('--json');

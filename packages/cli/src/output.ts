@@ -1,7 +1,8 @@
 /** What the user sees: progress on long work, readable errors with a hint, `--json` for scripts. */
-import { CofferError, DamagedBackupError, LocalDiskError, StorageUnavailableError, UsageError, WrongKeyError, type Progress } from '@coffer/core';
+import { CofferError, ExitCode, UsageError, type Progress } from '@coffer/core';
 import type { RetryEvent } from '@coffer/node';
 
+/** The streams and environment a `coffer` command uses (process's own by default). */
 export interface Io {
   stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
   stderr: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
@@ -9,55 +10,25 @@ export interface Io {
   env: NodeJS.ProcessEnv;
 }
 
-/** Exit codes (README "Exit codes"): stable, so scripts can act on them. */
-export const Exit = {
-  ok: 0,
-  failure: 1,
-  usage: 2,
-  wrongKey: 3,
-  damaged: 4,
-  storage: 5,
-  keyDestroyed: 6,
-  vault: 7,
-  /** The backup completed, but left files out or stored files that kept changing (spec/format.md §6.2). */
-  incomplete: 8,
-  /** The local disk refused a restore's writes: full, read-only or no permission. */
-  localDisk: 9,
-} as const;
+/** Exit codes (README "Exit codes"): one table for every package, in @coffer/core. */
+export const Exit = ExitCode;
 
+/** Every error Coffer throws on purpose is a CofferError that names its exit code; anything else is a failure (1). */
 export function exitCodeFor(e: unknown): number {
-  if (e instanceof UsageError) return Exit.usage;
-  if (e instanceof WrongKeyError) return Exit.wrongKey;
-  if (e instanceof DamagedBackupError) return Exit.damaged;
-  if (e instanceof StorageUnavailableError) return Exit.storage;
-  if (e instanceof LocalDiskError) return Exit.localDisk;
-  if (e instanceof CofferError) {
-    const byCode: Record<string, number> = {
-      usage: Exit.usage, 'target-not-empty': Exit.usage, 'no-profile': Exit.usage, 'no-backup': Exit.usage,
-    };
-    return byCode[e.code] ?? Exit.failure;
-  }
-  // Errors of the vault client (@coffer/core/vault) carry a code of their own.
-  const vaultCodes: Record<string, number> = {
-    'wrong-password': Exit.wrongKey, 'key-destroyed': Exit.keyDestroyed, 'invalid-vault-config': Exit.usage, 'not-registered': Exit.vault,
-    'vault-unavailable': Exit.vault, 'vault-rejected-request': Exit.vault, 'vault-unauthorized': Exit.vault, 'vault-protocol': Exit.vault, 'vault-busy': Exit.vault,
-  };
-  const code = (e as { code?: unknown })?.code;
-  if (typeof code === 'string' && code in vaultCodes) return vaultCodes[code]!;
-  return Exit.failure;
+  return e instanceof CofferError ? e.exitCode : Exit.failure;
 }
 
 export function reportError(io: Io, e: unknown, json: boolean): number {
   const code = exitCodeFor(e);
-  const err = e as CofferError;
-  const message = err instanceof Error ? err.message : String(e);
-  const hint = (err as { hint?: string })?.hint;
+  const message = e instanceof Error ? e.message : String(e);
+  const hint = e instanceof CofferError ? e.hint : undefined;
   if (json) {
-    io.stdout.write(JSON.stringify({ ok: false, error: { code: err?.code ?? 'error', name: err?.name, message, ...(hint ? { hint } : {}), exitCode: code } }) + '\n');
+    const error = e instanceof CofferError ? e.toJSON() : { code: 'error', name: e instanceof Error ? e.name : undefined, message, exitCode: code };
+    io.stdout.write(JSON.stringify({ ok: false, error }) + '\n');
   } else {
     io.stderr.write(`coffer: ${message}\n`);
     if (hint) io.stderr.write(`  hint: ${hint}\n`);
-    if (code === Exit.failure && io.env.COFFER_DEBUG && err?.stack) io.stderr.write(err.stack + '\n');
+    if (code === Exit.failure && io.env.COFFER_DEBUG && e instanceof Error && e.stack) io.stderr.write(e.stack + '\n');
   }
   return code;
 }
@@ -85,21 +56,24 @@ function formatDuration(s: number): string {
  * Renders Progress: a redrawn bar on a terminal, a plain line every few seconds otherwise, and
  * JSON lines on stderr with --json. Rate is a moving average over the last few seconds.
  */
+/** What a progress line shows: a backup's, restore's or verify's Progress, or a migration's (with objects for files). */
+export type Shown = Pick<Progress, 'bytesDone' | 'bytesTotal' | 'filesDone' | 'filesTotal'> & { phase: string };
+
 export class ProgressView {
   private readonly started = Date.now();
   // Plain output starts after the first interval, so quick commands print no progress at all.
   private last = 0;
   private samples: [number, number][] = [];
   private drawn = false;
-  constructor(private readonly io: Io, private readonly mode: 'tty' | 'plain' | 'json' | 'quiet', private readonly verb: string) {
+  constructor(private readonly io: Io, private readonly mode: 'tty' | 'plain' | 'json' | 'quiet', private readonly verb: string, private readonly unit = 'files') {
     if (mode === 'plain') this.last = this.started;
   }
 
-  static for(io: Io, json: boolean, verb: string, quiet = false): ProgressView {
-    return new ProgressView(io, quiet ? 'quiet' : json ? 'json' : io.stderr.isTTY ? 'tty' : 'plain', verb);
+  static for(io: Io, json: boolean, verb: string, quiet = false, unit = 'files'): ProgressView {
+    return new ProgressView(io, quiet ? 'quiet' : json ? 'json' : io.stderr.isTTY ? 'tty' : 'plain', verb, unit);
   }
 
-  update = (p: Progress): void => {
+  update = (p: Shown): void => {
     if (this.mode === 'quiet') return;
     const now = Date.now();
     const final = p.phase === 'done';
@@ -116,7 +90,7 @@ export class ProgressView {
       return;
     }
     const pct = p.bytesTotal > 0 ? Math.floor((100 * p.bytesDone) / p.bytesTotal) : 100;
-    const text = `${this.verb} ${String(pct).padStart(3)}%  ${formatBytes(p.bytesDone)} / ${formatBytes(p.bytesTotal)}  ${formatBytes(rate)}/s  ETA ${formatDuration(eta)}  files ${p.filesDone}/${p.filesTotal}`;
+    const text = `${this.verb} ${String(pct).padStart(3)}%  ${formatBytes(p.bytesDone)} / ${formatBytes(p.bytesTotal)}  ${formatBytes(rate)}/s  ETA ${formatDuration(eta)}  ${this.unit} ${p.filesDone}/${p.filesTotal}`;
     if (this.mode === 'tty') {
       const width = Math.max(10, Math.min(30, (this.io.stderr.columns ?? 80) - text.length - 4));
       const fill = Math.round((width * pct) / 100);

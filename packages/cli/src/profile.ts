@@ -1,13 +1,15 @@
 /**
- * The local profile: a folder (`--profile`, `COFFER_HOME`, or ~/.coffer) with `profile.json`
+ * The local profile: a folder (`--profile`, `COFFER_HOME`, `~/.coffer` if it exists, else
+ * `$XDG_CONFIG_HOME/coffer`, by default `~/.config/coffer`) with `profile.json`
  * (storage location and K, mode 0600: spec/keys.md §1) and `state.json` (newest backup seen per
  * repository, for rollback detection: spec/format.md §6). Files are replaced atomically.
  */
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { CofferError, fromHex, SecretKey, toHex } from '@coffer/core';
+import { existsSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { CofferError, fromHex, SecretKey, toHex, UsageError } from '@coffer/core';
 import type { RealmsProfile } from './realms.js';
 
 export interface Profile {
@@ -30,8 +32,19 @@ export interface State {
   seen: Record<string, number>;
 }
 
+/**
+ * The profile folder: `--profile DIR`, else `$COFFER_HOME`, else `~/.coffer` if it exists (where
+ * coffer kept profiles before), else `$XDG_CONFIG_HOME/coffer` (default `~/.config/coffer`).
+ */
 export function profileDir(flag: string | undefined, env: NodeJS.ProcessEnv): string {
-  return resolve(flag ?? env.COFFER_HOME ?? join(homedir(), '.coffer'));
+  if (flag) return resolve(flag);
+  if (env.COFFER_HOME) return resolve(env.COFFER_HOME);
+  const home = env.HOME || homedir();
+  const legacy = join(home, '.coffer');
+  if (existsSync(legacy)) return legacy;
+  // The XDG base directory spec ignores a relative XDG_CONFIG_HOME.
+  const config = env.XDG_CONFIG_HOME && isAbsolute(env.XDG_CONFIG_HOME) ? env.XDG_CONFIG_HOME : join(home, '.config');
+  return join(config, 'coffer');
 }
 
 async function readJson<T>(path: string): Promise<T | null> {
@@ -68,7 +81,7 @@ async function ensureDir(dir: string): Promise<void> {
 
 export async function loadProfile(dir: string): Promise<Profile> {
   const p = await readJson<Profile>(join(dir, 'profile.json'));
-  if (!p) throw new CofferError('no-profile', `no Coffer profile in ${dir}`, { hint: 'run `coffer init --storage LOCATION` first, or pass --profile' });
+  if (!p) throw new UsageError(`no Coffer profile in ${dir}`, 'run `coffer init --storage LOCATION` first, or pass --profile', { code: 'no-profile' });
   if (p.version !== 1 || typeof p.storage !== 'string' || !/^[0-9a-f]{64}$/.test(p.key ?? '')) {
     throw new CofferError('bad-profile', `${join(dir, 'profile.json')} is not a valid profile`, { hint: 'restore it from a copy, or create a new profile with `coffer init`' });
   }

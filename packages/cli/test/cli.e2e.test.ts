@@ -525,7 +525,7 @@ test('usage: --help exits 0, unknown commands and options and bad arguments exit
     [['status', 'extra'], /^coffer: unexpected argument "extra"\n/],
     [['backup'], /^coffer: which folder should be backed up\?\n/],
     [['restore'], /^coffer: where should the backup be restored\?\n/],
-    [['init'], /^coffer: --storage is required\n/],
+    [['init'], /^coffer: --storage is required \(or \$COFFER_STORAGE\)\n/],
     [['init', '--storage', b.store, '--recovery-key', '--recovery-key-stdin'], /choose one of --recovery-key, --recovery-key-stdin and --vault/],
     [['restore', join(b.dir, 't'), '--backup', '0'], /^coffer: --backup takes a backup number, not "0"\n/],
     [['restore', join(b.dir, 't'), '--recovery-key-stdin'], /--recovery-key-stdin and --vault need --storage/],

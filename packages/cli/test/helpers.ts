@@ -7,7 +7,8 @@ import { lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, symlink, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { Repository, SecretKey, shardedPath } from '@coffer/core';
+import { Repository, SecretKey } from '@coffer/core';
+import { shardedPath } from '@coffer/core/adapters';
 import { LocalStorage, nodeCryptoProvider } from '@coffer/node';
 import { fileURLToPath } from 'node:url';
 

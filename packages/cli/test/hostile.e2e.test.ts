@@ -9,9 +9,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmod, chown, lstat, mkdir, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ObjectType, Repository, sealObject, SecretKey, fromHex, utf8, manifestName, type TreeEntry } from '@coffer/core';
+import { Repository, SecretKey, fromHex, type TreeEntry } from '@coffer/core';
+import { ObjectType, sealObject, utf8, manifestName } from '@coffer/core/testing';
 import { LocalStorage, nodeCryptoProvider } from '@coffer/node';
-import { box, coffer, exits, jsonOut, manifestFile, manifestSeqs, objectFile, objectNames, quote, readProfile, seqName, sh, show, smallTree, tree, writeRandomFile, MiB, type Box } from './helpers.js';
+import {
+  box, coffer, exits, jsonOut, manifestFile, manifestSeqs, objectFile, objectNames, quote, readProfile, seqName, sh, show, smallTree, tree,
+  writeRandomFile, MiB, type Box,
+} from './helpers.js';
 
 /** A box with a profile, a store and backup #1 of `smallTree`. */
 async function ready(t: TestContext): Promise<Box> {

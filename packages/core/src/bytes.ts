@@ -4,6 +4,7 @@ const HEX = '0123456789abcdef';
 const enc = new TextEncoder();
 const dec = new TextDecoder('utf-8', { fatal: true });
 
+/** Lower-case hex of `bytes` (to keep a key or an id as text). */
 export function toHex(bytes: Uint8Array): string {
   let s = '';
   for (let i = 0; i < bytes.length; i++) {
@@ -13,6 +14,7 @@ export function toHex(bytes: Uint8Array): string {
   return s;
 }
 
+/** The bytes of a hex string; throws TypeError on anything that is not an even number of hex digits. */
 export function fromHex(hex: string): Uint8Array {
   if (hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) throw new TypeError('not a hexadecimal string');
   const out = new Uint8Array(hex.length / 2);
@@ -20,6 +22,7 @@ export function fromHex(hex: string): Uint8Array {
   return out;
 }
 
+/** The UTF-8 bytes of `s`. */
 export const utf8 = (s: string): Uint8Array<ArrayBuffer> => enc.encode(s);
 /** Decodes UTF-8, throwing on invalid sequences. */
 export const fromUtf8 = (b: Uint8Array): string => dec.decode(b);

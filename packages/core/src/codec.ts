@@ -31,6 +31,7 @@ export interface OpenedBatch {
   buffer: Uint8Array;
 }
 
+/** Names, seals and opens chunks for the engine: inline on this thread by default, or on workers (`workerCodec` in @coffer/node, `workerPoolCodec` in @coffer/core/adapters). */
 export interface ChunkCodec {
   /** Names and seals a batch of chunks. It may take ownership of them (their buffers may move to a worker). */
   seal(chunks: Uint8Array[]): Promise<SealedBatch>;
@@ -60,7 +61,11 @@ export async function sealChunks(crypto: CryptoProvider, keys: DerivedKeys, segm
   return { ids, sealed, buffer };
 }
 
-/** Opens blobs into consecutive regions of `out` (which must hold every plaintext). */
+/**
+ * Opens blobs into consecutive regions of `out` (which must hold every plaintext). `out` may be the
+ * very buffer the sealed blobs lie in, back to back from its start: every segment is decrypted
+ * before its plaintext is written, at a position no later than where the segment was.
+ */
 export async function openBlobs(crypto: CryptoProvider, keys: DerivedKeys, segmentSize: number, blobs: BlobToOpen[], checkId: boolean, out?: Uint8Array): Promise<OpenedBatch> {
   const total = blobs.reduce((n, b) => n + b.plainLength, 0);
   const buffer = out ? out.subarray(0, total) : new Uint8Array(total);
@@ -110,9 +115,10 @@ export interface CodecWorkerInit {
  */
 export type CodecRequest =
   | { op: 'seal'; n: number; data: Uint8Array; lengths: Uint32Array; out: Uint8Array }
-  | { op: 'open'; n: number; data: Uint8Array; lengths: Uint32Array; plainLengths: Uint32Array; ids: string; checkId: boolean; out: Uint8Array };
+  | { op: 'open'; n: number; data: Uint8Array; lengths: Uint32Array; plainLengths: Uint32Array; ids: string; checkId: boolean };
 
-interface CodecReply {
+/** What a codec worker answers to a {@link CodecRequest}. */
+export interface CodecReply {
   n: number;
   ids?: string;
   lengths?: Uint32Array;
@@ -136,16 +142,17 @@ function split(data: Uint8Array, lengths: ArrayLike<number>): Uint8Array[] {
  */
 export async function answerCodecRequest(crypto: CryptoProvider, init: CodecWorkerInit, m: CodecRequest): Promise<{ reply: CodecReply; transfer: ArrayBuffer[] }> {
   const input = m.data.buffer as ArrayBuffer;
-  const transfer = [m.out.buffer as ArrayBuffer, input];
   try {
     if (m.op === 'seal') {
       const r = await sealChunks(crypto, init.keys, init.segmentSize, split(m.data, m.lengths), m.out);
-      return { reply: { n: m.n, ids: r.ids.join(''), lengths: Uint32Array.from(r.sealed, (x) => x.length), out: r.buffer, input }, transfer };
+      return { reply: { n: m.n, ids: r.ids.join(''), lengths: Uint32Array.from(r.sealed, (x) => x.length), out: r.buffer, input }, transfer: [m.out.buffer as ArrayBuffer, input] };
     }
     const sealed = split(m.data, m.lengths);
     const blobs = sealed.map((s, i) => ({ id: m.ids.slice(64 * i, 64 * (i + 1)), sealed: s, plainLength: m.plainLengths[i]! }));
-    const r = await openBlobs(crypto, init.keys, init.segmentSize, blobs, m.checkId, m.out);
-    return { reply: { n: m.n, lengths: Uint32Array.from(r.plain, (x) => x.length), out: r.buffer, input }, transfer };
+    // In place: each plaintext is shorter than its sealed bytes and lands before them, after they
+    // were read, so the one buffer goes back holding the plaintexts (openBlobs).
+    const r = await openBlobs(crypto, init.keys, init.segmentSize, blobs, m.checkId, m.data);
+    return { reply: { n: m.n, lengths: Uint32Array.from(r.plain, (x) => x.length), out: r.buffer }, transfer: [input] };
   } catch (e) {
     const err = e as Error;
     const damaged = e instanceof DamagedBackupError;
@@ -200,11 +207,13 @@ export class BufferPool {
  * `answerCodecRequest` (after it got `init`). Buffers move by transfer and are recycled.
  */
 export function workerPoolCodec(spawn: () => WorkerPort, init: CodecWorkerInit, options: { threads: number; chunkSize: number }): ChunkCodec {
-  const pool = new BufferPool(Math.max(32, 8 * Math.ceil(options.chunkSize / 2 ** 20)) * 2 ** 20, [options.chunkSize, sealedSize(options.chunkSize, init.segmentSize)]);
+  const pool = new BufferPool(Math.max(32, 8 * Math.ceil(options.chunkSize / 2 ** 20)) * 2 ** 20, [options.chunkSize, sealedSize(options.chunkSize, init.segmentSize), 4 * sealedSize(options.chunkSize, init.segmentSize)]);
   const pending = new Map<number, { resolve(r: CodecReply): void; reject(e: unknown): void }>();
   let next = 0;
   let failed: unknown = null;
-  const slots = Array.from({ length: Math.max(1, options.threads) }, () => {
+  // Workers start at the first request: a backup with nothing new to seal never pays for them.
+  let started: { port: WorkerPort; busy: number }[] | null = null;
+  const startWorkers = () => (started ??= Array.from({ length: Math.max(1, options.threads) }, () => {
     const port = spawn();
     const slot = { port, busy: 0 };
     port.post(init, []);
@@ -225,16 +234,18 @@ export function workerPoolCodec(spawn: () => WorkerPort, init: CodecWorkerInit, 
       pending.clear();
     });
     return slot;
-  });
-  type Request = { op: 'seal'; data: Uint8Array; lengths: Uint32Array; out: Uint8Array } | { op: 'open'; data: Uint8Array; lengths: Uint32Array; plainLengths: Uint32Array; ids: string; checkId: boolean; out: Uint8Array };
+  }));
+  type Request = { op: 'seal'; data: Uint8Array; lengths: Uint32Array; out: Uint8Array } | { op: 'open'; data: Uint8Array; lengths: Uint32Array; plainLengths: Uint32Array; ids: string; checkId: boolean };
   function call(request: Request): Promise<CodecReply> {
     if (failed) return Promise.reject(failed);
-    const slot = slots.reduce((a, b) => (b.busy < a.busy ? b : a));
+    const slot = startWorkers().reduce((a, b) => (b.busy < a.busy ? b : a));
     const n = next++;
     return new Promise((resolve, reject) => {
       pending.set(n, { resolve, reject });
       slot.busy++;
-      slot.port.post({ ...request, n }, [request.out.buffer as ArrayBuffer, request.data.buffer as ArrayBuffer]);
+      const transfer = [request.data.buffer as ArrayBuffer];
+      if (request.op === 'seal') transfer.push(request.out.buffer as ArrayBuffer);
+      slot.port.post({ ...request, n }, transfer);
     });
   }
   /**
@@ -274,10 +285,9 @@ export function workerPoolCodec(spawn: () => WorkerPort, init: CodecWorkerInit, 
       const views = blobs.map((b) => b.sealed);
       const data = gather(views);
       recycle(views, data);
-      const size = blobs.reduce((n, b) => n + b.plainLength, 0);
       const r = await call({
         op: 'open', data, lengths: Uint32Array.from(blobs, (b) => b.sealed.length), plainLengths: Uint32Array.from(blobs, (b) => b.plainLength),
-        ids: blobs.map((b) => b.id).join(''), checkId, out: new Uint8Array(pool.take(size), 0, size),
+        ids: blobs.map((b) => b.id).join(''), checkId,
       });
       return { plain: split(r.out!, r.lengths!), buffer: r.out! };
     },
@@ -288,7 +298,7 @@ export function workerPoolCodec(spawn: () => WorkerPort, init: CodecWorkerInit, 
       if (buffer.buffer instanceof ArrayBuffer) pool.give(buffer.buffer);
     },
     async close() {
-      await Promise.all(slots.map((s) => s.port.terminate()));
+      await Promise.all((started ?? []).map((s) => s.port.terminate()));
       for (const p of pending.values()) p.reject(new Error('the codec workers were closed'));
       pending.clear();
     },

@@ -9,6 +9,7 @@ export interface AeadKey {
   readonly provider: string;
 }
 
+/** The primitives the engine runs on (AES-256-GCM, HMAC-SHA256, HKDF-SHA256, random bytes): {@link webCryptoProvider} in every runtime, `nodeCryptoProvider` (@coffer/node) faster in Node. Providers must agree byte for byte. */
 export interface CryptoProvider {
   readonly name: string;
   randomBytes(n: number): Uint8Array;

@@ -5,7 +5,7 @@
 import { toHex } from './bytes.js';
 import { inlineCodec, type ChunkCodec, type SealedBatch } from './codec.js';
 import { ConflictError, DamagedBackupError, ObjectNotFoundError, SourceChangedError, SourceSkipError } from './errors.js';
-import { condemnedPacks, takeLock } from './journal.js';
+import { condemnedPacks, readJournal, takeLock } from './journal.js';
 import { idOf, packName, type ManifestRef } from './layout.js';
 import { compareEntryPaths, entryPathProblem, parentPath, type Manifest, type TreeEntry } from './manifest.js';
 import { ObjectType, openObject, sealedSize } from './object.js';
@@ -37,6 +37,7 @@ export interface BackupSource {
   read(entry: TreeEntry, chunkSize: number, alloc?: (size: number) => Uint8Array): AsyncIterable<Uint8Array>;
 }
 
+/** One file being restored: chunks are written at their offsets, in any order, then the file is closed. */
 export interface FileSink {
   write(offset: number, data: Uint8Array): Promise<void>;
   close(): Promise<void>;
@@ -60,8 +61,10 @@ export interface RestoreTarget {
   abort(): Promise<void>;
 }
 
+/** How far a backup, restore, verify or prune has come: reported through `onProgress`. */
 export interface Progress {
-  phase: 'scan' | 'backup' | 'restore' | 'verify' | 'manifest' | 'done';
+  /** `mark`, `repack` and `sweep`: a prune (maintenance.ts); files there count manifests, then packs. */
+  phase: 'scan' | 'backup' | 'restore' | 'verify' | 'manifest' | 'mark' | 'repack' | 'sweep' | 'done';
   bytesDone: number;
   bytesTotal: number;
   filesDone: number;
@@ -143,6 +146,7 @@ function sameFile(a: TreeEntry, b: TreeEntry | undefined): boolean {
  * Backup
  * --------------------------------------------------------------------------------------------- */
 
+/** What {@link backup} takes: all optional. */
 export interface BackupOptions {
   codec?: ChunkCodec;
   /** Newest seq this device has seen (rollback check); `null` for none. */
@@ -162,6 +166,7 @@ export interface BackupOptions {
   now?: () => Date;
 }
 
+/** What {@link backup} did: the new backup's seq and name, what it read, uploaded and left out. */
 export interface BackupResult {
   seq: number;
   /** The manifest's name. */
@@ -230,7 +235,7 @@ class SealBatcher {
 }
 
 /** An index object is written after this many packs (or at the end), so a killed backup's packs count. */
-const PACKS_PER_INDEX = 4;
+export const PACKS_PER_INDEX = 4;
 
 /** A pack being filled: in memory (then put whole) or streamed to the store (Storage.writer). */
 interface OpenPack {
@@ -253,8 +258,10 @@ const STAGING_BYTES = 1024 * 1024;
  * object in pieces, packs stream to it as they fill; otherwise one pack fills in memory while at most
  * `inFlight` are put.
  */
-class Packer {
+export class Packer {
   readonly written: PackEntry[] = [];
+  /** The index objects written so far. */
+  private readonly indexes: string[] = [];
   private unindexed: PackEntry[] = [];
   private indexing: Promise<void> = Promise.resolve();
   private current: OpenPack | null = null;
@@ -364,9 +371,20 @@ class Packer {
     if (packs.length === 0) return this.indexing;
     this.indexing = this.indexing.then(async () => {
       await storageCall(this.repo.storage, 'flush', () => this.repo.storage.flush());
-      await this.repo.writeIndex(packs, this.indexCache);
+      this.indexes.push(await this.repo.writeIndex(packs, this.indexCache));
     });
     return this.indexing;
+  }
+
+  /**
+   * A prune removed some of our packs (our lock went stale: §9.2 (d)): one index object lists the
+   * ones left, and ours, which list the removed ones too, go, so no index points at a missing pack.
+   */
+  async relist(present: Set<string | null>): Promise<void> {
+    const left = this.written.filter((p) => present.has(p.id));
+    if (left.length) await this.repo.writeIndex(left, this.indexCache);
+    await storageCall(this.repo.storage, 'flush', () => this.repo.storage.flush());
+    for (const name of this.indexes) await storageCall(this.repo.storage, `removing ${name}`, () => this.repo.storage.delete(name));
   }
 
   async finish(): Promise<PackEntry[]> {
@@ -404,8 +422,13 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
       if (e instanceof DamagedBackupError) return null;
       throw e;
     });
+    // §6 step 2: the journal before the index, so a prune's sweep cannot slip between them (§9.2 (b));
+    // then the packs, so that an index entry whose pack is gone (§9.2 (d)) is not reused either.
+    const condemned = await condemnedPacks(repo);
     const index = await repo.loadIndex(options.indexCache);
-    index.exclude(await condemnedPacks(repo));
+    const present = new Set((await storageCall(storage, 'listing packs', () => storage.list('packs/'))).map((n) => idOf(n, 'packs')));
+    for (const id of index.packs.keys()) if (!present.has(id)) condemned.add(id);
+    index.exclude(condemned);
 
     const scanned = await source.scan();
     const skipped: SkippedFile[] = [...(source.skipped ?? [])];
@@ -470,8 +493,7 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
           const n = piece.length;
           got.size += n;
           budget.give(expected - n);
-          stored.push(
-            batcher.seal(piece).then(async ({ id, sealed, done }) => {
+          const storing = batcher.seal(piece).then(async ({ id, sealed, done }) => {
               try {
                 chunks[i] = id;
                 const loc = index.get(id);
@@ -490,8 +512,10 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
               }
               progress.bytesDone += n;
               report();
-            }),
-          );
+            });
+          // Judged below, once the file is read; a failure before then is not an unhandled rejection.
+          storing.catch(() => {});
+          stored.push(storing);
         }
       } finally {
         await pieces.return?.();
@@ -553,15 +577,6 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
     const packs = await packing.finish();
     await storageCall(storage, 'flush', () => storage.flush());
 
-    // §6 step 6: a prune may have removed a pack this backup reused while it ran.
-    if (reusedPacks.size) {
-      const present = new Set((await storageCall(storage, 'listing packs', () => storage.list('packs/'))).map((n) => idOf(n, 'packs')));
-      const gone = [...reusedPacks].filter((p) => !present.has(p));
-      if (gone.length) {
-        throw new ConflictError(`a prune removed ${gone.length} packs this backup relies on while it ran; run the backup again to store those chunks anew`);
-      }
-    }
-
     const seq = (latest ?? 0) + 1;
     const kept = left.size ? entries.filter((e) => !left.has(e)) : entries;
     const keptFiles = kept.filter((e) => e.kind === 'file');
@@ -574,8 +589,26 @@ export async function backup(repo: Repository, source: BackupSource, options: Ba
       },
       entries: kept,
     };
+    // §6 step 6 (§9.2 (d)): a prune may have removed a pack this backup reused, or (its lock gone
+    // stale) wrote, while it ran. Checked before the manifest is written, and once more after it.
+    const relied = new Set([...reusedPacks, ...packs.map((p) => p.id)]);
+    const checkRelied = async (written: ManifestRef | null, paused: boolean) => {
+      if (relied.size === 0 && !paused) return;
+      const present = new Set((await storageCall(storage, 'listing packs', () => storage.list('packs/'))).map((n) => idOf(n, 'packs')));
+      const gone = [...relied].filter((p) => !present.has(p));
+      if (gone.length === 0 && !paused) return;
+      if (written) await storageCall(storage, `removing ${written.name}`, () => storage.delete(written.name));
+      if (packs.some((p) => !present.has(p.id))) await packing.relist(present);
+      throw new ConflictError(
+        gone.length
+          ? `a prune removed ${gone.length} packs this backup relies on while it ran; run the backup again to store those chunks anew`
+          : 'this backup was paused for longer than its lock lasts, so a prune may have removed what it relies on; run the backup again (what it uploaded is reused)',
+      );
+    };
+    await checkRelied(null, !lock.fresh(now().getTime()));
     options.onProgress?.({ ...progress, phase: 'manifest' });
     const ref = await repo.writeManifest(manifest);
+    await checkRelied(ref, false);
     options.onProgress?.({ ...progress, phase: 'done' });
     return { seq, name: ref.name, files: keptFiles.length, entries: kept.length, bytes, skipped, changed, packsWritten: packs.length, ...result };
   } catch (e) {
@@ -605,8 +638,11 @@ interface BlobRead {
   deliver(plain: Uint8Array): Promise<void>;
 }
 
-/** Requests of at most this many bytes read adjacent blobs of one pack with one ranged get. */
-const MAX_READ_BYTES = 4 * 1024 * 1024;
+/**
+ * One ranged get reads adjacent blobs of one pack, up to this many sealed chunks' worth of bytes
+ * (a size the codec's buffer pool keeps a class for: READ_CHUNKS x sealedSize(chunkSize)).
+ */
+const READ_CHUNKS = 4;
 /** Blobs of one request delivered at once (each may create, write and close a small file). */
 const DELIVER_AT_ONCE = 16;
 
@@ -615,6 +651,7 @@ const DELIVER_AT_ONCE = 16;
  * ranged get, with at most `inFlight` bytes being fetched or opened at once.
  */
 async function readBlobs(repo: Repository, codec: ChunkCodec, reads: Iterable<BlobRead>, options: { inFlight: number; checkId: boolean; onDamage?: (e: DamagedBackupError, r: BlobRead) => void }): Promise<void> {
+  const maxRead = READ_CHUNKS * sealedSize(repo.config.chunkSize, repo.config.segmentSize);
   const budget = new ByteBudget(options.inFlight);
   const limiter = new Limiter(64);
   // Version 1 blobs are whole objects: one byte more shows an object longer than it may be (§4.4).
@@ -670,7 +707,7 @@ async function readBlobs(repo: Repository, codec: ChunkCodec, reads: Iterable<Bl
   let groupBytes = 0;
   for (const r of reads) {
     const last = group[group.length - 1];
-    if (last && (last.name !== r.name || last.offset + last.sealedLength !== r.offset || groupBytes + r.sealedLength > MAX_READ_BYTES)) {
+    if (last && (last.name !== r.name || last.offset + last.sealedLength !== r.offset || groupBytes + r.sealedLength > maxRead)) {
       await run(group);
       group = [];
       groupBytes = 0;
@@ -708,6 +745,7 @@ export function restoreOrder(files: TreeEntry[]): TreeEntry[] {
     .map((x) => x.e);
 }
 
+/** What {@link restore} takes: all optional. `onFile` hears of each file as soon as it is verified; `priority` orders the files (spec/format.md §6.3: databases first by default). */
 export interface RestoreOptions {
   codec?: ChunkCodec;
   /** Which backup: a seq (the newest of that number) or a manifest; the newest that opens by default. */
@@ -728,6 +766,7 @@ export interface RestoreOptions {
   indexCache?: IndexCache;
 }
 
+/** What {@link restore} did: which backup, how much, and what it warned about. */
 export interface RestoreResult {
   seq: number;
   name: string;
@@ -884,6 +923,22 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
   }
 }
 
+/** What {@link verify} takes: all optional. */
+export interface VerifyOptions {
+  /** The chunk codec (default: the repository's crypto on this thread). */
+  codec?: ChunkCodec;
+  /** Which backups to check, by seq (default: every one). */
+  seqs?: number[];
+  /** Newest seq this device has seen (rollback check); `null` for none. */
+  lastSeenSeq?: number | null;
+  onProgress?: (p: Progress) => void;
+  /** Blobs checked at once. */
+  concurrency?: number;
+  /** Copies of the index objects, kept between runs (§3.3). */
+  indexCache?: IndexCache;
+}
+
+/** What {@link verify} found: the backups and objects checked, and each damaged object. */
 export interface VerifyResult {
   manifests: number[];
   objectsChecked: number;
@@ -894,7 +949,7 @@ export interface VerifyResult {
 /** Reads back every blob that the chosen manifests (all by default) name and checks it (§4.4). */
 export async function verify(
   repo: Repository,
-  options: { codec?: ChunkCodec; seqs?: number[]; lastSeenSeq?: number | null; onProgress?: (p: Progress) => void; concurrency?: number; indexCache?: IndexCache } = {},
+  options: VerifyOptions = {},
 ): Promise<VerifyResult> {
   const codec = options.codec ?? inlineCodec(repo.crypto, repo.keys, repo.config.segmentSize);
   const ownCodec = options.codec === undefined;
@@ -919,15 +974,32 @@ export async function verify(
       return repo.loadIndex().catch(() => null);
     });
     const chunks = new Map<string, number>();
+    const parents: { child: string; parent: { name: string; hash: string } }[] = [];
     for (const ref of refs) {
       try {
         const m = await repo.readManifest(ref);
+        if (m.header.parent) parents.push({ child: ref.name, parent: m.header.parent });
         for (const e of m.entries) {
           if (e.kind !== 'file') continue;
           e.chunks!.forEach((id, i) => chunks.set(id, chunkLength(e.size!, i, repo.config.chunkSize)));
         }
       } catch (e) {
         record(e, ref.name);
+      }
+    }
+    // §5: each backup names its parent by name and hash. A parent that is gone must have been
+    // removed by a forget (its journal record says so); otherwise the store dropped it.
+    if (!options.seqs && parents.length) {
+      const present = new Set((await repo.manifests()).map((r) => r.name));
+      const forgotten = new Set<string>();
+      for (const { record: j } of (await readJournal(repo)).records) if (j.kind === 'forget') for (const n of j.manifests) forgotten.add(n);
+      for (const { child, parent } of parents) {
+        if (present.has(parent.name)) {
+          const hash = await repo.manifestHash({ name: parent.name, seq: 0, writer: null }).catch(() => null);
+          if (hash !== null && hash !== parent.hash) record(new DamagedBackupError('misplaced', parent.name, { detail: `it is not the backup ${child} was made from (another object under its name)` }), parent.name);
+        } else if (!forgotten.has(parent.name)) {
+          record(new DamagedBackupError('missing', parent.name, { detail: `${child} was made from it, and no forget removed it: the store dropped it` }), parent.name);
+        }
       }
     }
     const progress: Progress = {

@@ -13,18 +13,22 @@ const MAX_RECORD_BYTES = 1024 * 1024;
 export const LOCK_STALE_MS = 30 * 60 * 1000;
 /** §9.3: how often a running backup or prune refreshes its lock. */
 export const LOCK_REFRESH_MS = 5 * 60 * 1000;
+/** §9.2 (d): how long after its last refresh a holder still trusts its own lock (a margin before stale). */
+export const LOCK_TRUSTED_MS = LOCK_STALE_MS - LOCK_REFRESH_MS;
 
 export interface LockRecord {
-  kind: 'backup' | 'prune';
+  kind: 'backup' | 'prune' | 'migrate';
   host: string;
   pid: number;
   started: string;
   refreshed: string;
 }
 
+/** A journal record of forget or prune (spec/format.md §9): what it is about to delete. */
 export type JournalRecord =
   | { kind: 'forget'; time: string; manifests: string[] }
-  | { kind: 'prune'; time: string; packs: string[]; indexes: string[] };
+  /** `unindexed`: packs no index listed at the mark (§9.2), deleted only if no index lists them by the sweep. */
+  | { kind: 'prune'; time: string; packs: string[]; unindexed?: string[]; indexes: string[] };
 
 /** A journal record's 32-byte binding id (§4.1): u64be(time) || random (8 bytes) || 16 zero bytes. */
 const journalId = (timeMs: number, random: string) => toHex(concat(u64be(timeMs), fromHexPad(random)));
@@ -94,6 +98,11 @@ export async function condemnedPacks(repo: Repository): Promise<Set<string>> {
 export interface HeldLock {
   readonly name: string;
   readonly record: LockRecord;
+  /**
+   * True while the lock's last refresh is recent enough that no prune can have taken it for stale
+   * (§9.2 (d)): a holder that was paused longer must not write what relies on the store's state.
+   */
+  fresh(nowMs: number): boolean;
   /** Removes the lock (and stops refreshing it). */
   release(): Promise<void>;
 }
@@ -101,12 +110,15 @@ export interface HeldLock {
 /** Takes a lock and refreshes it every LOCK_REFRESH_MS until released. */
 export async function takeLock(repo: Repository, kind: LockRecord['kind'], who: { host: string; pid: number }, now: () => Date = () => new Date()): Promise<HeldLock> {
   const started = now().toISOString();
+  let refreshedMs = Date.parse(started);
   const write = async (): Promise<string> => {
     const id = toHex(repo.crypto.randomBytes(32));
     const name = lockName(id);
-    const record: LockRecord = { kind, host: who.host, pid: who.pid, started, refreshed: now().toISOString() };
+    const at = now();
+    const record: LockRecord = { kind, host: who.host, pid: who.pid, started, refreshed: at.toISOString() };
     await storageCall(repo.storage, `writing ${name}`, async () => repo.storage.put(name, await seal(repo, ObjectType.lock, id, record)));
     await storageCall(repo.storage, 'flush', () => repo.storage.flush());
+    refreshedMs = at.getTime();
     return name;
   };
   let name = await write();
@@ -130,6 +142,9 @@ export async function takeLock(repo: Repository, kind: LockRecord['kind'], who: 
       return name;
     },
     record: { kind, host: who.host, pid: who.pid, started, refreshed: started },
+    fresh(nowMs: number) {
+      return nowMs - refreshedMs <= LOCK_TRUSTED_MS;
+    },
     async release() {
       stopped = true;
       clearInterval(timer);
@@ -138,6 +153,7 @@ export async function takeLock(repo: Repository, kind: LockRecord['kind'], who: 
   };
 }
 
+/** A lock found in the store (spec/format.md §9.3): who holds it, since when, and whether it is stale. */
 export interface LockInfo extends LockRecord {
   name: string;
   stale: boolean;

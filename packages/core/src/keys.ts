@@ -3,6 +3,7 @@ import { equalBytes, fromHex, toHex, utf8, wipe } from './bytes.js';
 import type { CryptoProvider } from './crypto.js';
 import { UsageError, WrongKeyError } from './errors.js';
 
+/** The length of a backup key K in bytes (spec/keys.md §1). */
 export const KEY_BYTES = 32;
 
 const inspectSymbol = Symbol.for('nodejs.util.inspect.custom');

@@ -11,6 +11,7 @@ export const CONFIG = 'config';
 export const CONFIG_V2 = 'config.v2';
 
 export const packName = (id: string): string => `packs/${id}`;
+/** The object name of index object `id` (spec/format.md §3.3). */
 export const indexName = (id: string): string => `index/${id}`;
 export const lockName = (id: string): string => `locks/${id}`;
 /** Version 1 (§10.1): one object per blob. */
@@ -25,6 +26,7 @@ export interface ManifestRef {
 
 const seqDigits = (seq: number) => String(seq).padStart(20, '0');
 
+/** The object name of manifest `seq` by `writer` (spec/format.md §4.1; `null`: a version 1 name). */
 export const manifestName = (seq: number, writer: string | null): string => `manifests/${seqDigits(seq)}${writer === null ? '' : `-${writer}`}`;
 
 /** Parses `manifests/<seq>` (version 1) or `manifests/<seq>-<writer>` (version 2); `null` otherwise. */

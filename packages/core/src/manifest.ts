@@ -2,8 +2,10 @@
 import { fromUtf8, toHex, utf8 } from './bytes.js';
 import { DamagedBackupError } from './errors.js';
 
+/** What a backed-up entry is: a regular file, a folder or a symbolic link. */
 export type EntryKind = 'file' | 'dir' | 'symlink';
 
+/** One file, folder or symlink of a backup (spec/format.md §5): what a BackupSource scans and a RestoreTarget creates. */
 export interface TreeEntry {
   /** Relative, `/`-separated, validated by `checkEntryPath`. */
   path: string;

@@ -10,6 +10,7 @@ export const DEFAULT_SEGMENT_SIZE = 65536;
 const MAGIC = [0x43, 0x4f, 0x46, 0x52]; // "COFR"
 const VERSION = 1;
 
+/** The type byte of each kind of sealed object (spec/format.md §4.2). */
 export const ObjectType = { data: 1, manifest: 2, packHeader: 3, index: 4, journal: 5, lock: 6 } as const;
 export type ObjectType = (typeof ObjectType)[keyof typeof ObjectType];
 
@@ -58,6 +59,7 @@ async function bindingTag(crypto: CryptoProvider, keys: DerivedKeys, b: Binding)
   return mac.subarray(0, 16);
 }
 
+/** Options of sealObject: the segment size, and a fixed salt for vectors only. */
 export interface SealOptions {
   segmentSize?: number;
   /** 16 bytes; fresh random by default. Only vector generation passes a fixed one. */

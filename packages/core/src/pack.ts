@@ -181,6 +181,15 @@ export class PackBuilder {
   }
 }
 
+/**
+ * The length of the pack that holds `blobs` (§3.2), computed from the index: the blobs, the sealed
+ * header, its length and the Padmé padding. Prune measures a pack's unused share against this (§9.2).
+ */
+export function packLength(blobs: PackedBlob[], segmentSize: number): number {
+  const used = blobs.reduce((n, b) => Math.max(n, b.offset + b.sealedLength), 0);
+  return padme(used + sealedSize(8 + blobs.length * BLOB_RECORD, segmentSize) + 4);
+}
+
 /** The end of a pack (§3.2): zero padding to its Padmé length, the sealed header, the header's length. */
 async function packTail(crypto: CryptoProvider, keys: DerivedKeys, id: string, blobs: PackedBlob[], used: number, segmentSize: number): Promise<{ padding: number; header: Uint8Array; total: number }> {
   const header = await sealObject(crypto, keys, { type: ObjectType.packHeader, id }, encodePackHeader(blobs), { segmentSize });

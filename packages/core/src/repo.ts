@@ -6,7 +6,7 @@ import { concat, equalBytes, fromHex, fromUtf8, toHex, utf8 } from './bytes.js';
 import type { CryptoProvider } from './crypto.js';
 import {
   ConflictError, CofferError, DamagedBackupError, ObjectExistsError, ObjectNotFoundError, StorageUnavailableError, UnsupportedFormatError,
-  WrongKeyError, type DamageReason,
+  UsageError, WrongKeyError, type DamageReason,
 } from './errors.js';
 import { deriveKeys, keyCheckValue, type DerivedKeys, type SecretKey } from './keys.js';
 import { CONFIG, CONFIG_V2, dataObjectName, idOf, indexName, manifestName, packName, parseManifestName, type ManifestRef } from './layout.js';
@@ -15,7 +15,9 @@ import { DEFAULT_SEGMENT_SIZE, expectedBindingTag, HEADER_BYTES, ObjectType, ope
 import { decodeIndex, encodeIndex, type BlobLocation, type PackEntry } from './pack.js';
 import type { Storage } from './storage.js';
 
+/** The chunk size of new repositories: 1 MiB (spec/format.md §3.1). */
 export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
+/** The pack size new repositories aim for: 16 MiB (spec/format.md §3.2). */
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
 /** The newest repository version this code writes and reads. */
 export const REPO_VERSION = 2;
@@ -23,6 +25,7 @@ export const REPO_VERSION = 2;
 const MAX_CONFIG_BYTES = 64 * 1024;
 const CONFIG_MAC_LABEL = utf8('coffer v2 config');
 
+/** A repository's config object, as stored in `config` (spec/format.md §2). */
 export interface RepoConfig {
   format: 'coffer-backup';
   version: 1 | 2;
@@ -115,6 +118,7 @@ export class BlobIndex {
   }
 }
 
+/** A backup repository in a Storage, opened with its key: {@link Repository.init} makes one in an empty store, {@link Repository.open} opens an existing one (checking the key). Pass it to backup, restore, verify, forget, prune and migrate. */
 export class Repository {
   readonly backupId: Uint8Array;
   private constructor(
@@ -160,6 +164,11 @@ export class Repository {
     return new Repository(storage, crypto, keys, config);
   }
 
+  /** The same store and keys under another config: a migration's version 2 config (§10.2). */
+  withConfig(config: RepoConfig): Repository {
+    return new Repository(this.storage, this.crypto, this.keys, config);
+  }
+
   /** A version 2 config with its MAC (§2). */
   static async makeConfig(crypto: CryptoProvider, keys: DerivedKeys, backupId: Uint8Array, chunkSize: number, segmentSize: number, packSize: number): Promise<RepoConfig> {
     const body: RepoConfig = {
@@ -178,7 +187,7 @@ export class Repository {
       if (e instanceof DamagedBackupError && e.reason === 'missing') {
         // §10.2: a migration killed between deleting `config` and writing it again.
         if (name === CONFIG && (await storageCall(storage, 'reading the config', () => storage.stat(CONFIG_V2)))) return Repository.readConfig(storage, CONFIG_V2);
-        throw new CofferError('no-backup', `${storage.label} holds no Coffer backup`, { cause: e, hint: 'check the storage location, or run `coffer init` to start backing up there' });
+        throw new UsageError(`${storage.label} holds no Coffer backup`, 'check the storage location, or run `coffer init` to start backing up there', { code: 'no-backup', cause: e });
       }
       if (e instanceof DamagedBackupError) throw new DamagedBackupError('config', name, { cause: e });
       throw e;
@@ -291,7 +300,8 @@ export class Repository {
     return this.decodeManifest(ref, sealed);
   }
 
-  private async decodeManifest(ref: ManifestRef, sealed: Uint8Array): Promise<Manifest> {
+  /** Opens and checks a manifest's sealed bytes, read by the caller (§4.4, §5.1). */
+  async decodeManifest(ref: ManifestRef, sealed: Uint8Array): Promise<Manifest> {
     const plain = await openObject(this.crypto, this.keys, this.manifestBinding(ref), sealed, ref.name, { segmentSize: this.config.segmentSize });
     return decodeManifest(plain, ref.name, { backupId: this.backupId, seq: ref.seq, writer: ref.writer, chunkSize: this.config.chunkSize });
   }
@@ -376,6 +386,17 @@ export class Repository {
 
   /** Reads the whole index: from `cache` where it holds an object, from the store otherwise. */
   async loadIndex(cache?: IndexCache): Promise<BlobIndex> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.loadIndexOnce(cache);
+      } catch (e) {
+        // §9.2: a prune replaced an index object between our listing and our read of it; list again.
+        if (!(e instanceof DamagedBackupError && e.reason === 'missing') || attempt >= 3) throw e;
+      }
+    }
+  }
+
+  private async loadIndexOnce(cache?: IndexCache): Promise<BlobIndex> {
     const index = new BlobIndex();
     if (this.version === 1) return index;
     const names = (await storageCall(this.storage, 'listing the index', () => this.storage.list('index/'))).filter((n) => idOf(n, 'index'));

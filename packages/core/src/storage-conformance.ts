@@ -5,6 +5,7 @@
 import { ObjectExistsError, ObjectNotFoundError } from './errors.js';
 import type { Storage } from './storage.js';
 
+/** One case of the storage conformance suite: run it against a fresh, empty store. */
 export interface StorageCase {
   name: string;
   run(storage: Storage): Promise<void>;
@@ -30,6 +31,7 @@ async function rejects(p: Promise<unknown>, cls: new (...a: never[]) => Error, w
 
 const bytes = (n: number, seed = 1) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 255);
 
+/** The storage conformance suite (spec/format.md §7): every Storage implementation must pass each case. */
 export const storageConformance: StorageCase[] = [
   {
     name: 'put then get returns the same bytes, including an empty object and a 3 MiB one',

@@ -4,11 +4,13 @@
  */
 import { ObjectExistsError, ObjectNotFoundError } from './errors.js';
 
+/** A byte range of a stored object: `length` bytes from `offset`. */
 export interface ByteRange {
   offset: number;
   length: number;
 }
 
+/** Where backups live (spec/format.md §7): a flat namespace of write-once objects. Implementations: MemoryStorage here; local folder, S3 and WebDAV in @coffer/node. Each must pass `storageConformance` (@coffer/core/testing). */
 export interface Storage {
   /** A printable description with any secret stripped (for messages and logs). */
   readonly label: string;
@@ -68,21 +70,24 @@ export class MemoryStorage implements Storage {
 
   private async pieces(name: string): Promise<ObjectWriter> {
     checkObjectName(name);
+    // Each piece copied once (the caller reuses its buffer), joined once at commit.
     const parts: Uint8Array[] = [];
+    let used = 0;
     return {
       write: async (data) => {
         parts.push(data.slice());
+        used += data.length;
       },
       commit: async () => {
-        let n = 0;
-        for (const p of parts) n += p.length;
-        const all = new Uint8Array(n);
-        n = 0;
-        for (const p of parts) {
-          all.set(p, n);
-          n += p.length;
-        }
         if (this.objects.has(name)) throw new ObjectExistsError(name);
+        const all = parts.length === 1 ? parts[0]! : new Uint8Array(used);
+        if (parts.length !== 1) {
+          let o = 0;
+          for (const p of parts) {
+            all.set(p, o);
+            o += p.length;
+          }
+        }
         this.objects.set(name, all);
       },
       abort: async () => {

@@ -2,9 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
-  backup, ConflictError, DamagedBackupError, entryPathProblem, generateBackupKey, padme, readPackHeader, manifestName, MemoryStorage, Repository, restore, SecretKey,
-  StorageUnavailableError, storageConformance, verify, WrongKeyError, type Storage,
+  backup, ConflictError, DamagedBackupError, generateBackupKey, MemoryStorage, Repository, restore, SecretKey, StorageUnavailableError,
+  verify, WrongKeyError, type Storage,
 } from '@coffer/core';
+import { entryPathProblem } from '#src/manifest.js';
+import { padme, readPackHeader } from '#src/pack.js';
+import { manifestName, storageConformance } from '@coffer/core/testing';
 import { MemorySource, MemoryTarget, providers, sameTree, type MemFile } from './helpers.js';
 
 const CHUNK = 4096; // small chunks so small trees have many of them
@@ -253,7 +256,7 @@ test('two devices backing up at the same moment: both backups are kept, under na
 });
 
 test('the config is authenticated: a changed field, or a tampered key check with the right key, is "config" damage, not "wrong key" (§2)', async () => {
-  const { utf8 } = await import('@coffer/core');
+  const { utf8 } = await import('#src/bytes.js');
   const { storage, key } = await setupPacks(bigTree());
   const original = storage.objects.get('config')!;
   const config = JSON.parse(new TextDecoder().decode(original));
@@ -276,7 +279,8 @@ test('init refuses a store that already holds a backup', async () => {
 });
 
 test('a config from a newer format version is "unsupported"; an unreadable one is "damaged", never "wrong key"', async () => {
-  const { UnsupportedFormatError, utf8 } = await import('@coffer/core');
+  const { UnsupportedFormatError } = await import('@coffer/core');
+  const { utf8 } = await import('#src/bytes.js');
   const { storage, key } = await setup(bigTree());
   const config = JSON.parse(new TextDecoder().decode(storage.objects.get('config')!));
   storage.objects.set('config', utf8(JSON.stringify({ ...config, version: 3 })));
@@ -309,7 +313,9 @@ test('packs stay within their size while many files fill them and the store is s
 });
 
 test('a streamed pack holds each blob at the offset its header gives, whatever mix of small and large blobs (§3.2)', async () => {
-  const { PackStream, PackBuilder, sealChunks, deriveKeys } = await import('@coffer/core');
+  const { PackStream, PackBuilder } = await import('#src/pack.js');
+  const { sealChunks } = await import('#src/codec.js');
+  const { deriveKeys } = await import('#src/keys.js');
   const keys = await deriveKeys(crypto, new SecretKey(new Uint8Array(32).fill(6)));
   const sizes = [100, 40_000, 300, 9_000, 200, 70_000, 10, 33_000, 5];
   const { ids, sealed } = await sealChunks(crypto, keys, 65536, sizes.map((n) => crypto.randomBytes(n)));
@@ -327,4 +333,23 @@ test('a streamed pack holds each blob at the offset its header gives, whatever m
   assert.deepEqual(listed, builder.blobs, 'the same table as a pack built in memory');
   for (const [i, b] of listed.entries()) assert.deepEqual(pack.subarray(b.offset, b.offset + b.sealedLength), sealed[i], `blob ${i} at its offset`);
   assert.equal(pack.length, padme(pack.length));
+});
+
+test('verify follows the chain of parents: a manifest the store dropped is reported, one a forget removed is not (§5, §9.1)', async () => {
+  const { writeJournal } = await import('#src/journal.js');
+  const { storage, repo } = await setupPacks(bigTree());
+  const second = await backup(repo, new MemorySource(bigTree()));
+  await backup(repo, new MemorySource(bigTree()));
+  assert.deepEqual((await verify(repo)).damaged, []);
+  const kept = storage.objects.get(second.name)!;
+  storage.objects.delete(second.name);
+  const v = await verify(repo);
+  assert.deepEqual(v.damaged.map((d) => [d.object, d.reason]), [[second.name, 'missing']]);
+  assert.match(v.damaged[0]!.message, /no forget removed it: the store dropped it/);
+  await writeJournal(repo, { kind: 'forget', time: new Date().toISOString(), manifests: [second.name] });
+  assert.deepEqual((await verify(repo)).damaged, [], 'a forget says why it is gone');
+  // Another object under the parent's name is caught by its hash (here: a copy of another backup).
+  storage.objects.set(second.name, kept.slice());
+  storage.objects.get(second.name)![100]! ^= 1;
+  assert.ok((await verify(repo)).damaged.some((d) => d.object === second.name));
 });

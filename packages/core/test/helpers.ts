@@ -27,7 +27,7 @@ export function seededProvider(base: CryptoProvider, seed: string): CryptoProvid
   };
 }
 
-export * from './tree.js';
+export { MemorySource, MemoryTarget, sameTree, type MemFile } from '@coffer/core/testing';
 
 /** The Juicebox vectors of spec/juicebox-vectors/ (spec/juicebox.md §11), read from the repository. */
 export function juiceboxVectors(): { oprf: JuiceboxOprfVectors; pin: JuiceboxPinVectors } {

@@ -4,9 +4,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { fromHex, toHex, utf8 } from '@coffer/core';
+import { fromHex, toHex } from '@coffer/core';
+import { utf8 } from '@coffer/core/testing';
 import { InvalidVaultConfigError } from '@coffer/core/vault';
-import { guessBound, hashPin, INSECURE_TEST_ONLY_FAST_PIN_HASHING, jbcrypto as c, noise, parseConfiguration, perRealmLimitFor, wire } from '@coffer/core/juicebox';
+import {
+  guessBound, hashPin, INSECURE_TEST_ONLY_FAST_PIN_HASHING, jbcrypto as c, noise, parseConfiguration, perRealmLimitFor, wire,
+} from '@coffer/core/juicebox';
 import { juiceboxVectors } from './helpers.js';
 
 const { oprf: oprfVectors, pin: pinVectors } = juiceboxVectors();

@@ -2,7 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { inspect } from 'node:util';
 import fc from 'fast-check';
-import { checkKey, deriveKeys, formatRecoveryKey, keyCheckValue, parseRecoveryKey, SecretKey, toHex, UsageError, WrongKeyError } from '@coffer/core';
+import { formatRecoveryKey, parseRecoveryKey, SecretKey, toHex, UsageError, WrongKeyError } from '@coffer/core';
+import { checkKey, keyCheckValue } from '#src/keys.js';
+import { deriveKeys } from '@coffer/core/testing';
 import { providers } from './helpers.js';
 
 test('recovery key: 64 hex digits in 16 groups of 4, and back (any case, spaces, dashes)', () => {

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { compareEntryPaths, DamagedBackupError, decodeManifest, encodeManifest, entryPathProblem, fromHex, type Manifest, type TreeEntry } from '@coffer/core';
+import { DamagedBackupError, fromHex, type TreeEntry } from '@coffer/core';
+import { compareEntryPaths, decodeManifest, encodeManifest, entryPathProblem, type Manifest } from '#src/manifest.js';
 
 const backupId = fromHex('00112233445566778899aabbccddeeff');
 const header = (entries: number) => ({

@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { chunkId, DamagedBackupError, deriveKeys, HEADER_BYTES, ObjectType, openObject, sealedSize, sealObject, SecretKey, type Binding } from '@coffer/core';
+import { DamagedBackupError, SecretKey } from '@coffer/core';
+import { chunkId, HEADER_BYTES, openObject } from '#src/object.js';
+import { deriveKeys, ObjectType, sealedSize, sealObject, type Binding } from '@coffer/core/testing';
 import { providers } from './helpers.js';
 
 const key = new SecretKey(new Uint8Array(32).fill(9));

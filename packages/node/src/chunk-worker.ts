@@ -1,6 +1,6 @@
 /** Worker thread body for workerCodec: core's codec requests, answered with OpenSSL (spec/format.md §3, §4). */
 import { parentPort } from 'node:worker_threads';
-import { answerCodecRequest, type CodecRequest, type CodecWorkerInit } from '@coffer/core';
+import { answerCodecRequest, type CodecRequest, type CodecWorkerInit } from '@coffer/core/adapters';
 import { nodeCryptoProvider as crypto } from './crypto-node.js';
 import { minorGcEvery } from './gc.js';
 

@@ -1,6 +1,7 @@
 /** The CryptoProvider on Node's OpenSSL bindings: synchronous and several times faster than Web Crypto. */
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
-import { place, type AeadKey, type CryptoProvider } from '@coffer/core';
+import type { AeadKey, CryptoProvider } from '@coffer/core';
+import { place } from '@coffer/core/adapters';
 
 interface NodeAeadKey extends AeadKey {
   readonly raw: Buffer;
@@ -8,6 +9,7 @@ interface NodeAeadKey extends AeadKey {
 
 const asBuffer = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
+/** The CryptoProvider on node:crypto (OpenSSL): the same bytes as webCryptoProvider, faster. */
 export const nodeCryptoProvider: CryptoProvider = {
   name: 'node',
   randomBytes: (n) => new Uint8Array(randomBytes(n)),

@@ -10,9 +10,10 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import {
-  CofferError, LocalDiskError, parentPath, SourceChangedError, SourceSkipError, type BackupSource, type FileSink, type RestoreTarget,
+  CofferError, LocalDiskError, SourceChangedError, SourceSkipError, UsageError, type BackupSource, type FileSink, type RestoreTarget,
   type SkippedFile, type TreeEntry,
 } from '@coffer/core';
+import { parentPath } from '@coffer/core/adapters';
 
 const code = (e: unknown) => (e as NodeJS.ErrnoException)?.code;
 /** Entries of one folder looked at (lstat) at once during a scan. */
@@ -43,6 +44,7 @@ export function globMatcher(glob: string): (path: string) => boolean {
   return glob.includes('/') ? (p) => rx.test(p) : (p) => rx.test(p.slice(p.lastIndexOf('/') + 1));
 }
 
+/** How a {@link FolderSource} reads a folder: SQLite databases to snapshot, and where to keep snapshots. */
 export interface FolderSourceOptions {
   /** Globs of SQLite databases to snapshot, beyond the files that start with the SQLite header. */
   sqlite?: string[];
@@ -124,9 +126,9 @@ export class FolderSource implements BackupSource {
     try {
       top = await stat(this.root);
     } catch (e) {
-      throw new CofferError('usage', `cannot read ${this.root}: ${code(e) === 'ENOENT' ? 'no such folder' : code(e)}`, { cause: e, hint: 'give the folder to back up' });
+      throw new UsageError(`cannot read ${this.root}: ${code(e) === 'ENOENT' ? 'no such folder' : code(e)}`, 'give the folder to back up', { cause: e });
     }
-    if (!top.isDirectory()) throw new CofferError('usage', `${this.root} is not a folder`, { hint: 'give the folder to back up' });
+    if (!top.isDirectory()) throw new UsageError(`${this.root} is not a folder`, 'give the folder to back up');
     const out: TreeEntry[] = [];
     const skip = (path: string, e: unknown) => {
       const c = code(e);
@@ -381,17 +383,18 @@ async function openUp(path: string): Promise<void> {
 async function removeStale(dir: string, prefix: string): Promise<void> {
   for (const name of await readdir(dir).catch(() => [] as string[])) {
     const m = name.startsWith(prefix) ? /^(\d+)-[0-9A-Za-z]+$/.exec(name.slice(prefix.length)) : null;
-    if (!m || alive(Number(m[1]))) continue;
+    if (!m || processAlive(Number(m[1]))) continue;
     const p = join(dir, name);
     const st = await lstat(p).catch(() => null);
     if (st?.isDirectory() && st.uid === process.getuid?.() && (st.mode & 0o777) === 0o700) await removeTree(p).catch(() => {});
   }
 }
 
-export class TargetNotEmptyError extends CofferError {
+/** A restore was pointed at a folder that exists and is not empty (exit code 2). */
+export class TargetNotEmptyError extends UsageError {
   override name = 'TargetNotEmptyError';
   constructor(path: string) {
-    super('target-not-empty', `${path} exists and is not empty`, { hint: 'restore into a new or empty folder, or pass --overwrite to replace it' });
+    super(`${path} exists and is not empty`, 'restore into a new or empty folder, or pass --overwrite to replace it', { code: 'target-not-empty' });
   }
 }
 
@@ -430,14 +433,15 @@ const toSeconds = (ns: string) => Number(BigInt(ns) / 1000n) / 1e6 + 5e-7;
 /** The process's umask, read once (reading it means setting it; no other thread creates files meanwhile). */
 const UMASK = process.umask();
 
-const alive = (pid: number) => {
+/** True while a process with this id runs on this machine (one we may not signal counts as running). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
   } catch (e) {
     return code(e) === 'EPERM';
   }
-};
+}
 
 /** Makes everything below `dir` durable: syncfs(2) through `sync -f`, or an fsync of every file and folder. */
 async function syncTree(dir: string): Promise<void> {
@@ -454,6 +458,12 @@ async function syncTree(dir: string): Promise<void> {
     await fsyncPath(p);
   };
   await walk(dir);
+}
+
+/** How a {@link FolderTarget} treats what is already at its place. */
+export interface FolderTargetOptions {
+  /** Replace a folder that exists and is not empty (default: refuse with TargetNotEmptyError). */
+  overwrite?: boolean;
 }
 
 /**
@@ -476,7 +486,7 @@ export class FolderTarget implements RestoreTarget {
   private symlinksStarted = false;
   /** The first parent folder of `final` that `begin` had to create, removed again by `abort`. */
   private madeParent: string | undefined;
-  constructor(final: string, options: { overwrite?: boolean } = {}) {
+  constructor(final: string, options: FolderTargetOptions = {}) {
     this.final = resolve(final);
     this.temp = join(dirname(this.final), `.${basename(this.final)}.coffer-restore-${process.pid}-${randomBytes(6).toString('hex')}`);
     this.overwrite = options.overwrite ?? false;

@@ -5,8 +5,10 @@
  */
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { idOf, indexName, type IndexCache } from '@coffer/core';
+import type { IndexCache } from '@coffer/core';
+import { idOf, indexName } from '@coffer/core/adapters';
 
+/** An IndexCache in a local folder: copies of the store's index objects, kept between runs (spec/format.md §3.3). */
 export class FolderIndexCache implements IndexCache {
   constructor(readonly dir: string) {}
 

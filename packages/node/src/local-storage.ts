@@ -8,7 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, link, mkdir, open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { checkObjectName, isShardFolder, ObjectExistsError, ObjectNotFoundError, shardedPath, StorageUnavailableError, unshardedName, type ByteRange, type ObjectWriter, type Storage } from '@coffer/core';
+import {
+  checkObjectName, ObjectExistsError, ObjectNotFoundError, StorageUnavailableError, type ByteRange, type ObjectWriter, type Storage,
+} from '@coffer/core';
+import { isShardFolder, shardedPath, unshardedName } from '@coffer/core/adapters';
 
 const code = (e: unknown) => (e as NodeJS.ErrnoException)?.code;
 
@@ -26,6 +29,7 @@ function writeFailure(label: string, name: string, e: unknown): StorageUnavailab
   return new StorageUnavailableError(`${label}: writing ${name} failed: ${known ? known[0] : (c ?? String(e))}`, { cause: e, ...(known ? { hint: known[1] } : {}) });
 }
 
+/** A Storage in a local folder (spec/format.md §7.1): atomic write-once puts (temporary file, fsync, link), sharded paths. */
 export class LocalStorage implements Storage {
   readonly label: string;
   private readonly made = new Set<string>();
@@ -76,41 +80,16 @@ export class LocalStorage implements Storage {
     this.made.add(dir);
   }
 
+  /** A whole object at once: the same temporary file, fsync and hard link as `writer`. */
   async put(name: string, data: Uint8Array): Promise<void> {
-    const final = this.file(name);
-    const dir = final.slice(0, final.lastIndexOf('/'));
-    const tmp = join(this.root, 'tmp', `${randomBytes(12).toString('hex')}.tmp`);
-    try {
-      await this.ensureDir(dir);
-      await this.ensureDir(join(this.root, 'tmp'));
-      const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-      try {
-        let o = 0;
-        while (o < data.length) o += (await fh.write(data, o, data.length - o)).bytesWritten;
-        await fh.datasync();
-      } finally {
-        await fh.close();
-      }
-      try {
-        await link(tmp, final);
-      } catch (e) {
-        if (code(e) === 'EEXIST') throw new ObjectExistsError(name);
-        throw e;
-      }
-      this.dirty.add(dir);
-    } catch (e) {
-      if (e instanceof ObjectExistsError) throw e;
-      // A read-only or unwritable store can fail with a less telling code (mkdir says ENOENT).
-      const probe = await access(this.root, constants.W_OK).then(() => e, (p: unknown) => p);
-      throw writeFailure(this.label, name, code(probe) === 'ENOENT' ? e : probe);
-    } finally {
-      await unlink(tmp).catch(() => {});
-    }
+    const w = await this.writer(name);
+    await w.write(data);
+    await w.commit();
   }
 
   /**
-   * An object written in pieces (a pack streamed as it fills): into `tmp/`, then, at commit, fsynced
-   * and hard-linked to its name exactly as `put` does.
+   * An object written in pieces (a pack streamed as it fills): into a temporary file in `tmp/`, then,
+   * at commit, fsynced and hard-linked to its name; `link` is atomic and fails when the name exists.
    */
   async writer(name: string): Promise<ObjectWriter> {
     const final = this.file(name);

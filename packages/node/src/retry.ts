@@ -35,6 +35,7 @@ export interface RetryEvent {
   giveUpInMs: number;
 }
 
+/** How long and how often a store that does not answer is tried again (spec/format.md §7.2). */
 export interface RetryPolicy {
   /** How long a request that keeps failing transiently is retried, from its first failure (ms). */
   retryForMs: number;

@@ -21,6 +21,7 @@
  * content) and keeps the HEAD check.
  */
 import { Readable } from 'node:stream';
+import { readWindow } from './window.js';
 import {
   DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client,
   type S3ClientConfig,
@@ -29,6 +30,7 @@ import { checkObjectName, ObjectExistsError, ObjectNotFoundError, UsageError, ty
 import { DEFAULT_RETRY, networkCode, transientStatus, withRetry, WriteOnce, type RetryPolicy, type Verdict } from './retry.js';
 import { redactUrl } from './redact.js';
 
+/** Options of the remote stores (S3, WebDAV): retries, and the environment to read credentials from. */
 export interface RemoteOptions {
   /** Retry policy of every request (DEFAULT_RETRY). */
   retry?: RetryPolicy;
@@ -46,6 +48,7 @@ interface S3Error {
 const status = (e: unknown): number | undefined => (e as S3Error)?.$metadata?.httpStatusCode;
 const errName = (e: unknown): string => (e as S3Error)?.Code ?? (e as S3Error)?.name ?? 'Error';
 
+/** A Storage in an S3 bucket (AWS or any S3-compatible store; spec/format.md §7.1): conditional puts, ranged gets, retries. */
 export class S3Storage implements Storage {
   readonly label: string;
   private readonly writes = new WriteOnce();
@@ -222,17 +225,17 @@ export class S3Storage implements Storage {
       }
       const body = out.Body as Readable | undefined;
       const len = out.ContentLength ?? 0;
-      const buf = alloc ? alloc(len) : new Uint8Array(len);
-      let o = 0;
-      if (body) {
-        for await (const piece of body as AsyncIterable<Uint8Array>) {
-          if (o + piece.length > len) throw Object.assign(new Error('the response is longer than its Content-Length'), { code: 'ECONNRESET' });
-          buf.set(piece, o);
-          o += piece.length;
-        }
+      // A store that ignored the Range sends the whole object: keep only the window (§4.4).
+      const ignored = range !== undefined && !out.ContentRange;
+      const skip = ignored ? range.offset : 0;
+      const max = range ? range.length : len;
+      if (!body) return new Uint8Array(0);
+      const { bytes, complete } = await readWindow(body as AsyncIterable<Uint8Array>, { skip, max, declared: len, ...(alloc ? { alloc } : {}) });
+      if (!complete) body.destroy();
+      else if (bytes.length !== Math.max(0, Math.min(max, len - skip))) {
+        throw Object.assign(new Error(`the response ended after ${bytes.length} of ${len} bytes`), { code: 'ECONNRESET' });
       }
-      if (o !== len) throw Object.assign(new Error(`the response ended after ${o} of ${len} bytes`), { code: 'ECONNRESET' });
-      return buf.subarray(0, o);
+      return bytes;
     });
   }
 

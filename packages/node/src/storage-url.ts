@@ -12,6 +12,7 @@ import { WebDavStorage } from './webdav-storage.js';
 
 export { redactUrl };
 
+/** Opens the store a location names: a folder path or file:// URL, s3://bucket/prefix, webdav(s)://host/path, or memory: (tests). `create` makes a missing folder. */
 export async function openStorage(location: string, options: { create?: boolean } & RemoteOptions = {}): Promise<Storage> {
   if (!location) throw new UsageError('no storage location given', 'pass --storage with a folder path, a file://, s3:// or webdav:// URL');
   if (location === 'memory:') return new MemoryStorage();

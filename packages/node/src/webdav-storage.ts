@@ -21,7 +21,9 @@
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import https from 'node:https';
+import { readWindow } from './window.js';
 import { checkObjectName, ObjectExistsError, ObjectNotFoundError, UsageError, type ByteRange, type Storage } from '@coffer/core';
+import { isShardFolder, shardedPath, unshardedName } from '@coffer/core/adapters';
 import { redactUrl } from './redact.js';
 import { DEFAULT_RETRY, networkCode, StorageRefusedError, transientStatus, withRetry, WriteOnce, type RetryPolicy, type Verdict } from './retry.js';
 import type { RemoteOptions } from './s3-storage.js';
@@ -55,10 +57,10 @@ interface Entry {
 }
 
 /** Names kept in 256 folders by their first two hex digits (spec/format.md §1): packs, and version 1's data objects. */
-const sharded = /^(data|packs)\/([0-9a-f]{2})([0-9a-f]+)$/;
 const collectionTag = /<(?:[A-Za-z0-9_-]+:)?collection\b/;
 const xmlText = (s: string) => s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, '&');
 
+/** A Storage on a WebDAV folder (Nextcloud, ownCloud, Apache, nginx, rclone; spec/format.md §7.1), with retries. */
 export class WebDavStorage implements Storage {
   readonly label: string;
   private readonly writes = new WriteOnce();
@@ -166,7 +168,14 @@ export class WebDavStorage implements Storage {
   }
 
   /** One request; the body of the answer is read whole (into `alloc` when given). */
-  private request(method: string, path: string, headers: Record<string, string> = {}, body?: Uint8Array | string, alloc?: (n: number) => Uint8Array): Promise<Answer> {
+  private request(
+    method: string,
+    path: string,
+    headers: Record<string, string> = {},
+    body?: Uint8Array | string,
+    alloc?: (n: number) => Uint8Array,
+    window?: ByteRange,
+  ): Promise<Answer> {
     const url = this.url(path);
     const mod = url.protocol === 'https:' ? https : http;
     return new Promise<Answer>((resolve, reject) => {
@@ -176,6 +185,18 @@ export class WebDavStorage implements Storage {
       const req = mod.request(url, { method, headers: h, agent: this.agent }, (res) => {
         const status = res.statusCode ?? 0;
         const declared = Number(res.headers['content-length']);
+        if (window && (status === 200 || status === 206)) {
+          // Only the window is kept, even from a server that ignored the Range and sends it all (§4.4).
+          readWindow(res, { skip: status === 206 ? 0 : window.offset, max: window.length, ...(Number.isSafeInteger(declared) ? { declared } : {}), ...(alloc ? { alloc } : {}) }).then(
+            ({ bytes, complete }) => {
+              if (!complete) req.destroy();
+              else if (!res.complete) return reject(Object.assign(new Error('the connection closed mid-response'), { code: 'ECONNRESET' }));
+              resolve({ status, headers: res.headers, body: bytes });
+            },
+            reject,
+          );
+          return;
+        }
         const sized = alloc && status >= 200 && status < 300 && Number.isSafeInteger(declared);
         const buf = sized ? alloc(declared) : null;
         const chunks: Buffer[] = [];
@@ -279,8 +300,7 @@ export class WebDavStorage implements Storage {
   private path(name: string): string {
     checkObjectName(name);
     if (name === 'tmp' || name.startsWith('tmp/')) throw new TypeError('object names may not start with tmp/');
-    const m = sharded.exec(name);
-    return m ? `${m[1]}/${m[2]}/${m[2]}${m[3]}` : name;
+    return shardedPath(name);
   }
 
   async put(name: string, data: Uint8Array): Promise<void> {
@@ -316,13 +336,11 @@ export class WebDavStorage implements Storage {
       return new Uint8Array(0);
     }
     return this.call(`reading ${name}`, async () => {
-      const a = await this.request('GET', path, range ? { range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}, undefined, alloc);
+      const a = await this.request('GET', path, range ? { range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {}, undefined, alloc, range);
       if (a.status === 404) throw new ObjectNotFoundError(name);
       if (a.status === 416) return new Uint8Array(0); // the range starts past the end
-      if (a.status === 206) return a.body;
-      if (a.status !== 200) this.fail('GET', path, a);
-      // A server that ignores Range sends everything.
-      return range ? a.body.subarray(Math.min(range.offset, a.body.length), range.offset + range.length) : a.body;
+      if (a.status !== 200 && a.status !== 206) this.fail('GET', path, a);
+      return a.body;
     });
   }
 
@@ -348,9 +366,9 @@ export class WebDavStorage implements Storage {
             if (r === dir || r === '' || r === 'tmp') continue;
             if (e.collection) {
               // Only descend where names with this prefix can be.
-              if (/^(data|packs)\/[0-9a-f]{2}$/.test(r) || prefix.startsWith(r + '/') || r.startsWith(prefix) || (r + '/').startsWith(prefix)) next.push(r);
+              if (isShardFolder(r) || prefix.startsWith(r + '/') || r.startsWith(prefix) || (r + '/').startsWith(prefix)) next.push(r);
             } else {
-              const name = /^(data|packs)\/[0-9a-f]{2}\/[0-9a-f]+$/.test(r) ? r.replace(/\/[0-9a-f]{2}\//, '/') : r;
+              const name = unshardedName(r);
               if (name.startsWith(prefix)) out.push(name);
             }
           }

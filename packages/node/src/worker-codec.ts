@@ -4,7 +4,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { workerPoolCodec, type ChunkCodec, type DerivedKeys, type WorkerPort } from '@coffer/core';
+import { workerPoolCodec, type ChunkCodec, type DerivedKeys, type WorkerPort } from '@coffer/core/adapters';
 import { minorGcEvery } from './gc.js';
 
 function spawnWorker(): WorkerPort {
@@ -17,6 +17,7 @@ function spawnWorker(): WorkerPort {
   };
 }
 
+/** The chunk codec on worker threads (one per core by default), for backup, restore and verify options. */
 export function workerCodec(keys: DerivedKeys, config: { segmentSize: number; chunkSize: number }, options: { threads?: number } = {}): ChunkCodec {
   const codec = workerPoolCodec(spawnWorker, { keys, segmentSize: config.segmentSize }, { threads: options.threads ?? Math.max(1, availableParallelism()), chunkSize: config.chunkSize });
   // Buffers that come back from the workers, and those the pool no longer keeps, are garbage the

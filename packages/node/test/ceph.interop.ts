@@ -12,7 +12,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { storageConformance } from '@coffer/core';
+import { storageConformance } from '@coffer/core/testing';
 import { S3Storage } from '@coffer/node/s3';
 import { outage, racingDevices, roundTrip } from './interop.js';
 import { startCeph, version, type RealServer } from './real-servers.js';

@@ -8,7 +8,8 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ObjectExistsError, ObjectNotFoundError, storageConformance, StorageUnavailableError, type Storage } from '@coffer/core';
+import { ObjectExistsError, ObjectNotFoundError, StorageUnavailableError, type Storage } from '@coffer/core';
+import { storageConformance } from '@coffer/core/testing';
 import { openStorage, redactUrl, StorageRefusedError, WebDavStorage } from '@coffer/node';
 import { S3Storage } from '@coffer/node/s3';
 import { backoffDelay, withRetry, type RetryEvent, type Verdict } from '../src/retry.js';
@@ -163,4 +164,47 @@ test('WebDAV: uploads in progress live in tmp/ and are never listed; packs (and 
   assert.deepEqual((await s.list('')).sort(), [`data/${id}`, 'manifests/1']);
   keep(await WebDavStorage.open(davUrl('layout'), { env: davEnv }));
   assert.deepEqual(await readdir(join(dir, 'dav', 'layout', 'tmp')), ['aaaa.tmp']);
+});
+
+/** A proxy that drops every Range header: the server answers 200 with the whole object. */
+async function rangeIgnoringProxy(targetPort: number): Promise<{ port: number; close(): Promise<void> }> {
+  const http = await import('node:http');
+  const server = http.createServer((req, res) => {
+    const headers = { ...req.headers };
+    delete headers.range;
+    const up = http.request({ host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    res.on('close', () => up.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as { port: number }).port,
+    close: () => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))),
+  };
+}
+
+test('a server that ignores Range: only the asked-for window is kept, and nothing larger is ever allocated (spec §4.4)', async () => {
+  const big = new Uint8Array(32 * 1024 * 1024);
+  for (let i = 0; i < big.length; i += 4096) big[i] = (i / 4096) & 0xff;
+  for (const [kind, port, open] of [
+    ['s3', () => s3.port, (p: number) => S3Storage.open(s3Url('ignored').replace(`:${s3.port}`, `:${p}`), { env: s3Env })],
+    ['webdav', () => dav.port, (p: number) => WebDavStorage.open(davUrl('ignored').replace(`:${dav.port}`, `:${p}`), { env: davEnv, create: true })],
+  ] as const) {
+    const direct = keep(await open(port()));
+    await direct.put('packs/' + 'ab'.repeat(32), big);
+    const proxy = await rangeIgnoringProxy(port());
+    try {
+      const through = keep(await open(proxy.port));
+      const asked: number[] = [];
+      const got = await through.get('packs/' + 'ab'.repeat(32), { offset: 20 * 4096, length: 5000 }, (n) => (asked.push(n), new Uint8Array(n)));
+      assert.deepEqual(got, big.subarray(20 * 4096, 20 * 4096 + 5000), kind);
+      assert.ok(asked.every((n) => n <= 5000), `${kind}: allocated ${asked}`);
+    } finally {
+      await proxy.close();
+    }
+  }
 });

@@ -12,7 +12,7 @@ import http from 'node:http';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { storageConformance } from '@coffer/core';
+import { storageConformance } from '@coffer/core/testing';
 import { StorageRefusedError, WebDavStorage } from '@coffer/node';
 import { outage, racingDevices, roundTrip } from './interop.js';
 import { startDav, version, type DavKind, type RealServer } from './real-servers.js';

@@ -3,8 +3,12 @@ import assert from 'node:assert/strict';
 import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { backup, DamagedBackupError, generateBackupKey, inlineCodec, Repository, restore, storageConformance } from '@coffer/core';
-import { FolderSource, FolderTarget, LocalStorage, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, workerCodec } from '@coffer/node';
+import { backup, DamagedBackupError, generateBackupKey, Repository, restore } from '@coffer/core';
+import { inlineCodec } from '@coffer/core/adapters';
+import { storageConformance } from '@coffer/core/testing';
+import {
+  FolderSource, FolderTarget, LocalStorage, nodeCryptoProvider as crypto, openStorage, redactUrl, TargetNotEmptyError, workerCodec,
+} from '@coffer/node';
 
 async function tempDir(t: { after(fn: () => Promise<void>): void }): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), 'coffer-node-'));

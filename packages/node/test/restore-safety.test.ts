@@ -10,10 +10,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import fc from 'fast-check';
 import {
-  backup, CofferError, DamagedBackupError, manifestName, MemoryStorage, ObjectType, Repository, restore, sealObject, SecretKey, utf8,
-  type BackupSource, type TreeEntry,
+  backup, CofferError, DamagedBackupError, MemoryStorage, Repository, restore, SecretKey, type BackupSource, type TreeEntry,
 } from '@coffer/core';
-import { FolderSource, FolderTarget, globMatcher, nodeCryptoProvider as crypto } from '@coffer/node';
+import { manifestName, ObjectType, sealObject, utf8 } from '@coffer/core/testing';
+import { FolderSource, FolderTarget, nodeCryptoProvider as crypto } from '@coffer/node';
+import { globMatcher } from '../src/fs-tree.js';
 
 async function tempDir(t: { after(fn: () => Promise<void>): void }): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), 'coffer-safety-'));

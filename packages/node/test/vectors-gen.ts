@@ -5,7 +5,8 @@
 import { createHash } from 'node:crypto';
 import { cp, mkdir, readdir, rename, rm, truncate, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { backup, formatRecoveryKey, manifestName, Repository, SecretKey, type BackupSource, type CryptoProvider, type TreeEntry } from '@coffer/core';
+import { backup, formatRecoveryKey, Repository, SecretKey, type BackupSource, type CryptoProvider, type TreeEntry } from '@coffer/core';
+import { manifestName } from '@coffer/core/testing';
 import { LocalStorage, nodeCryptoProvider } from '@coffer/node';
 
 function seeded(seed: string): CryptoProvider {

@@ -9,6 +9,7 @@ import { forEachLimit, MEDIA_KINDS, setTime, WRITE_CONCURRENCY, writeMediaFile }
 import { Rng } from './random.js';
 import { settleTree } from './tree.js';
 
+/** What {@link addActivity} adds to a sample: new messages and photos, from a seed. */
 export interface ActivityOptions {
   /** Same seed on the same sample => same changes. */
   readonly seed: string | number;
@@ -20,6 +21,7 @@ export interface ActivityOptions {
   readonly now?: number;
 }
 
+/** What {@link addActivity} added. */
 export interface ActivityResult {
   /** New files, relative to the sample root with `/` separators, sorted. */
   readonly newFiles: string[];

@@ -1,7 +1,7 @@
 /** The `coffer-sample` command. */
 import { parseArgs } from 'node:util';
 import { addActivity } from './activity.js';
-import { SampleError } from './errors.js';
+import { CofferError, UsageError } from '@coffer/core';
 import { generateChatData } from './generate.js';
 import { formatSize, parseSize } from './size.js';
 
@@ -35,10 +35,6 @@ const processIo: CliIo = {
   stderr: (text) => process.stderr.write(text),
 };
 
-/** A mistake in the command line: reported with a hint and exit code 2. */
-class UsageError extends Error {
-  override name = 'UsageError';
-}
 
 const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
 
@@ -110,8 +106,8 @@ export async function cli(argv: string[], io: CliIo = processIo): Promise<number
     );
     return 0;
   } catch (error) {
-    const usage = error instanceof UsageError || error instanceof SampleError ||
-      (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true;
+    // Mistakes in the command line (ours, and parseArgs') and in its input exit 2 (bad usage).
+    const usage = (error instanceof CofferError && error.exitCode === 2) || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true;
     if (!usage) {
       io.stderr(`coffer-sample: ${(error as Error)?.stack ?? String(error)}\n`);
       return 1;

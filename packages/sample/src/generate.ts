@@ -9,6 +9,7 @@ import { Rng } from './random.js';
 import { formatSize } from './size.js';
 import { settleTree } from './tree.js';
 
+/** What {@link generateChatData} makes: size, seed and time. */
 export interface GenerateOptions {
   /** Same seed (and options) => byte-identical tree. Numbers are used as strings: 42 ≡ "42". */
   readonly seed: string | number;
@@ -18,6 +19,7 @@ export interface GenerateOptions {
   readonly now?: number;
 }
 
+/** What {@link generateChatData} made: counts of messages, media, files and bytes. */
 export interface SampleSummary {
   /** Regular files, messages.db and the empty `.nomedia` included. */
   readonly files: number;

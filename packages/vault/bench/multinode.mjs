@@ -12,13 +12,14 @@
 // Everything (PostgreSQL included) runs on this machine's cores: nodes compete with each other,
 // with PostgreSQL and with the load generator.
 //
+// Ratios are against the first line (one node on SQLite) of the same run.
+//
 //   npx tsc -b packages/vault && node packages/vault/bench/multinode.mjs [seconds=5] [concurrency=16] [rows=1000000]
+//   node packages/vault/bench/multinode.mjs --tiny     (a few seconds, most of it PostgreSQL's initdb: npm run bench:smoke)
 
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import * as opaque from '@serenity-kit/opaque';
 import pg from 'pg';
@@ -26,12 +27,15 @@ import { INSECURE_TEST_ONLY_FAST_KEY_STRETCHING as FAST, protocol, registerBacku
 import { vaultCommand } from '../dist/src/cli.js';
 import { PostgresRecordStore } from '../dist/src/store/postgres.js';
 import { startPostgres } from '../dist/test/postgres-server.js';
+import { peakRssMiB, startServe } from './serve.mjs';
 
-const seconds = Number(process.argv[2] ?? 5);
-const concurrency = Number(process.argv[3] ?? 16);
-const rows = Number(process.argv[4] ?? 1_000_000);
-const here = dirname(fileURLToPath(import.meta.url));
-const bin = join(here, '..', 'bin', 'coffer-vault.js');
+const tiny = process.argv.includes('--tiny');
+const args = process.argv.slice(2).filter((a) => a !== '--tiny');
+const seconds = tiny ? 0.3 : Number(args[0] ?? 5);
+const concurrency = tiny ? 2 : Number(args[1] ?? 16);
+const rows = tiny ? 1000 : Number(args[2] ?? 1_000_000);
+const lookupCount = tiny ? 100 : 2000;
+const statusCount = tiny ? 20 : 300;
 await opaque.ready;
 
 const quiet = { write() {} };
@@ -52,31 +56,20 @@ try {
   await cli(['init', '--data-dir', dirs[0], '--hsm', 'softhsm', '--multi-node']);
   for (const d of dirs.slice(1)) {
     await cli(['hsm', 'transport-key', '--data-dir', d, '--out', d + '.t.json']);
-    await cli(['hsm', 'export-wrapped', '--data-dir', dirs[0], '--to', d + '.t.json', '--out', d + '.b.json']);
+    // One machine, one operator: the fingerprint comes from the file (docs/operating.md §1.4 does it properly).
+    const fingerprint = JSON.parse(readFileSync(d + '.t.json', 'utf8')).fingerprint;
+    await cli(['hsm', 'export-wrapped', '--data-dir', dirs[0], '--to', d + '.t.json', '--fingerprint', fingerprint, '--out', d + '.b.json']);
     await cli(['hsm', 'import-wrapped', '--data-dir', d, '--in', d + '.b.json']);
   }
   const sqliteDir = join(root, 'sqlite');
   await cli(['init', '--data-dir', sqliteDir, '--hsm', 'softhsm']);
 
   async function startNode(dir, database) {
-    const args = [bin, 'serve', '--data-dir', dir, '--port', '0', '--json', '--log-level', 'warn', '--account-rate', '0', '--address-rate', '0', ...(database ? ['--database', database] : [])];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-    children.push(child);
-    const url = await new Promise((resolve, reject) => {
-      let buf = '';
-      child.once('exit', (c) => reject(new Error(`node exited ${c}`)));
-      child.stdout.setEncoding('utf8').on('data', (d) => {
-        buf += d;
-        const m = /"url":"([^"]+)"/.exec(buf);
-        if (m) resolve(m[1]);
-      });
-    });
-    return { child, url };
+    const node = await startServe(dir, database ? ['--database', database] : []);
+    children.push(node);
+    return node;
   }
-  const stop = async (n) => {
-    n.child.kill('SIGTERM');
-    await new Promise((r) => n.child.once('exit', r));
-  };
+  const stop = (n) => n.stop();
 
   async function run(label, nodes, realmPublicKey, tokenDir, prefix) {
     const realm = protocol.parseRealmPublicKey(realmPublicKey);
@@ -122,11 +115,16 @@ try {
     latencies.sort((x, y) => x - y);
     const q = (p) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))].toFixed(1);
     const rate = done / seconds;
-    console.log(`${label.padEnd(28)} ${rate.toFixed(0).padStart(5)} logins/s   p50 ${q(0.5).padStart(6)} ms   p99 ${q(0.99).padStart(6)} ms   (${done} logins)`);
+    baseline ??= rate;
+    const peak = nodes.map((n) => n.peakRssMiB());
+    console.log(
+      `${label.padEnd(28)} ${rate.toFixed(0).padStart(5)} logins/s (${(rate / baseline).toFixed(2)}x)   p50 ${q(0.5).padStart(6)} ms   p99 ${q(0.99).padStart(6)} ms   (${done} logins; peak RSS per node ${peak.map((m) => m.toFixed(0)).join('/')} MiB)`,
+    );
     return rate;
   }
+  let baseline;
 
-  console.log(`machine: ${cpus().length} cores; ${seconds} s per run, concurrency ${concurrency}, clients round-robin over the nodes`);
+  console.log(`${tiny ? 'TINY run (numbers mean little): ' : ''}machine: ${cpus().length} cores; ${seconds} s per run, concurrency ${concurrency}, clients round-robin over the nodes`);
   const realmPublicKey = JSON.parse(readFileSync(join(dirs[0], 'realm.json'), 'utf8')).realmPublicKey;
   {
     const sqliteNode = await startNode(sqliteDir, null);
@@ -146,7 +144,7 @@ try {
     const s = await PostgresRecordStore.open({ url: server.url });
     const real = (await s.get('pg3-0')) ? Array.from({ length: concurrency }, (_, i) => `pg3-${i}`) : [];
     const lat = [];
-    for (let i = 0; i < 2000; i++) {
+    for (let i = 0; i < lookupCount; i++) {
       const acct = i % 2 === 0 ? real[i % real.length] : `missing-${randomBytes(6).toString('hex')}`;
       const t0 = performance.now();
       await s.get(acct);
@@ -156,7 +154,7 @@ try {
     const node = await startNode(dirs[0], server.url);
     const token = JSON.parse(await cli(['token', '--data-dir', dirs[0], '--account', 'pg3-0', '--json'])).token;
     const full = [];
-    for (let i = 0; i < 300; i++) {
+    for (let i = 0; i < statusCount; i++) {
       const t0 = performance.now();
       await vaultStatus({ vaultUrl: node.url, realmPublicKey, token, keyStretching: FAST });
       full.push(performance.now() - t0);
@@ -181,8 +179,9 @@ try {
   console.log(`inserted ${rows} synthetic sealed-size rows in ${((performance.now() - t0) / 1000).toFixed(1)} s (table + index ${size})`);
   await lookups(`${await count()} rows`);
   await c.end();
+  console.log(`peak memory of this load generator: ${peakRssMiB().toFixed(0)} MiB`);
 } finally {
-  for (const ch of children) if (ch.exitCode === null) ch.kill('SIGTERM');
+  await Promise.all(children.map((n) => n.stop()));
   server.destroy();
   rmSync(root, { recursive: true, force: true });
 }

@@ -10,19 +10,17 @@
 //
 // --tiny runs for about a second (a smoke test of the benchmark itself; its figures mean little).
 
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { jbcrypto as c, noise, wire } from '@coffer/core/juicebox';
 import { vaultCommand } from '../dist/src/cli.js';
+import { peakRssMiB, startServe } from './serve.mjs';
 
 const { values: v } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, concurrency: { type: 'string', default: '16' }, tiny: { type: 'boolean', default: false } } });
 const seconds = v.tiny ? 0.5 : Number(v.seconds);
 const concurrency = v.tiny ? 2 : Number(v.concurrency);
-const here = dirname(fileURLToPath(import.meta.url));
 const hex = (b) => Buffer.from(b).toString('hex');
 
 /** One user's registration made by hand (one realm, threshold 1): what the realm stores and what the client keeps. */
@@ -84,20 +82,8 @@ let out = '';
 await vaultCommand(['init', '--data-dir', dir, '--hsm', 'auto', '--json'], { stdout: { write: (s) => (out += s) }, stderr: quiet });
 const { realmId: realmIdHex, juiceboxPublicKey, hsm } = JSON.parse(out);
 const realmId = Buffer.from(realmIdHex, 'hex');
-const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []), join(here, '..', 'bin', 'coffer-vault.js'), 'serve', '--data-dir', dir, '--port', '0', '--json', '--log-level', 'warn', '--account-rate', '0', '--address-rate', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-const url = await new Promise((resolve) => {
-  let buf = '';
-  child.stdout.setEncoding('utf8').on('data', (d) => {
-    buf += d;
-    const m = /"url":"([^"]+)"/.exec(buf);
-    if (m) resolve(m[1]);
-  });
-});
-const cpuSeconds = () => {
-  // utime + stime of the server process, in clock ticks (100 Hz on Linux).
-  const f = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
+const server = await startServe(dir);
+const { url, cpuSeconds } = server;
 async function post(body, headers = {}) {
   const res = await fetch(new URL('/req', url), { method: 'POST', headers: { 'x-juicebox-version': wire.JUICEBOX_WIRE_VERSION, ...headers }, body });
   if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
@@ -166,7 +152,8 @@ async function measure(recovery) {
 
 const software = await measure(softwareRecovery);
 const hardware = await measure(hardwareRecovery);
-child.kill('SIGTERM');
+const serverPeak = server.peakRssMiB();
+await server.stop();
 rmSync(dir, { recursive: true, force: true });
 const bareAfter = bareRate();
 const bare = (bareBefore + bareAfter) / 2;
@@ -177,4 +164,4 @@ console.log(`|---|---|---|---|`);
 console.log(`| bare crypto of Recover2 + Recover3 (OPRF evaluation, DLEQ proof), one core (before ${bareBefore.toFixed(0)}, after ${bareAfter.toFixed(0)}) | ${bare.toFixed(0)} | 1.00x | |`);
 console.log(`| whole stack, software wire (Recover1+2+3, ${software.done} recoveries) | ${software.perCpuSecond.toFixed(0)} | ${(software.perCpuSecond / bare).toFixed(2)}x | ${software.perSecond.toFixed(0)} |`);
 console.log(`| whole stack, hardware wire (Noise handshake + 2 transport messages, ${hardware.done}) | ${hardware.perCpuSecond.toFixed(0)} | ${(hardware.perCpuSecond / bare).toFixed(2)}x | ${hardware.perSecond.toFixed(0)} |`);
-console.log(`peak RSS (benchmark process): ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
+console.log(`peak memory: server ${serverPeak.toFixed(0)} MiB, load generator ${peakRssMiB().toFixed(0)} MiB`);

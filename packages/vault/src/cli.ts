@@ -1,9 +1,11 @@
 // `coffer vault init | serve | token` (wired into the `coffer` dispatcher by packages/cli).
 
 import { readFileSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { CofferError } from '@coffer/core';
 import { VaultServerError, UsageError } from './errors.js';
 import type { HsmChoice, RealmFile } from './realm.js';
 import type { RecordStore } from './store/types.js';
@@ -12,6 +14,7 @@ import type { RecordStore } from './store/types.js';
 // importing vaultCommand costs the `coffer` CLI nothing.
 const realmModule = () => import('./realm.js');
 
+/** The streams `coffer vault` writes to and reads from, and hooks for tests and embedding. */
 export interface VaultCommandIo {
   stdout: { write(s: string): unknown };
   stderr: { write(s: string): unknown };
@@ -28,13 +31,14 @@ Commands:
   init    create a realm: HSM keys, sealed realm secrets, realm public key
   serve   run the vault HTTP server (creates a realm first if none exists)
   token   issue a development account token (HS256 realms only)
-  migrate apply the PostgreSQL schema migrations (--database URL; safe to repeat)
+  migrate apply the PostgreSQL schema migrations (--database URL or $COFFER_VAULT_DATABASE;
+          safe to repeat)
   rotate-channel-key  new channel (HPKE) key; the old one still opens requests for
           --overlap-days D (default 30); --out FILE writes the realm file for the other nodes
   realm-update --in FILE   take that realm file on another node of the realm (then restart it)
   hsm     key ceremony for several nodes sharing one realm (docs/operating.md):
             hsm transport-key   [--hsm softhsm|pkcs11 ...] [--out FILE]   on the new node
-            hsm export-wrapped  --to FILE [--fingerprint FP] [--lock] [--out FILE]   on a node with the realm
+            hsm export-wrapped  --to FILE --fingerprint FP [--lock] [--out FILE]    on a node with the realm
             hsm import-wrapped  --in FILE                                 on the new node
             hsm lock-export     on the first node after the last import (one-way)
             hsm status          whether this token's realm keys can still be exported
@@ -47,7 +51,9 @@ Common options:
 init options:
   --hsm auto|softhsm|software|pkcs11   default auto: SoftHSM2 when installed, else the
                                        DEVELOPMENT-ONLY software key file (with a loud warning)
-  --pkcs11-module PATH --pkcs11-token LABEL   for --hsm pkcs11 (PIN in $COFFER_VAULT_HSM_PIN)
+  --pkcs11-module PATH --pkcs11-token LABEL   for --hsm pkcs11: the token must exist; its user PIN
+                   in $COFFER_VAULT_HSM_PIN (for SoftHSM2 also SOFTHSM2_CONF). With --hsm softhsm,
+                   --pkcs11-token names the token made in DIR/softhsm/ (default coffer-vault)
   --token-public-key FILE   PEM Ed25519 public key of your app's auth server (EdDSA tokens);
                             without it the realm signs HS256 development tokens itself
   --multi-node     the realm keys may be copied, wrapped, to other nodes' tokens (PKCS#11 only)
@@ -64,6 +70,10 @@ serve options:
   --address-rate N[/B]  requests per minute per client address on this node (default 1200/200; 0 off)
   --shutdown-delay S    on SIGTERM, report not-ready for S seconds before closing (default 0);
                         requests in flight always finish
+  --tls-cert FILE --tls-key FILE   serve HTTPS with this PEM certificate chain and key
+  --trust-proxy ADDRS   comma-separated addresses or CIDR ranges of the reverse proxies in
+                        front of this node: their X-Forwarded-For names the client address
+                        (for --address-rate and logs); others' X-Forwarded-For is ignored
   Endpoints: POST /v1/vault (OPAQUE), POST /req (Juicebox realm, spec/juicebox.md),
              GET /healthz, /readyz (database + HSM), /metrics (Prometheus)
 
@@ -78,14 +88,20 @@ function defaultDataDir(): string {
   return process.env['COFFER_VAULT_DIR'] ?? join(process.env['XDG_DATA_HOME'] ?? join(homedir(), '.local', 'share'), 'coffer', 'vault');
 }
 
+/**
+ * Reports an error as `coffer` does (packages/cli/src/output.ts): a message and a hint on stderr, or
+ * with --json one object `{"ok": false, "error": {code, name, message, hint?, exitCode}}` on stdout;
+ * returns the error's exit code (docs/operating.md "Exit codes").
+ */
 function fail(io: VaultCommandIo, e: unknown, json: boolean): number {
-  const err = e instanceof Error ? e : new Error(String(e));
-  const hint = (err as { hint?: unknown }).hint;
-  if (json) io.stderr.write(JSON.stringify({ error: err.name, message: err.message, ...(typeof hint === 'string' ? { hint } : {}) }) + '\n');
-  else io.stderr.write(`coffer vault: ${err.message}\n${typeof hint === 'string' ? `hint: ${hint}\n` : ''}`);
-  return err instanceof UsageError ? 2 : 1;
+  const err = e instanceof CofferError ? e : new CofferError('error', e instanceof Error ? e.message : String(e), { cause: e });
+  const hint = err.hint ?? (err instanceof UsageError ? 'run `coffer vault --help`' : undefined);
+  if (json) io.stdout.write(JSON.stringify({ ok: false, error: { code: err.code, name: err.name, message: err.message, ...(hint ? { hint } : {}), exitCode: err.exitCode } }) + '\n');
+  else io.stderr.write(`coffer vault: ${err.message}\n${hint ? `hint: ${hint}\n` : ''}`);
+  return err.exitCode;
 }
 
+/** Runs one `coffer vault` command line and returns its exit code (docs/operating.md "Exit codes"). */
 export async function vaultCommand(argv: string[], io: VaultCommandIo): Promise<number> {
   const [cmd, ...rest] = argv;
   const sub = cmd === 'hsm' && rest[0] !== undefined && !rest[0].startsWith('-') ? rest.shift() : undefined;
@@ -125,6 +141,9 @@ export async function vaultCommand(argv: string[], io: VaultCommandIo): Promise<
         'address-rate': { type: 'string' },
         'shutdown-delay': { type: 'string' },
         'overlap-days': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        'trust-proxy': { type: 'string' },
       },
     });
   } catch (e) {
@@ -197,7 +216,7 @@ async function cmdInit(io: VaultCommandIo, json: boolean, dataDir: string, v: Va
     multiNode: v['multi-node'] === true,
     warn: (m) => io.stderr.write(m + '\n'),
   });
-  printRealm(io, json, dataDir, file, hsmDescription, 'created');
+  printRealm(io, json, dataDir, file, hsmDescription, 'created', v['multi-node'] === true);
   return 0;
 }
 
@@ -206,7 +225,7 @@ function realmIdHex(file: RealmFile): string {
   return Buffer.from(file.realmId, 'base64url').toString('hex');
 }
 
-function printRealm(io: VaultCommandIo, json: boolean, dataDir: string, file: RealmFile, hsm: string, what: string): void {
+function printRealm(io: VaultCommandIo, json: boolean, dataDir: string, file: RealmFile, hsm: string, what: string, multiNode = false): void {
   const { realmPublicKey } = file;
   const tokenAlg = file.token.alg;
   const juicebox = { realmId: realmIdHex(file), ...(file.juiceboxPublicKey ? { juiceboxPublicKey: file.juiceboxPublicKey } : {}) };
@@ -214,13 +233,17 @@ function printRealm(io: VaultCommandIo, json: boolean, dataDir: string, file: Re
     io.stdout.write(JSON.stringify({ event: `realm-${what}`, dataDir, realmPublicKey, ...juicebox, hsm, tokenAlg }) + '\n');
     return;
   }
+  const next = multiNode
+    ? `Next: on each further node \`coffer vault hsm transport-key\`, then \`hsm export-wrapped\` here (docs/operating.md);\n` +
+      `then on every node: COFFER_VAULT_DATABASE=postgres://... coffer vault serve --data-dir ${dataDir}\n`
+    : `Next: coffer vault serve --data-dir ${dataDir}\n`;
   io.stdout.write(
     `Realm ${what} in ${dataDir}\n` +
       `HSM: ${hsm}\n` +
       `Token algorithm: ${tokenAlg}\n\n` +
       `Realm public key (give it to clients; they pin it):\n  ${realmPublicKey}\n\n` +
       `Juicebox realm (POST /req): id ${juicebox.realmId}${juicebox.juiceboxPublicKey ? `, public_key ${juicebox.juiceboxPublicKey}` : ''}\n\n` +
-      `Next: coffer vault serve --data-dir ${dataDir}\n`,
+      next,
   );
 }
 
@@ -240,6 +263,8 @@ async function cmdServe(io: VaultCommandIo, json: boolean, dataDir: string, v: V
   const databaseUrl = databaseOption(v);
   const rateLimits = { perAccount: rateOption(v, 'account-rate'), perAddress: rateOption(v, 'address-rate') };
   const shutdownDelayMs = secondsOption(v, 'shutdown-delay', 0) * 1000;
+  const tls = tlsOption(v);
+  const trustProxy = trustProxyOption(v);
   try {
     readRealmFile(dataDir);
     if (v['hsm'] !== undefined) warn(`coffer vault: --hsm is ignored: the realm in ${dataDir} exists and keeps the HSM it was made with`);
@@ -257,24 +282,30 @@ async function cmdServe(io: VaultCommandIo, json: boolean, dataDir: string, v: V
   }
 
   const { file, hsm, boundary } = await openRealm(dataDir, { warn });
-  let store: RecordStore;
-  let juicebox: import('./juicebox/realm.js').JuiceboxRealm;
+  let store: RecordStore | undefined;
+  let server: Awaited<ReturnType<typeof buildVaultServer>>;
+  let juicebox: import('./juicebox/index.js').JuiceboxRealm;
   try {
-    juicebox = await (await import('./juicebox/realm.js')).JuiceboxRealm.start({ file, hsm });
+    const { JuiceboxRealm, juiceboxProtocol } = await import('./juicebox/index.js');
+    juicebox = await JuiceboxRealm.start({ file, hsm, policy: boundary.policy });
     store = await openStore(dataDir, RECORDS_FILE, databaseUrl);
+    server = await buildVaultServer({
+      boundary,
+      store,
+      realmPublicKey: file.realmPublicKey,
+      protocols: [juiceboxProtocol(juicebox)],
+      logStream: { write: (s: string) => io.stdout.write(s) },
+      logger: { level: typeof v['log-level'] === 'string' ? v['log-level'] : 'info' },
+      rateLimits,
+      ...(tls ? { tls } : {}),
+      ...(trustProxy ? { trustProxy } : {}),
+    });
   } catch (e) {
+    await store?.close();
     await hsm.close();
     throw e;
   }
-  const server = await buildVaultServer({
-    boundary,
-    store,
-    realmPublicKey: file.realmPublicKey,
-    juicebox,
-    logStream: { write: (s: string) => io.stdout.write(s) },
-    logger: { level: typeof v['log-level'] === 'string' ? v['log-level'] : 'info' },
-    rateLimits,
-  });
+  const openedStore = store;
   const app = server.app;
   let closing = false;
   const done = new Promise<void>((resolveDone) => {
@@ -289,7 +320,7 @@ async function cmdServe(io: VaultCommandIo, json: boolean, dataDir: string, v: V
       app.log.info({ shutdownDelayMs }, 'draining: not ready, finishing requests in flight');
       if (shutdownDelayMs > 0) await new Promise((r) => setTimeout(r, shutdownDelayMs));
       await app.close();
-      await store.close();
+      await openedStore.close();
       await hsm.close();
       resolveDone();
     };
@@ -321,6 +352,40 @@ function rateOption(v: Values, name: string): { perMinute: number; burst: number
   return { perMinute, burst };
 }
 
+function tlsOption(v: Values): { cert: Buffer; key: Buffer } | undefined {
+  const cert = v['tls-cert'];
+  const key = v['tls-key'];
+  if (cert === undefined && key === undefined) return undefined;
+  if (typeof cert !== 'string' || typeof key !== 'string') throw new UsageError('--tls-cert FILE and --tls-key FILE go together', 'give both PEM files (the certificate chain and its private key)');
+  const read = (path: string, flag: string) => {
+    try {
+      return readFileSync(path);
+    } catch (cause) {
+      throw new UsageError(`${flag} ${path}: cannot read it (${(cause as Error).message})`);
+    }
+  };
+  return { cert: read(cert, '--tls-cert'), key: read(key, '--tls-key') };
+}
+
+function trustProxyOption(v: Values): string[] | undefined {
+  const x = v['trust-proxy'];
+  if (x === undefined) return undefined;
+  const list = String(x)
+    .split(',')
+    .map((a) => a.trim())
+    .filter(Boolean);
+  for (const a of list) {
+    const [addr, bits, extra] = a.split('/');
+    const family = isIP(addr ?? '');
+    const max = family === 4 ? 32 : 128;
+    if (!family || extra !== undefined || (bits !== undefined && !(/^\d+$/.test(bits) && Number(bits) <= max))) {
+      throw new UsageError(`--trust-proxy takes addresses or CIDR ranges of your proxies, separated by commas (got "${a}")`, 'for example --trust-proxy 10.0.0.5,10.1.0.0/16; trust only the proxies in front of this node');
+    }
+  }
+  if (list.length === 0) throw new UsageError('--trust-proxy needs at least one address');
+  return list;
+}
+
 function secondsOption(v: Values, name: string, dflt: number): number {
   const x = v[name];
   if (x === undefined) return dflt;
@@ -347,7 +412,7 @@ async function openStore(dataDir: string, recordsFile: string, databaseUrl: stri
 
 async function cmdMigrate(io: VaultCommandIo, json: boolean, v: Values): Promise<number> {
   const url = databaseOption(v);
-  if (!url) throw new UsageError('migrate needs --database postgres://... (the embedded SQLite store needs no migration)');
+  if (!url) throw new UsageError('migrate needs a database: set COFFER_VAULT_DATABASE=postgres://... or give --database (the embedded SQLite store needs no migration)');
   const { migratePostgres, redactDatabaseUrl } = await import('./store/postgres.js');
   const r = await migratePostgres({ url });
   if (json) io.stdout.write(JSON.stringify({ event: 'migrated', applied: r.applied, schemaVersion: r.schemaVersion }) + '\n');
@@ -383,14 +448,22 @@ async function cmdHsm(io: VaultCommandIo, json: boolean, dataDir: string, sub: s
         warn,
       });
       writeOut(io, v, t);
+      // With --out the fingerprint also goes to stdout, so a script can hand it on.
+      if (typeof v['out'] === 'string') io.stdout.write(json ? JSON.stringify({ event: 'transport-key', out: v['out'], fingerprint: t.fingerprint }) + '\n' : `Transport key fingerprint: ${t.fingerprint}\n`);
       if (!json) io.stderr.write(`Transport key fingerprint: ${t.fingerprint}\nRead it to the operator of the exporting node; they pass it as --fingerprint.\n`);
       return 0;
     }
     case 'export-wrapped': {
+      if (typeof v['fingerprint'] !== 'string') {
+        throw new UsageError(
+          '--fingerprint FP is required: the transport key fingerprint that the receiving node printed, read to you by its operator',
+          'compare it out of band (phone, in person), never from the file you were sent: whoever swaps the file would receive the realm keys',
+        );
+      }
       const bundle = await c.exportWrapped({
         dataDir,
         transport: readJsonFile(v['to'], '--to'),
-        ...(typeof v['fingerprint'] === 'string' ? { expectFingerprint: v['fingerprint'] } : {}),
+        expectFingerprint: v['fingerprint'],
         lock: v['lock'] === true,
         warn,
       });
@@ -401,7 +474,7 @@ async function cmdHsm(io: VaultCommandIo, json: boolean, dataDir: string, sub: s
     case 'import-wrapped': {
       const file = await c.importWrapped({ dataDir, bundle: readJsonFile(v['in'], '--in'), warn });
       if (json) io.stdout.write(JSON.stringify({ event: 'realm-imported', dataDir, realmPublicKey: file.realmPublicKey }) + '\n');
-      else io.stdout.write(`Realm imported into ${dataDir}\nRealm public key: ${file.realmPublicKey}\nNext: coffer vault serve --data-dir ${dataDir} --database postgres://...\n`);
+      else io.stdout.write(`Realm imported into ${dataDir}\nRealm public key: ${file.realmPublicKey}\nNext: COFFER_VAULT_DATABASE=postgres://... coffer vault serve --data-dir ${dataDir}\n`);
       return 0;
     }
     case 'lock-export':
@@ -432,7 +505,7 @@ async function cmdToken(io: VaultCommandIo, json: boolean, dataDir: string, v: V
   const { file, hsm, boundary } = await openRealm(dataDir, { warn: (m) => io.stderr.write(m + '\n') });
   try {
     const token =
-      audience === 'juicebox' ? (await (await import('./juicebox/realm.js')).JuiceboxRealm.start({ file, hsm })).issueDevelopmentToken(account, ttl) : boundary.issueDevelopmentToken(account, ttl);
+      audience === 'juicebox' ? (await (await import('./juicebox/index.js')).JuiceboxRealm.start({ file, hsm })).issueDevelopmentToken(account, ttl) : boundary.issueDevelopmentToken(account, ttl);
     io.stdout.write(json ? JSON.stringify({ account, audience, ...(audience === 'juicebox' ? { realmId: realmIdHex(file) } : {}), token, expiresInSeconds: ttl }) + '\n' : token + '\n');
     return 0;
   } catch (e) {

@@ -2,7 +2,22 @@
 // account id, token, address or secret: route, HTTP code, operation, status, error code.
 
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Outcome } from './boundary.js';
+
+/**
+ * What one answered operation did, for the counters, in any protocol. Aggregate only: never the
+ * account.
+ */
+export interface Outcome {
+  /** The operation (OPAQUE: `login-start`...; Juicebox: `juicebox-recover2`...). */
+  op: string;
+  status: string;
+  /** A password guess was paid (committed before the answer). */
+  attempt: boolean;
+  /** This step turned a record into a tombstone (attempt limit reached). */
+  destroyed: boolean;
+  /** Answered "no guesses left" (OPAQUE `destroyed`, Juicebox `NoGuesses`). */
+  lockout: boolean;
+}
 
 export interface VaultMetrics {
   registry: Registry;
@@ -33,8 +48,8 @@ export function createMetrics(): VaultMetrics {
       registers: [registry],
     }),
     operations: new Counter({ name: 'coffer_vault_operations_total', help: 'Vault operations answered, by operation and response status', labelNames: ['op', 'status'] as const, registers: [registry] }),
-    attempts: new Counter({ name: 'coffer_vault_login_attempts_total', help: 'Password guesses paid (login-start on a live record, committed)', registers: [registry] }),
-    lockouts: new Counter({ name: 'coffer_vault_lockouts_total', help: 'Requests answered "destroyed" (attempt limit reached)', registers: [registry] }),
+    attempts: new Counter({ name: 'coffer_vault_login_attempts_total', help: 'Password guesses paid (OPAQUE login-start or Juicebox Recover2 on a live record, committed)', registers: [registry] }),
+    lockouts: new Counter({ name: 'coffer_vault_lockouts_total', help: 'Requests answered "destroyed" or NoGuesses (attempt limit reached)', registers: [registry] }),
     destroyed: new Counter({ name: 'coffer_vault_records_destroyed_total', help: 'Records turned into tombstones by this node', registers: [registry] }),
     rejected: new Counter({ name: 'coffer_vault_rejected_total', help: 'Requests refused before the channel (by error code, including rate limits)', labelNames: ['code'] as const, registers: [registry] }),
     conflicts: new Counter({ name: 'coffer_vault_store_conflicts_total', help: 'Compare-and-set conflicts retried', registers: [registry] }),
@@ -46,7 +61,7 @@ export function createMetrics(): VaultMetrics {
     observe(o: Outcome) {
       m.operations.inc({ op: o.op, status: o.status });
       if (o.attempt) m.attempts.inc();
-      if (o.status === 'destroyed') m.lockouts.inc();
+      if (o.lockout) m.lockouts.inc();
       if (o.destroyed) m.destroyed.inc();
     },
   };

@@ -10,15 +10,16 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, re
 import { join, resolve } from 'node:path';
 import * as opaque from '@serenity-kit/opaque';
 import { protocol } from '@coffer/core/vault';
-import { Boundary, DEFAULT_POLICY, realmSecretsAad, type AttemptPolicy, type RealmSecrets } from './boundary.js';
-import { RealmConfigError } from './errors.js';
+import { Boundary, DEFAULT_POLICY, realmSecretsAad, unsealRealmSecrets, type AttemptPolicy, type RealmSecrets } from './boundary.js';
+import { RealmConfigError, UsageError } from './errors.js';
 import { Pkcs11Hsm } from './hsm/pkcs11.js';
 import { findSoftHsmModule, initSoftHsmToken, openSoftHsm, softHsmInstalled } from './hsm/softhsm.js';
 import { SoftwareHsmDevelopmentOnly } from './hsm/software.js';
 import type { Hsm } from './hsm/types.js';
-import { ed25519PublicKeyFromPem, type TokenVerifier } from './token.js';
-import { noisePublicKeyFor } from './juicebox/realm.js';
+import { configuredTokenKey, ed25519PublicKeyFromPem, type TokenVerifier } from './token.js';
+import { noisePublicKeyFor } from './juicebox/keys.js';
 
+/** Which HSM a new realm uses: auto (SoftHSM2 when installed, else the development-only software HSM), softhsm, software or pkcs11. */
 export type HsmChoice = 'auto' | 'softhsm' | 'software' | 'pkcs11';
 
 export type HsmRef =
@@ -26,6 +27,7 @@ export type HsmRef =
   | { kind: 'software-development-only'; keyFile: string }
   | { kind: 'pkcs11'; module: string; tokenLabel: string; pinEnv: string };
 
+/** The realm file (DIR/realm.json): public key, sealed realm secrets, HSM reference and token settings; nothing secret in the clear. */
 export interface RealmFile {
   format: 'coffer-vault-realm-v1';
   realmId: string;
@@ -43,10 +45,13 @@ export interface RealmFile {
   previousRealmPublicKeys?: { realmPublicKey: string; retireAt: string }[];
 }
 
+/** The realm file's name in the data folder. */
 export const REALM_FILE = 'realm.json';
+/** The embedded SQLite record store's name in the data folder. */
 export const RECORDS_FILE = 'records.sqlite';
 export const PKCS11_PIN_ENV = 'COFFER_VAULT_HSM_PIN';
 
+/** What {@link initRealm} takes: the data folder, the HSM, and the token key of the app's auth server. */
 export interface InitOptions {
   dataDir: string;
   hsm?: HsmChoice;
@@ -64,6 +69,7 @@ export interface InitOptions {
   multiNode?: boolean;
 }
 
+/** A realm opened by {@link openRealm}: its file, its HSM session and its boundary. */
 export interface OpenedRealm {
   file: RealmFile;
   hsm: Hsm;
@@ -90,7 +96,11 @@ export function openHsm(ref: HsmRef, dataDir: string, warn: (m: string) => void,
       return SoftwareHsmDevelopmentOnly.open(resolve(dataDir, ref.keyFile), warn);
     case 'pkcs11': {
       const pin = process.env[ref.pinEnv];
-      if (!pin) throw new RealmConfigError(`set ${ref.pinEnv} to the PKCS#11 user PIN`);
+      if (!pin) {
+        throw new RealmConfigError(`${ref.pinEnv} is not set: it must hold the user PIN of PKCS#11 token "${ref.tokenLabel}"`, {
+          hint: `export ${ref.pinEnv}=<user PIN> in the environment of every \`coffer vault\` command of this node (never on the command line); with SoftHSM2 also set SOFTHSM2_CONF`,
+        });
+      }
       return Pkcs11Hsm.open({ module: ref.module, tokenLabel: ref.tokenLabel, pin });
     }
   }
@@ -110,8 +120,8 @@ export async function initRealm(o: InitOptions): Promise<{ file: RealmFile; hsmD
   if (existsSync(realmPath)) throw new RealmConfigError(`a realm already exists in ${dataDir}; refusing to overwrite it (its records would become unreadable)`, {
       hint: 'use `coffer vault serve` with this directory, or choose another --data-dir',
     });
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const ref = hsmRefFor(o);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   if (o.multiNode && ref.kind === 'software-development-only') {
     throw new RealmConfigError('--multi-node needs a PKCS#11 HSM (SoftHSM2 or a real one): the key ceremony wraps keys inside the token', { hint: 'install SoftHSM2 (scripts/setup.sh) or use --hsm pkcs11' });
   }
@@ -121,9 +131,10 @@ export async function initRealm(o: InitOptions): Promise<{ file: RealmFile; hsmD
     const tag = randomBytes(4).toString('hex');
     const realmKeyLabel = `coffer-realm-${tag}`;
     const recordKeyLabel = `coffer-records-${tag}`;
-    if (o.multiNode && hsm instanceof Pkcs11Hsm) {
-      await hsm.generateKey(realmKeyLabel, { exportableWrapped: true });
-      await hsm.generateKey(recordKeyLabel, { exportableWrapped: true });
+    if (o.multiNode) {
+      if (!hsm.keyTransport) throw new RealmConfigError('--multi-node needs an HSM that can copy keys wrapped (PKCS#11)');
+      await hsm.keyTransport.generateExportableKey(realmKeyLabel);
+      await hsm.keyTransport.generateExportableKey(recordKeyLabel);
     } else {
       await hsm.generateKey(realmKeyLabel);
       await hsm.generateKey(recordKeyLabel);
@@ -172,10 +183,19 @@ export async function initRealm(o: InitOptions): Promise<{ file: RealmFile; hsmD
 export function hsmRefFor(o: Pick<InitOptions, 'hsm' | 'pkcs11Module' | 'pkcs11Token'>): HsmRef {
   const choice = o.hsm ?? 'auto';
   if (choice === 'pkcs11') {
-    if (!o.pkcs11Module || !o.pkcs11Token) throw new RealmConfigError('--hsm pkcs11 needs --pkcs11-module and --pkcs11-token');
+    if (!o.pkcs11Module || !o.pkcs11Token) throw new UsageError('--hsm pkcs11 needs --pkcs11-module PATH and --pkcs11-token LABEL', 'the user PIN goes in $COFFER_VAULT_HSM_PIN');
     return { kind: 'pkcs11', module: o.pkcs11Module, tokenLabel: o.pkcs11Token, pinEnv: PKCS11_PIN_ENV };
   }
-  if (choice === 'softhsm' || (choice === 'auto' && softHsmInstalled())) return { kind: 'softhsm', dir: 'softhsm', tokenLabel: 'coffer-vault' };
+  if (o.pkcs11Module) {
+    throw new UsageError('--pkcs11-module is only for --hsm pkcs11', 'with --hsm softhsm the vault finds SoftHSM2 itself (or set COFFER_PKCS11_MODULE); to use a token of your own, give --hsm pkcs11');
+  }
+  if (choice === 'softhsm' || (choice === 'auto' && softHsmInstalled())) {
+    // The token this vault makes in DATA/softhsm/; --pkcs11-token names it (default coffer-vault).
+    const tokenLabel = o.pkcs11Token ?? 'coffer-vault';
+    if (!/^[\x20-\x7e]{1,32}$/.test(tokenLabel)) throw new UsageError('--pkcs11-token must be 1-32 printable ASCII characters (a PKCS#11 token label)');
+    return { kind: 'softhsm', dir: 'softhsm', tokenLabel };
+  }
+  if (o.pkcs11Token) throw new UsageError('--pkcs11-token names a PKCS#11 token, and the software HSM has none', 'use --hsm softhsm or --hsm pkcs11');
   return { kind: 'software-development-only', keyFile: 'software-hsm-DEVELOPMENT-ONLY.json' };
 }
 
@@ -183,8 +203,10 @@ export function writeRealmFile(dataDir: string, file: RealmFile): void {
   writeAtomic(join(resolve(dataDir), REALM_FILE), JSON.stringify(file, null, 2) + '\n');
 }
 
+/** Reads and checks DIR/realm.json; throws RealmConfigError with a hint when there is no realm. */
 export function readRealmFile(dataDir: string): RealmFile {
   const p = join(resolve(dataDir), REALM_FILE);
+  if (!existsSync(resolve(dataDir))) throw new RealmConfigError(`no realm in ${resolve(dataDir)}: the directory does not exist`);
   if (!existsSync(p)) throw new RealmConfigError(`no realm in ${resolve(dataDir)} (missing ${REALM_FILE})`);
   let f: RealmFile;
   try {
@@ -205,8 +227,7 @@ export async function openRealm(
   const file = readRealmFile(dataDir);
   const hsm = openHsm(file.hsm, resolve(dataDir), warn, false);
   try {
-    let tokenVerifier: TokenVerifier | undefined;
-    if (file.token.alg === 'EdDSA') tokenVerifier = { alg: 'EdDSA', publicKey: ed25519PublicKeyFromPem(file.token.publicKeyPem) };
+    const tokenVerifier = configuredTokenKey(file.token);
     const policy = { ...file.policy, ...o.policy };
     if (!(policy.minMaxAttempts >= 1 && policy.minMaxAttempts <= policy.defaultMaxAttempts && policy.defaultMaxAttempts <= policy.maxMaxAttempts)) {
       throw new RealmConfigError('attempt policy must satisfy 1 <= min <= default <= max');
@@ -243,9 +264,7 @@ export async function rotateChannelKey(o: { dataDir: string; overlapMs: number; 
   const hsm = openHsm(file.hsm, dataDir, warn, false);
   try {
     const realmId = protocol.fromB64u(file.realmId);
-    const plain = await hsm.unseal(file.realmKeyLabel, protocol.fromB64u(file.sealedSecrets), realmSecretsAad(realmId));
-    const secrets = JSON.parse(protocol.fromUtf8(plain)) as RealmSecrets;
-    plain.fill(0);
+    const secrets = await unsealRealmSecrets(hsm, file.realmKeyLabel, protocol.fromB64u(file.sealedSecrets), realmId);
     const suite = protocol.hpkeSuite();
     const kp = await suite.kem.generateKeyPair();
     const pk = new Uint8Array(await suite.kem.serializePublicKey(kp.publicKey));
@@ -266,12 +285,17 @@ export async function rotateChannelKey(o: { dataDir: string; overlapMs: number; 
       previousRealmPublicKeys: previous.map((p) => ({ realmPublicKey: p.realmPublicKey, retireAt: new Date(p.retireAt).toISOString() })),
     };
     // Self-test before anything is written: the new secrets open and match the new public key.
-    await Boundary.start({ realmIdText: next.realmId, realmPublicKey: next.realmPublicKey, hsm, realmKeyLabel: next.realmKeyLabel, recordKeyLabel: next.recordKeyLabel, sealedSecrets: sealed, policy: next.policy, ...(next.token.alg === 'EdDSA' ? { tokenVerifier: { alg: 'EdDSA' as const, publicKey: ed25519PublicKeyFromPem(next.token.publicKeyPem) } } : {}) });
+    await Boundary.start({ realmIdText: next.realmId, realmPublicKey: next.realmPublicKey, hsm, realmKeyLabel: next.realmKeyLabel, recordKeyLabel: next.recordKeyLabel, sealedSecrets: sealed, policy: next.policy, ...tokenKeyOption(next) });
     writeRealmFile(dataDir, next);
     return next;
   } finally {
     await hsm.close();
   }
+}
+
+function tokenKeyOption(file: RealmFile): { tokenVerifier?: TokenVerifier } {
+  const k = configuredTokenKey(file.token);
+  return k ? { tokenVerifier: k } : {};
 }
 
 /** Public part of a realm file, for `realm-update` on the other nodes (no HSM reference). */
@@ -298,7 +322,7 @@ export async function updateRealm(o: { dataDir: string; from: unknown; warn?: (m
   const next: RealmFile = { ...(other as RealmFile), hsm: mine.hsm };
   const hsm = openHsm(mine.hsm, dataDir, warn, false);
   try {
-    await Boundary.start({ realmIdText: next.realmId, realmPublicKey: next.realmPublicKey, hsm, realmKeyLabel: next.realmKeyLabel, recordKeyLabel: next.recordKeyLabel, sealedSecrets: protocol.fromB64u(next.sealedSecrets), policy: next.policy, ...(next.token.alg === 'EdDSA' ? { tokenVerifier: { alg: 'EdDSA' as const, publicKey: ed25519PublicKeyFromPem(next.token.publicKeyPem) } } : {}) });
+    await Boundary.start({ realmIdText: next.realmId, realmPublicKey: next.realmPublicKey, hsm, realmKeyLabel: next.realmKeyLabel, recordKeyLabel: next.recordKeyLabel, sealedSecrets: protocol.fromB64u(next.sealedSecrets), policy: next.policy, ...tokenKeyOption(next) });
   } finally {
     await hsm.close();
   }

@@ -25,7 +25,8 @@ import {
 } from '@coffer/core/vault';
 import { INSECURE_TEST_ONLY_PAUSE_ENV } from '../src/server.js';
 import { SqliteRecordStore } from '../src/store/sqlite.js';
-import { CapturingFetch, cleanup, connection, issueToken, postRaw, rawCall, runVault, startVault, tempDir, type VaultProcess } from './helpers.js';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import { captured, CapturingFetch, cleanup, connection, issueToken, loginByHand, postRaw, rawCall, runVault, startVault, tempDir, type VaultProcess } from './helpers.js';
 
 const PASSWORD = 'correct horse battery staple ✓';
 
@@ -67,9 +68,10 @@ describe('vault end to end (SoftHSM2, SQLite, HTTP)', () => {
     const init = await runVault(['init', '--data-dir', dir, '--hsm', 'softhsm', '--json']);
     assert.equal(init.code, 0, init.stderr);
     assert.match(JSON.parse(init.stdout).hsm, /PKCS#11 token/);
-    // The race tests send dozens of requests for one account at once; the per-account rate limit
-    // (tested in ops.test.ts) would refuse most of them before they reach the attempt counter.
-    v = await startVault(dir, {}, ['--account-rate', '0']);
+    // The race tests send dozens of requests for one account at once, and the whole file several
+    // hundred from one address; the rate limits (tested in ops.test.ts) would refuse many of them
+    // before they reach the attempt counter.
+    v = await startVault(dir, {}, ['--account-rate', '0', '--address-rate', '0']);
     await opaque.ready;
   });
 
@@ -224,6 +226,76 @@ describe('vault end to end (SoftHSM2, SQLite, HTTP)', () => {
     await assert.rejects(recoverBackupKey({ ...(await conn('nobody-here')), password: 'x' }), NotRegisteredError);
   });
 
+  it('gives a destroyed record answers of the same sizes as a live and an unknown account', async () => {
+    const gone = 'heidi-gone';
+    const c = await conn(gone);
+    await registerBackupKey({ ...c, password: PASSWORD, backupKey: newKey(), maxAttempts: 3 });
+    for (let i = 0; i < 3; i++) await recoverBackupKey({ ...c, password: `w${i}` }).catch(() => undefined);
+    assert.deepEqual(await vaultStatus(c), { registered: false, destroyed: true });
+    const sizes = async (account: string) => {
+      const t = await token(account);
+      const r = await rawCall(v, t, account, 'login-start', { startLoginRequest: opaque.client.startLogin({ password: 'guess' }).startLoginRequest });
+      const st = await rawCall(v, t, account, 'status', {});
+      return { status: r.inner?.status, http: [r.httpStatus, st.httpStatus], res: [r.responseBody.length, st.responseBody.length] };
+    };
+    const destroyed = await sizes(gone);
+    assert.equal(destroyed.status, 'destroyed');
+    for (const other of ['heidi', 'nobody-here']) {
+      const o = await sizes(other);
+      assert.equal(o.status, 'ok');
+      assert.deepEqual([destroyed.http, destroyed.res], [o.http, o.res], `destroyed vs ${other}`);
+    }
+  });
+
+  it('a login ticket from before a delete does not finish against the next registration', async () => {
+    const acct = 'olga';
+    const c = await conn(acct);
+    const t = await token(acct);
+    await registerBackupKey({ ...c, password: PASSWORD, backupKey: newKey(), maxAttempts: 10 });
+    const held = await loginByHand(v, t, acct, PASSWORD);
+    assert.ok(held.finishLoginRequest, 'a KE3 for the right password, held back');
+    assert.deepEqual(await deleteBackupKey(c), { deleted: true });
+    await registerBackupKey({ ...c, password: 'the new password', backupKey: newKey(), maxAttempts: 10 });
+    for (let i = 0; i < 3; i++) await assert.rejects(recoverBackupKey({ ...c, password: `wrong-${i}` }), WrongPasswordError);
+    const old = await rawCall(v, t, acct, 'login-finish', { ticket: held.ticket, finishLoginRequest: held.finishLoginRequest, action: 'recover' });
+    assert.equal(old.inner?.status, 'ticket-expired');
+    assert.equal(old.inner?.['released'], undefined);
+    assert.deepEqual(await vaultStatus(c), { registered: true, guessesRemaining: 7, maxAttempts: 10 }, 'the count was not reset');
+  });
+
+  it('leaves no earlier version of a destroyed or deleted record in records.sqlite or its WAL', async () => {
+    const files = () => Buffer.concat(['records.sqlite', 'records.sqlite-wal', 'records.sqlite-shm'].filter((f) => existsSync(join(dir, f))).map((f) => readFileSync(join(dir, f))));
+    // 48 bytes of each sealed version's ciphertext: a version is readable iff they are in the files.
+    const found = (sealed: Uint8Array) => files().includes(Buffer.from(sealed.subarray(12, 60)));
+    const track = async (account: string, versions: Uint8Array[]) => versions.push((await stored(account))!.sealed);
+
+    const doomed = 'pia';
+    const c = await conn(doomed);
+    const versions: Uint8Array[] = [];
+    await registerBackupKey({ ...c, password: PASSWORD, backupKey: newKey(), maxAttempts: 3 });
+    await track(doomed, versions);
+    for (let i = 0; i < 2; i++) {
+      await assert.rejects(recoverBackupKey({ ...c, password: `wrong-${i}` }), WrongPasswordError);
+      await track(doomed, versions);
+    }
+    assert.ok(versions.every(found), 'before destruction every version is still in the files (the search can fail)');
+    await assert.rejects(recoverBackupKey({ ...c, password: 'wrong-last' }), KeyDestroyedError);
+    const tombstone = (await stored(doomed))!.sealed;
+    assert.equal(found(tombstone), true);
+    assert.deepEqual(versions.map(found), versions.map(() => false), 'no earlier version left once destruction returned');
+
+    const deleted = 'quinn';
+    const d = await conn(deleted);
+    const dv: Uint8Array[] = [];
+    await registerBackupKey({ ...d, password: PASSWORD, backupKey: newKey() });
+    await track(deleted, dv);
+    await assert.rejects(recoverBackupKey({ ...d, password: 'wrong' }), WrongPasswordError);
+    await track(deleted, dv);
+    assert.ok(dv.every(found));
+    assert.deepEqual(await deleteBackupKey(d), { deleted: true });
+    assert.deepEqual(dv.map(found), [false, false], 'nothing of a deleted record left');
+  });
+
   it('50 concurrent logins never release more real KE2s than the limit', async () => {
     // The vault cannot tell a right from a wrong password at login-start, so the attacker's best
     // case is modelled with the right password and no final message: a KE2 the client can verify
@@ -232,23 +304,14 @@ describe('vault end to end (SoftHSM2, SQLite, HTTP)', () => {
     const c = await conn(acct);
     await registerBackupKey({ ...c, password: PASSWORD, backupKey: newKey(), maxAttempts: 10 });
     const t = await token(acct);
-    const ids = protocol.opaqueIdentifiers(protocol.parseRealmPublicKey(v.realmPublicKey).realmIdText, acct);
     // Two vault processes on one database: only compare-and-set can serialise them.
-    const node2 = await startVault(dir, {}, ['--account-rate', '0']);
+    const node2 = await startVault(dir, {}, ['--account-rate', '0', '--address-rate', '0']);
     const nodes = [v, node2];
     const results = await Promise.all(
       Array.from({ length: 50 }, async (_, i) => {
-        const s = opaque.client.startLogin({ password: PASSWORD });
-        const r = await rawCall(nodes[i % 2]!, t, acct, 'login-start', { startLoginRequest: s.startLoginRequest });
-        if (r.inner?.status !== 'ok') return r.inner?.status ?? `http-${r.httpStatus}`;
-        const f = opaque.client.finishLogin({
-          clientLoginState: s.clientLoginState,
-          loginResponse: r.inner['loginResponse'] as string,
-          password: PASSWORD,
-          identifiers: ids,
-          keyStretching: INSECURE_TEST_ONLY_FAST_KEY_STRETCHING,
-        });
-        return f ? 'real-ke2' : 'fake-ke2';
+        const { start, finishLoginRequest } = await loginByHand(nodes[i % 2]!, t, acct, PASSWORD);
+        if (start.inner?.status !== 'ok') return start.inner?.status ?? `http-${start.httpStatus}`;
+        return finishLoginRequest ? 'real-ke2' : 'fake-ke2';
       }),
     ).finally(async () => {
       extraLogs.push(node2.logs(), node2.stderr());
@@ -350,24 +413,16 @@ describe('vault end to end (SoftHSM2, SQLite, HTTP)', () => {
     assert.deepEqual(await vaultStatus(c), { registered: true, guessesRemaining: 3, maxAttempts: 5 });
   });
 
-  it('makes a replayed login-finish or register-finish harmless on another node (version-bound tickets)', async () => {
+  it('refuses a replayed login-finish or register-finish on another process of the realm, and the tickets would be spent anyway', async () => {
     const acct = 'ken';
     const c = await conn(acct);
     const t = await token(acct);
     const K = newKey();
     await registerBackupKey({ ...c, password: PASSWORD, backupKey: K, maxAttempts: 8 });
     // A successful login, captured by hand.
-    const start = opaque.client.startLogin({ password: PASSWORD });
-    const s1 = await rawCall(v, t, acct, 'login-start', { startLoginRequest: start.startLoginRequest });
-    const fin = opaque.client.finishLogin({
-      clientLoginState: start.clientLoginState,
-      loginResponse: s1.inner!['loginResponse'] as string,
-      password: PASSWORD,
-      identifiers: protocol.opaqueIdentifiers(protocol.parseRealmPublicKey(v.realmPublicKey).realmIdText, acct),
-      keyStretching: INSECURE_TEST_ONLY_FAST_KEY_STRETCHING,
-    });
-    assert.ok(fin);
-    const f1 = await rawCall(v, t, acct, 'login-finish', { ticket: s1.inner!['ticket'], finishLoginRequest: fin.finishLoginRequest, action: 'recover' });
+    const fin = await loginByHand(v, t, acct, PASSWORD);
+    assert.ok(fin.finishLoginRequest);
+    const f1 = await rawCall(v, t, acct, 'login-finish', { ticket: fin.ticket, finishLoginRequest: fin.finishLoginRequest, action: 'recover' });
     assert.equal(f1.inner?.status, 'ok');
     // Capture a register-finish too (via the client, through the capturing fetch).
     const regStartCount = cap.requests.length;
@@ -378,16 +433,17 @@ describe('vault end to end (SoftHSM2, SQLite, HTTP)', () => {
     assert.deepEqual(await vaultStatus(c), { registered: true, guessesRemaining: 5, maxAttempts: 8 });
     const versionBefore = await version(acct);
 
-    // Node 2 of the same realm: its replay cache has never seen these requests.
+    // A second process on the same database: the request ids were claimed in the database.
     const node2 = await startVault(dir);
     try {
-      const r = await postRaw(node2.url, t, f1.requestBody);
-      assert.equal(r.status, 200, 'node 2 cannot tell it is a replay by id alone');
-      const inner = await f1.open(r.body);
-      assert.equal(inner.status, 'ticket-expired', 'but the ticket was already used: no reset, no key');
-      assert.equal(inner['released'], undefined);
-      const r2 = await postRaw(node2.url, t, regFinishBody);
-      assert.equal(r2.status, 200, 'register-finish replay reaches the boundary of node 2 (answer: conflict)');
+      for (const body of [f1.requestBody, regFinishBody]) {
+        const r = await postRaw(node2.url, t, body);
+        assert.deepEqual([r.status, JSON.parse(new TextDecoder().decode(r.body)).error], [400, 'replayed-request']);
+      }
+      // Even with a fresh request id (the same ticket sent again), the used ticket gives nothing.
+      const again = await rawCall(node2, t, acct, 'login-finish', { ticket: fin.ticket, finishLoginRequest: fin.finishLoginRequest, action: 'recover' });
+      assert.equal(again.inner?.status, 'ticket-expired', 'the ticket was already used: no reset, no key');
+      assert.equal(again.inner?.['released'], undefined);
       assert.equal(await version(acct), versionBefore);
       assert.deepEqual(await vaultStatus(c), { registered: true, guessesRemaining: 5, maxAttempts: 8 });
     } finally {
@@ -429,7 +485,7 @@ describe('vault end to end (SoftHSM2, SQLite, HTTP)', () => {
       const na = (await store.get('nina'))!;
       const ob = (await store.get('oscar'))!;
       // The operator writes nina's sealed record into oscar's row (same version number).
-      assert.equal(await store.compareAndSet('oscar', ob.version, ob.version + 1, na.sealed), true);
+      assert.equal(await store.commit('oscar', { kind: 'put', expectedVersion: ob.version, newVersion: ob.version + 1, sealed: na.sealed }), 'ok');
       const e = await recoverBackupKey({ ...b, password: PASSWORD }).catch((x: unknown) => x);
       assert.ok(e instanceof VaultUnavailableError && /HTTP 500|record-unreadable/.test(e.message), String(e));
       assert.match(v.logs(), /stored record failed to unseal/);
@@ -452,6 +508,76 @@ describe('vault end to end (SoftHSM2, SQLite, HTTP)', () => {
       silent.closeAllConnections();
       silent.close();
     }
+  });
+
+  it('every message the server produced in these tests matches spec/vault-messages.schema.json', async () => {
+    // A whole life by hand first, so every op and every status is among the messages checked.
+    const acct = 'schema-walk';
+    const t = await token(acct);
+    const realm = protocol.parseRealmPublicKey(v.realmPublicKey);
+    const register = async (maxAttempts?: number) => {
+      const reg = opaque.client.startRegistration({ password: PASSWORD });
+      const r1 = await rawCall(v, t, acct, 'register-start', { registrationRequest: reg.registrationRequest });
+      const fin = opaque.client.finishRegistration({
+        password: PASSWORD, registrationResponse: r1.inner!['registrationResponse'] as string, clientRegistrationState: reg.clientRegistrationState,
+        identifiers: protocol.opaqueIdentifiers(realm.realmIdText, acct), keyStretching: INSECURE_TEST_ONLY_FAST_KEY_STRETCHING,
+      });
+      const wrapped = await protocol.wrapBackupKey(protocol.fromB64u(fin.exportKey), realm.realmIdText, acct, newKey());
+      const body = { ticket: r1.inner!['ticket'], registrationRecord: fin.registrationRecord, wrappedKey: protocol.b64u(wrapped), ...(maxAttempts ? { maxAttempts } : {}) };
+      return { body, r2: await rawCall(v, t, acct, 'register-finish', body) };
+    };
+    const status = async () => (await rawCall(v, t, acct, 'status', {})).inner!;
+    assert.equal((await status())['registered'], false);
+    const { body: firstFinish } = await register(3);
+    const wrong = await loginByHand(v, t, acct, 'not the password');
+    assert.equal((await rawCall(v, t, acct, 'login-finish', { ticket: wrong.ticket, finishLoginRequest: null, action: 'recover' })).inner!.status, 'wrong-password');
+    const right = await loginByHand(v, t, acct, PASSWORD);
+    assert.equal((await rawCall(v, t, acct, 'login-finish', { ticket: right.ticket, finishLoginRequest: right.finishLoginRequest, action: 'recover' })).inner!.status, 'ok');
+    assert.equal((await rawCall(v, t, acct, 'login-finish', { ticket: right.ticket, finishLoginRequest: right.finishLoginRequest, action: 'recover' })).inner!.status, 'ticket-expired');
+    assert.equal((await rawCall(v, t, acct, 'register-finish', firstFinish)).inner!.status, 'conflict');
+    assert.equal((await rawCall(v, t, acct, 'delete', { recordId: 'another-registration' })).inner!.status, 'conflict');
+    assert.equal((await rawCall(v, t, acct, 'register-start', {})).inner!.status, 'invalid');
+    for (let i = 0; i < 3; i++) await loginByHand(v, t, acct, 'not the password');
+    assert.equal((await loginByHand(v, t, acct, PASSWORD)).start.inner!.status, 'destroyed');
+    assert.equal((await status())['destroyed'], true);
+    const recordId = (await status())['recordId'];
+    assert.equal((await rawCall(v, t, acct, 'delete', { recordId })).inner!['deleted'], true);
+    assert.equal((await rawCall(v, t, acct, 'delete', { recordId })).inner!['deleted'], false);
+    const unknown = await loginByHand(v, t, acct, PASSWORD);
+    assert.equal((await rawCall(v, t, acct, 'login-finish', { ticket: unknown.ticket, finishLoginRequest: unknown.finishLoginRequest, action: 'recover' })).inner!.status, 'not-registered');
+    await register();
+    assert.equal((await rawCall(v, 'not-a-token', acct, 'status', {})).error !== null, true);
+    assert.equal((await rawCall(v, t, acct, 'status', {}, { ts: Date.now() - 10 * 60_000 })).httpStatus, 400);
+
+    const schema = JSON.parse(readFileSync(new URL('../../../../spec/vault-messages.schema.json', import.meta.url), 'utf8')) as { $defs: Record<string, unknown> };
+    const ajv = new Ajv2020({ allErrors: true, strict: true });
+    ajv.addSchema(schema, 'vault');
+    const check = (ref: string, value: unknown, what: string) => {
+      const validate = ajv.getSchema(`vault#/$defs/${ref}`)!;
+      assert.ok(validate(value), `${what}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(value)}`);
+    };
+    // The schema's list of error codes is the code's one list.
+    assert.deepEqual((schema.$defs['errorCode'] as { enum: string[] }).enum, [...protocol.VAULT_ERROR_CODES]);
+    const seen = new Set<string>();
+    for (const [i, x] of captured.entries()) {
+      const what = `exchange ${i} (${x.op}, HTTP ${x.httpStatus})`;
+      if (x.response) {
+        check(`response.${x.op}`, x.response, what);
+        seen.add(`${x.op} ${x.response.status}`);
+        // Requests the server took as well formed match the request schema too.
+        if (x.response.status !== 'invalid') check('request', x.request, `${what} request`);
+      } else {
+        check('errorBody', x.error, what);
+        seen.add(`error ${(x.error as { error: string }).error}`);
+      }
+    }
+    const expected = [
+      'register-start ok', 'register-start invalid', 'register-finish ok', 'register-finish conflict', 'login-start ok', 'login-start destroyed',
+      'login-finish ok', 'login-finish wrong-password', 'login-finish ticket-expired', 'login-finish not-registered', 'delete ok', 'delete conflict',
+      'status ok', 'error unauthorized', 'error stale-request',
+    ];
+    for (const e of expected) assert.ok(seen.has(e), `no message "${e}" was checked`);
+    assert.ok(captured.length > 40, `${captured.length} exchanges checked`);
   });
 
   it('never writes the password, K, the export key or the token into the database, logs or HTTP traffic', async () => {

@@ -5,8 +5,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
 import { protocol, INSECURE_TEST_ONLY_FAST_KEY_STRETCHING, type VaultConnection } from '@coffer/core/vault';
+import * as opaque from '@serenity-kit/opaque';
 import { vaultCommand } from '../src/cli.js';
+import { RecordStoreError } from '../src/errors.js';
+import type { CommitOptions, CommitResult, RecordChange, RecordStore, StoredRecord } from '../src/store/types.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** packages/vault/bin/coffer-vault.js (tests run from dist/test). */
@@ -32,6 +36,28 @@ export interface VaultProcess {
   waitForStderr(re: RegExp, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
   kill9(): Promise<void>;
+}
+
+/** Runs `serve` in this process until it listens (url, stop) or exits (code). */
+export async function serveInProcess(args: string[]): Promise<{ code: number | null; stderr: string; url: string; stop(): Promise<void> }> {
+  const ac = new AbortController();
+  let err = '';
+  let onUrl!: (u: string) => void;
+  const listening = new Promise<string>((r) => (onUrl = r));
+  const running = vaultCommand(['serve', '--port', '0', ...args], { stdout: { write: () => true }, stderr: { write: (x: string) => (err += x) }, signal: ac.signal, onListening: onUrl });
+  const first = await Promise.race([listening, running.then((code) => ({ code }))]);
+  if (typeof first === 'object') return { code: first.code, stderr: err, url: '', stop: async () => undefined };
+  return {
+    code: null,
+    get stderr() {
+      return err;
+    },
+    url: first,
+    async stop() {
+      ac.abort();
+      assert.equal(await running, 0);
+    },
+  };
 }
 
 /** Starts `node bin/coffer-vault.js serve --data-dir DIR --port 0` and waits until it listens. */
@@ -134,6 +160,18 @@ export async function postRaw(url: string, token: string, body: Uint8Array, cont
   return { status: res.status, body: new Uint8Array(await res.arrayBuffer()) };
 }
 
+/** A message exchange seen by rawCall: the inner request, and the server's inner response or error body. */
+export interface CapturedExchange {
+  op: protocol.VaultOp;
+  request: protocol.InnerRequest;
+  httpStatus: number;
+  response: protocol.InnerResponse | null;
+  error: unknown;
+}
+
+/** Every exchange rawCall made in this process, for the checks against spec/vault-messages.schema.json. */
+export const captured: CapturedExchange[] = [];
+
 /** One protocol request made by hand, so tests can see statuses the client API hides. */
 export async function rawCall(
   v: { url: string; realmPublicKey: string },
@@ -145,7 +183,8 @@ export async function rawCall(
 ): Promise<RawResult> {
   const realm = protocol.parseRealmPublicKey(v.realmPublicKey);
   const id = protocol.b64u(protocol.randomBytes(16));
-  const sealed = await protocol.sealRequest(realm, { v: 1, op, id, ts: o.ts ?? Date.now(), realm: realm.realmIdText, account, body });
+  const request: protocol.InnerRequest = { v: 1, op, id, ts: o.ts ?? Date.now(), realm: realm.realmIdText, account, body };
+  const sealed = await protocol.sealRequest(realm, request);
   const reqBody = o.mutate ? o.mutate(sealed.body) : sealed.body;
   const r = await postRaw(v.url, token, reqBody);
   const open = async (b: Uint8Array) => {
@@ -153,10 +192,13 @@ export async function rawCall(
     if (inner.id !== id) throw new Error('response id mismatch');
     return inner;
   };
+  const inner = r.status === 200 ? await open(r.body) : null;
+  const error = r.status === 200 ? null : (JSON.parse(new TextDecoder().decode(r.body)) as { error: string; message: string });
+  captured.push({ op, request, httpStatus: r.status, response: inner, error });
   return {
     httpStatus: r.status,
-    inner: r.status === 200 ? await open(r.body) : null,
-    error: r.status === 200 ? null : (JSON.parse(new TextDecoder().decode(r.body)) as { error: string; message: string }),
+    inner,
+    error,
     requestBody: reqBody,
     responseBody: r.body,
     open,
@@ -165,4 +207,54 @@ export async function rawCall(
 
 export function cleanup(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * A real record store with faults a test can switch on (the faults a real database will not
+ * produce on demand): reads held at a gate (a request kept in flight), a ping that fails (the
+ * database gone for readiness), record changes that fail (the database gone at commit).
+ */
+export class FaultyStore implements RecordStore {
+  gate: Promise<void> | null = null;
+  entered = 0;
+  failPing = false;
+  failCommits = false;
+  constructor(readonly inner: RecordStore) {}
+  async get(a: string): Promise<StoredRecord | null> {
+    this.entered++;
+    if (this.gate) await this.gate;
+    return this.inner.get(a);
+  }
+  async commit(a: string, c: RecordChange, o?: CommitOptions): Promise<CommitResult> {
+    if (this.failCommits && c.kind !== 'none') throw new RecordStoreError('the record store could not commit (test: database unreachable)');
+    return this.inner.commit(a, c, o);
+  }
+  bindRealm(r: string) {
+    return this.inner.bindRealm(r);
+  }
+  async ping() {
+    if (this.failPing) throw new Error('database down');
+    return this.inner.ping();
+  }
+  close() {
+    return this.inner.close();
+  }
+}
+
+/**
+ * A login-start sent by hand (rawCall), and the client's finishLogin on its answer: the KE3 a
+ * captured or held-back login-finish would carry (null for a fake KE2, or a wrong password).
+ */
+export async function loginByHand(v: { url: string; realmPublicKey: string }, token: string, account: string, password: string): Promise<{ start: RawResult; ticket: string; finishLoginRequest: string | null }> {
+  const s = opaque.client.startLogin({ password });
+  const start = await rawCall(v, token, account, 'login-start', { startLoginRequest: s.startLoginRequest });
+  if (start.inner?.status !== 'ok') return { start, ticket: '', finishLoginRequest: null };
+  const f = opaque.client.finishLogin({
+    clientLoginState: s.clientLoginState,
+    loginResponse: start.inner['loginResponse'] as string,
+    password,
+    identifiers: protocol.opaqueIdentifiers(protocol.parseRealmPublicKey(v.realmPublicKey).realmIdText, account),
+    keyStretching: INSECURE_TEST_ONLY_FAST_KEY_STRETCHING,
+  });
+  return { start, ticket: start.inner['ticket'] as string, finishLoginRequest: f?.finishLoginRequest ?? null };
 }

@@ -2,10 +2,12 @@
 // SDK in a child process, and a wire-level attacker that counts password tests.
 
 import { spawn } from 'node:child_process';
-import { cpSync, rmSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { cpSync, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfiguration, wire, type JuiceboxConfiguration } from '@coffer/core/juicebox';
+import { issueJuiceboxToken } from '../src/juicebox/token.js';
 import { cleanup, runVault, startVault, tempDir, type VaultProcess } from './helpers.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -22,7 +24,30 @@ export interface Realm {
   address: string;
 }
 
+/**
+ * The app auth server of these tests: every realm made by startRealm verifies tokens signed with
+ * this Ed25519 key (`init --token-public-key`, spec/juicebox.md §7), so a token costs the test a
+ * signature, not an HSM session per realm. (`vault token --audience juicebox`, the HS256
+ * development path, has its own tests.)
+ */
+const APP_KEY = generateKeyPairSync('ed25519');
+
+let inits: Promise<unknown> = Promise.resolve();
+
+/** `vault init` with the app's public key. One at a time: SoftHSM2 is configured per process. */
+function initRealm(dataDir: string): Promise<void> {
+  const run = inits.then(async () => {
+    const pem = `${dataDir}.app.pub.pem`;
+    writeFileSync(pem, APP_KEY.publicKey.export({ type: 'spki', format: 'pem' }));
+    const r = await runVault(['init', '--data-dir', dataDir, '--token-public-key', pem, '--json']);
+    if (r.code !== 0) throw new Error(`vault init failed: ${r.stderr}`);
+  });
+  inits = run.catch(() => undefined);
+  return run;
+}
+
 export async function startRealm(dataDir: string, args: string[] = NO_RATE_LIMITS): Promise<Realm> {
+  if (!existsSync(join(dataDir, 'realm.json'))) await initRealm(dataDir);
   const proc = await startVault(dataDir, {}, args);
   const line = proc.logs().split('\n').find((l) => l.includes('"event":"listening"'))!;
   const j = JSON.parse(line) as { realmId: string; juiceboxPublicKey: string; url: string };
@@ -74,13 +99,10 @@ export function configuration(realms: Realm[], o: Parameters<typeof sdkConfigura
   return parseConfiguration(sdkConfiguration(realms, o));
 }
 
-export async function juiceboxTokens(realms: Realm[], account: string): Promise<Record<string, string>> {
+/** A token per realm for `account`, signed by the tests' app auth server key (an hour). */
+export function juiceboxTokens(realms: Realm[], account: string): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const r of realms) {
-    const res = await runVault(['token', '--data-dir', r.dataDir, '--account', account, '--audience', 'juicebox', '--json']);
-    if (res.code !== 0) throw new Error(`token failed: ${res.stderr}`);
-    out[r.id] = (JSON.parse(res.stdout) as { token: string }).token;
-  }
+  for (const r of realms) out[r.id] = issueJuiceboxToken({ alg: 'EdDSA', privateKey: APP_KEY.privateKey }, { user: account, realmIdHex: r.id, ttlSeconds: 3600 });
   return out;
 }
 

@@ -1,6 +1,6 @@
 // The Juicebox realm's edges with Coffer's own client (spec/juicebox.md §6-§9): tokens, malformed
 // and refused requests, what the database holds, thresholds below n, the hardware wire's opacity.
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -10,6 +10,11 @@ import { KeyDestroyedError, NotRegisteredError, VaultUnauthorizedError, WrongPas
 import { issueJuiceboxToken } from '../src/juicebox/token.js';
 import { CapturingFetch, runVault, tempDir, cleanup } from './helpers.js';
 import { configuration, juiceboxTokens, startRealm, startRealms, type Realm } from './juicebox-helpers.js';
+
+// The realm tests share three realms (each its own users); the 2-of-3 test stops one, so it runs last of them.
+let shared: Awaited<ReturnType<typeof startRealms>> | undefined;
+const sharedRealms = async () => (shared ??= await startRealms(3)).realms;
+after(() => shared?.stop());
 
 async function post(r: Realm, body: Uint8Array, headers: Record<string, string>): Promise<{ status: number; body: Uint8Array; text: string }> {
   const res = await fetch(new URL('req', r.address), { method: 'POST', headers: { 'x-juicebox-version': wire.JUICEBOX_WIRE_VERSION, ...headers }, body: body as Uint8Array<ArrayBuffer> });
@@ -69,11 +74,9 @@ test('tokens: the realm takes only its own, well-formed, short-lived tokens (EdD
   await assert.rejects(juiceboxRecover({ ...conn, pin: Buffer.from('x'), info: accountInfo('eve') }), VaultUnauthorizedError);
 });
 
-test('realm edges: version header, malformed bodies, unusable registrations, unknown users; records sealed in the database', async (t) => {
-  const realms = await startRealms(3);
-  t.after(() => realms.stop());
-  const r = realms.realms;
-  const tokens = await juiceboxTokens(r, 'alice');
+test('realm edges: version header, malformed bodies, unusable registrations, unknown users; records sealed in the database', async () => {
+  const r = await sharedRealms();
+  const tokens = juiceboxTokens(r, 'alice');
   const auth = { authorization: `Bearer ${tokens[r[0]!.id]}` };
   const recover1 = wire.encodeSecretsRequest({ kind: 'Recover1' });
 
@@ -127,34 +130,15 @@ test('realm edges: version header, malformed bodies, unusable registrations, unk
   }
   assert.deepEqual(Buffer.from(await juiceboxRecover({ ...conn, pin: Buffer.from('pin'), info: accountInfo('alice') })), K);
   await assert.rejects(juiceboxRecover({ ...conn, pin: Buffer.from('pin'), info: accountInfo('mallory') }), WrongPasswordError, 'info is salt');
-  const bobTokens = await juiceboxTokens(r, 'bob');
+  const bobTokens = juiceboxTokens(r, 'bob');
   await assert.rejects(juiceboxRecover({ ...conn, token: (id: string) => bobTokens[id]!, pin: Buffer.from('pin'), info: accountInfo('alice') }), NotRegisteredError, 'each user has their own record');
   await juiceboxDelete(conn);
   await assert.rejects(juiceboxRecover({ ...conn, pin: Buffer.from('pin'), info: accountInfo('alice') }), NotRegisteredError);
 });
 
-test('2-of-3: recovery survives one realm down; each realm allows G = 5 so that the bound is 10', async (t) => {
-  const realms = await startRealms(3);
-  t.after(() => realms.stop());
-  const r = realms.realms;
-  const tokens = await juiceboxTokens(r, 'carol');
-  const conn = { configuration: configuration(r, { threshold: 2 }), token: (id: string) => tokens[id]! };
-  const K = randomBytes(32);
-  await juiceboxRegister({ ...conn, pin: Buffer.from('pin'), secret: K, info: accountInfo('carol'), numGuesses: 5 });
-  await r[2]!.proc.stop();
-  assert.deepEqual(Buffer.from(await juiceboxRecover({ ...conn, pin: Buffer.from('pin'), info: accountInfo('carol'), timeoutMs: 2000 })), K);
-  for (const left of [4, 3, 2, 1]) {
-    await assert.rejects(juiceboxRecover({ ...conn, pin: Buffer.from('no'), info: accountInfo('carol'), timeoutMs: 2000 }), (e: unknown) => e instanceof WrongPasswordError && e.guessesRemaining === left);
-  }
-  await assert.rejects(juiceboxRecover({ ...conn, pin: Buffer.from('no'), info: accountInfo('carol'), timeoutMs: 2000 }), KeyDestroyedError);
-  await assert.rejects(juiceboxRecover({ ...conn, pin: Buffer.from('pin'), info: accountInfo('carol'), timeoutMs: 2000 }), KeyDestroyedError);
-});
-
-test('hardware wire: every body is a Noise envelope, every answer one size, and sensitive requests never ride in a handshake', async (t) => {
-  const realms = await startRealms(3);
-  t.after(() => realms.stop());
-  const r = realms.realms;
-  const tokens = await juiceboxTokens(r, 'dave');
+test('hardware wire: every body is a Noise envelope, every answer one size, and sensitive requests never ride in a handshake', async () => {
+  const r = await sharedRealms();
+  const tokens = juiceboxTokens(r, 'dave');
   const cap = new CapturingFetch();
   const conn = { configuration: configuration(r, { hardware: true }), token: (id: string) => tokens[id]!, fetch: cap.fetch };
   const K = randomBytes(32);
@@ -180,6 +164,21 @@ test('hardware wire: every body is a Noise envelope, every answer one size, and 
   assert.deepEqual(wire.parseClientResponse((await post(r[0]!, transport, {})).body), { error: 'MissingSession' });
   const badAuth = wire.encodeClientRequest({ realm: Buffer.from(r[0]!.id, 'hex'), authToken: 'x.y.z', sessionId: 1, kind: 'HandshakeOnly', encrypted: { transport: new Uint8Array(40) } });
   assert.deepEqual(wire.parseClientResponse((await post(r[0]!, badAuth, {})).body), { error: 'InvalidAuth' });
+});
+
+test('2-of-3: recovery survives one realm down; each realm allows G = 5 so that the bound is 10', async () => {
+  const r = await sharedRealms();
+  const tokens = juiceboxTokens(r, 'carol');
+  const conn = { configuration: configuration(r, { threshold: 2 }), token: (id: string) => tokens[id]! };
+  const K = randomBytes(32);
+  await juiceboxRegister({ ...conn, pin: Buffer.from('pin'), secret: K, info: accountInfo('carol'), numGuesses: 5 });
+  await r[2]!.proc.stop();
+  assert.deepEqual(Buffer.from(await juiceboxRecover({ ...conn, pin: Buffer.from('pin'), info: accountInfo('carol'), timeoutMs: 2000 })), K);
+  for (const left of [4, 3, 2, 1]) {
+    await assert.rejects(juiceboxRecover({ ...conn, pin: Buffer.from('no'), info: accountInfo('carol'), timeoutMs: 2000 }), (e: unknown) => e instanceof WrongPasswordError && e.guessesRemaining === left);
+  }
+  await assert.rejects(juiceboxRecover({ ...conn, pin: Buffer.from('no'), info: accountInfo('carol'), timeoutMs: 2000 }), KeyDestroyedError);
+  await assert.rejects(juiceboxRecover({ ...conn, pin: Buffer.from('pin'), info: accountInfo('carol'), timeoutMs: 2000 }), KeyDestroyedError);
 });
 
 test('vault token --audience juicebox: at most 24 hours; bad audiences are usage errors', async (t) => {

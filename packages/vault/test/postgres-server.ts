@@ -3,7 +3,7 @@
 // As root, initdb and pg_ctl run as the `postgres` OS user (PostgreSQL refuses to run as root).
 
 import { execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,6 +61,11 @@ export async function startPostgres(): Promise<PostgresServer> {
   const port = await freePort();
   // --no-sync only speeds up initdb itself; the running server keeps fsync and synchronous_commit on.
   run('initdb', ['-D', data, '-U', 'postgres', '-A', 'trust', '--no-sync', '-E', 'UTF8', '--no-locale']);
+  // The superuser needs no password (tests create databases with it); every other role must give
+  // its password over TCP, as on a real server (so a wrong password is a real failure).
+  const hba = 'local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n';
+  writeFileSync(join(data, 'pg_hba.conf'), hba, { mode: 0o600 });
+  if (asRoot) chownSync(join(data, 'pg_hba.conf'), uidOf('postgres').uid, uidOf('postgres').gid);
   const opts = `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=on -c synchronous_commit=on -c max_connections=100 -c shared_buffers=64MB`;
   const start = () => run('pg_ctl', ['-D', data, '-l', join(dir, 'server.log'), '-o', opts, '-w', '-t', '30', 'start']);
   const stop = () => run('pg_ctl', ['-D', data, '-m', 'fast', '-w', '-t', '30', 'stop']);

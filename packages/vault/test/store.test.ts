@@ -20,11 +20,11 @@ recordStoreConformance('SQLite', async () => {
 });
 
 describe('SQLite record store', () => {
-  it('uses WAL and synchronous=FULL', async () => {
+  it('uses WAL, synchronous=FULL and secure_delete', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'coffer-store-'));
     const s = SqliteRecordStore.open(join(dir, 'r.sqlite'));
     try {
-      assert.deepEqual(s.pragmas(), { journalMode: 'wal', synchronous: 2 });
+      assert.deepEqual(s.pragmas(), { journalMode: 'wal', synchronous: 2, secureDelete: 1 });
     } finally {
       await s.close();
       rmSync(dir, { recursive: true, force: true });
@@ -35,7 +35,7 @@ describe('SQLite record store', () => {
     const dir = mkdtempSync(join(tmpdir(), 'coffer-store-'));
     const path = join(dir, 'r.sqlite');
     const s = SqliteRecordStore.open(path);
-    await s.compareAndSet('a', null, 1, new Uint8Array([1, 2, 3]));
+    await s.commit('a', { kind: 'put', expectedVersion: null, newVersion: 1, sealed: new Uint8Array([1, 2, 3]) });
     await s.close();
     const t = SqliteRecordStore.open(path);
     assert.equal((await t.get('a'))?.version, 1);

@@ -1,5 +1,6 @@
 /** Web Worker: core's codec requests (naming, sealing, opening chunks), answered with Web Crypto. */
-import { answerCodecRequest, webCryptoProvider, type CodecRequest, type CodecWorkerInit } from '@coffer/core';
+import { webCryptoProvider } from '@coffer/core';
+import { answerCodecRequest, type CodecRequest, type CodecWorkerInit } from '@coffer/core/adapters';
 
 let init: CodecWorkerInit | null = null;
 const scope = self as unknown as { onmessage: ((e: MessageEvent) => void) | null; postMessage(m: unknown, transfer?: Transferable[]): void };

@@ -16,7 +16,8 @@ import { addPasskey, codeScreen, currentAccount, signOut, welcomeScreen } from '
 import { CHAT_DATABASE, ChatReader, type Attachment, type ChatOverview, type Message } from './chat-db.js';
 import { OpfsSource, OpfsTarget, opfsFile, PhoneSource, phoneFileUrl, removeRestored } from './device.js';
 import { api, h } from './dom.js';
-import { HttpStorage, ReadGate } from './http-storage.js';
+import { HttpStorage } from '@coffer/http';
+import { ReadGate } from './read-gate.js';
 import { workerCodec } from './worker-codec.js';
 
 interface Config {
@@ -136,7 +137,7 @@ function formatDuration(s: number): string {
 const when = (iso: string) => new Date(iso).toLocaleString();
 
 function storageFor(account: string, readGate?: ReadGate): HttpStorage {
-  return new HttpStorage(new URL(`/store/${encodeURIComponent(account)}/`, location.href).href, undefined, readGate);
+  return new HttpStorage(new URL(`/store/${encodeURIComponent(account)}/`, location.href).href, readGate?.fetch);
 }
 
 /** A key stretching recorded at registration that is not this build's: using it would only burn a guess. */

@@ -2,7 +2,8 @@
  * The chunk pipeline on Web Workers (one per core): core's workerPoolCodec, the same pool the CLI
  * runs on worker threads, so a backup in the page uses every core.
  */
-import { DEFAULT_CHUNK_SIZE, workerPoolCodec, type ChunkCodec, type DerivedKeys, type WorkerPort } from '@coffer/core';
+import { DEFAULT_CHUNK_SIZE, type ChunkCodec } from '@coffer/core';
+import { workerPoolCodec, type DerivedKeys, type WorkerPort } from '@coffer/core/adapters';
 
 export function workerCodec(keys: DerivedKeys, segmentSize: number, workerUrl = '/chunk-worker.js', threads = Math.max(1, Math.min(8, navigator.hardwareConcurrency || 2))): ChunkCodec {
   const spawn = (): WorkerPort => {

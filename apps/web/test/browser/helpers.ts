@@ -14,7 +14,7 @@ import pin from '../../../../spec/juicebox-vectors/pin.json' with { type: 'json'
  */
 export const providers: CryptoProvider[] = [webCryptoProvider, { ...webCryptoProvider, name: 'webcrypto (second instance)' }];
 
-export * from '../../../../packages/core/test/tree.js';
+export { MemorySource, MemoryTarget, sameTree, type MemFile } from '@coffer/core/testing';
 
 /** The Juicebox vectors, bundled from spec/juicebox-vectors/ by esbuild. */
 export function juiceboxVectors(): { oprf: JuiceboxOprfVectors; pin: JuiceboxPinVectors } {

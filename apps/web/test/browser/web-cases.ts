@@ -5,11 +5,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { backup, formatRecoveryKey, generateBackupKey, parseRecoveryKey, Repository, restore, SecretKey, webCryptoProvider } from '@coffer/core';
+import { storageConformance } from '@coffer/core/testing';
 import {
-  backup, formatRecoveryKey, generateBackupKey, parseRecoveryKey, Repository, restore, SecretKey, storageConformance, webCryptoProvider,
-} from '@coffer/core';
-import { INSECURE_TEST_ONLY_FAST_KEY_STRETCHING, KeyDestroyedError, recoverBackupKey, registerBackupKey, vaultStatus, WrongPasswordError } from '@coffer/core/vault';
-import { HttpStorage } from '../../src/browser/http-storage.js';
+  INSECURE_TEST_ONLY_FAST_KEY_STRETCHING, KeyDestroyedError, recoverBackupKey, registerBackupKey, vaultStatus, WrongPasswordError,
+} from '@coffer/core/vault';
+import { HttpStorage } from '@coffer/http';
 import { MemorySource, MemoryTarget, sameTree, type MemFile } from './helpers.js';
 
 const run = Math.random().toString(36).slice(2, 10);

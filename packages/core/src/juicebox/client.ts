@@ -55,6 +55,7 @@ import {
   type SecretsResponse,
 } from './wire.js';
 
+/** How to reach the realms of one Juicebox configuration for one account. */
 export interface JuiceboxConnection {
   configuration: JuiceboxConfiguration;
   /** The bearer token for one realm, by realm id in hex (each realm is its token's audience). */
@@ -257,6 +258,7 @@ function groupBy<T>(items: T[], key: (t: T) => string): T[][] {
 
 // ---------------------------------------------------------------- register, §5
 
+/** What {@link juiceboxRegister} takes: the PIN (password), the secret to protect, and the guesses each realm allows. */
 export interface RegisterOptions extends JuiceboxConnection {
   pin: Uint8Array;
   /** At most 128 bytes. */
@@ -267,6 +269,7 @@ export interface RegisterOptions extends JuiceboxConnection {
   numGuesses: number;
 }
 
+/** Registers `secret` under `pin` at every realm of the configuration (spec/juicebox.md §5); a new registration replaces the old one. */
 export async function juiceboxRegister(o: RegisterOptions): Promise<void> {
   const cfg = o.configuration;
   const random = o.random ?? systemRandom;
@@ -317,6 +320,7 @@ export async function juiceboxRegister(o: RegisterOptions): Promise<void> {
 
 // ---------------------------------------------------------------- recover, §5
 
+/** What {@link juiceboxRecover} takes: the PIN (password) and the same `info` as at registration. */
 export interface RecoverOptions extends JuiceboxConnection {
   pin: Uint8Array;
   info: Uint8Array;
@@ -330,6 +334,7 @@ interface Evaluation {
   remaining: number;
 }
 
+/** Recovers the secret with the PIN (spec/juicebox.md §5): each try costs a guess at every realm it needs; throws WrongPasswordError with the guesses left. */
 export async function juiceboxRecover(o: RecoverOptions): Promise<Uint8Array> {
   const cfg = o.configuration;
   const t = cfg.recoverThreshold;
@@ -435,6 +440,7 @@ export function accountInfo(account: string): Uint8Array {
   return utf8(account);
 }
 
+/** Whether one realm holds a registration for the account. */
 export type RealmRegistration = 'registered' | 'no-guesses' | 'not-registered' | 'unavailable';
 
 /** Each realm's view of the registration (Recover1: it spends no guess). */

@@ -5,6 +5,7 @@ import { fromHex, toHex } from '../bytes.js';
 import { InvalidVaultConfigError } from '../vault/errors.js';
 import { INSECURE_TEST_ONLY_FAST_PIN_HASHING, STANDARD_2019, type PinHashingMode } from './pin.js';
 
+/** One realm of a Juicebox configuration: id, address and public key. */
 export interface RealmConfig {
   /** 16 bytes. */
   id: Uint8Array;

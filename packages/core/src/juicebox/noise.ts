@@ -5,6 +5,7 @@
 // InitializeSymmetric, MixHash, MixKey, EncryptAndHash, DecryptAndHash and Split, for the one
 // pattern NK (`<- s`, `-> e, es`, `<- e, ee`) with an empty prologue.
 
+import { CofferError } from '../errors.js';
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { x25519 } from '@noble/curves/ed25519.js';
 import { blake2s } from '@noble/hashes/blake2.js';
@@ -15,9 +16,9 @@ import { systemRandom } from './crypto.js';
 
 const PROTOCOL_NAME = utf8('Noise_NK_25519_ChaChaPoly_BLAKE2s');
 
-export class NoiseError extends Error {
+export class NoiseError extends CofferError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super('noise', message, options);
     this.name = 'NoiseError';
   }
 }

@@ -13,6 +13,7 @@ export const STANDARD_2019 = 'Standard2019';
  */
 export const INSECURE_TEST_ONLY_FAST_PIN_HASHING = 'FastInsecure';
 
+/** How the PIN is stretched before the OPRF: the SDK's `Standard2019`, or the test-only fast mode. */
 export type PinHashingMode = typeof STANDARD_2019 | typeof INSECURE_TEST_ONLY_FAST_PIN_HASHING;
 
 const PARAMS: Record<PinHashingMode, { memorySize: number; iterations: number }> = {

@@ -2,11 +2,12 @@
 // write it, one set of types for the client and the realm. Parsers check every shape and size
 // and throw WireError; byte fields stay bytes (points and scalars are checked by their users).
 
+import { CofferError } from '../errors.js';
 import { decode, encode } from 'cborg';
 
-export class WireError extends TypeError {
+export class WireError extends CofferError {
   constructor(message: string) {
-    super(`not a Juicebox message: ${message}`);
+    super('malformed-message', `not a Juicebox message: ${message}`);
     this.name = 'WireError';
   }
 }

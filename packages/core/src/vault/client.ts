@@ -44,6 +44,7 @@ export const INSECURE_TEST_ONLY_FAST_KEY_STRETCHING = Object.freeze({
 /** `memory-constrained` (the default) is Argon2id t=3, p=4, m=64 MiB (RFC 9106 §4). */
 export type KeyStretching = 'memory-constrained' | 'rfc-recommended' | typeof INSECURE_TEST_ONLY_FAST_KEY_STRETCHING;
 
+/** How to reach one vault realm for one account: URL, the pinned realm key, the account's token, and options. */
 export interface VaultConnection {
   /** Base URL of the vault, e.g. `https://vault.example:8443`. */
   vaultUrl: string;
@@ -201,6 +202,7 @@ async function opaqueRegistration(c: Checked, password: string): Promise<{ ticke
   return { ticket: str(r, 'ticket'), registrationRecord: fin.registrationRecord, exportKey: fromB64u(fin.exportKey) };
 }
 
+/** What the vault answered to a registration: the attempt limit and the guesses left. */
 export interface RegisterResult {
   maxAttempts: number;
   guessesRemaining: number;
@@ -325,14 +327,24 @@ export async function changePassword(
   return { maxAttempts: int(response, 'maxAttempts'), guessesRemaining: int(response, 'guessesRemaining') };
 }
 
-/** Deletes the account's record (turns password backups off). */
+/**
+ * Deletes the account's record (turns password backups off). The delete names the registration
+ * that `status` reported (spec §7.5), so it never removes a registration made after it was sent.
+ */
 export async function deleteBackupKey(opts: VaultConnection): Promise<{ deleted: boolean }> {
   const c = check(opts);
-  const r = await call(c, 'delete', {});
-  if (r.status !== 'ok') throw new VaultProtocolError(`unexpected delete status ${r.status}`);
-  return { deleted: r['deleted'] === true };
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const s = await call(c, 'status', {});
+    if (s.status !== 'ok') throw new VaultProtocolError(`unexpected status status ${s.status}`);
+    if (typeof s['recordId'] !== 'string') return { deleted: false };
+    const r = await call(c, 'delete', { recordId: s['recordId'] });
+    if (r.status === 'ok') return { deleted: r['deleted'] === true };
+    if (r.status !== 'conflict') throw new VaultProtocolError(`unexpected delete status ${r.status}`);
+  }
+  throw new VaultBusyError('the account was registered again while it was being deleted');
 }
 
+/** Whether an account has a key in the vault (spec/vault-protocol.md §7.6), and its guesses. */
 export interface VaultStatus {
   registered: boolean;
   /** The attempt limit was reached and the key destroyed (only ever told to the account itself). */

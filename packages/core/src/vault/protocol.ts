@@ -9,6 +9,7 @@ import {
   HkdfSha256,
 } from '@hpke/core';
 
+/** The vault protocol version this code speaks (spec/vault-protocol.md). */
 export const PROTOCOL_VERSION = 1;
 export const PROTOCOL_LABEL = 'coffer-vault-v1';
 export const REALM_KEY_PREFIX = 'coffer-realm-v1:';
@@ -21,6 +22,7 @@ export const REQUEST_MAX_SKEW_MS = 120_000;
 export const WIRE_VERSION_BYTE = 0x01;
 export const ENC_BYTES = 32;
 export const RESPONSE_NONCE_BYTES = 32;
+/** Wrong passwords a vault allows by default before it destroys the key (§7.2). */
 export const DEFAULT_MAX_ATTEMPTS = 10;
 export const VAULT_PATH = '/v1/vault';
 export const RECORD_FORMAT = 1;
@@ -52,14 +54,11 @@ export interface InnerRequest {
   body: Record<string, unknown>;
 }
 
-export type ResponseStatus =
-  | 'ok'
-  | 'wrong-password'
-  | 'destroyed'
-  | 'not-registered'
-  | 'ticket-expired'
-  | 'conflict'
-  | 'invalid';
+/** The `status` values of inner responses (§6.3, §7). */
+export const RESPONSE_STATUSES = ['ok', 'wrong-password', 'destroyed', 'not-registered', 'ticket-expired', 'conflict', 'invalid'] as const;
+
+/** One of {@link RESPONSE_STATUSES}. */
+export type ResponseStatus = (typeof RESPONSE_STATUSES)[number];
 
 export interface InnerResponse {
   v: 1;
@@ -68,16 +67,33 @@ export interface InnerResponse {
   [field: string]: unknown;
 }
 
-/** Error codes of unencrypted (non-200) answers, §5. */
-export type VaultErrorCode =
-  | 'malformed-request'
-  | 'undecryptable-request'
-  | 'stale-request'
-  | 'replayed-request'
-  | 'account-mismatch'
-  | 'unauthorized'
-  | 'too-large'
-  | 'unavailable';
+/**
+ * The error codes of unencrypted (non-200) answers, §5: the one list the server sends from and the
+ * client reads (a test checks it against the spec's list). Bodies are `{"error", "message", "hint"?}`.
+ */
+export const VAULT_ERROR_CODES = [
+  'malformed-request',
+  'undecryptable-request',
+  'stale-request',
+  'replayed-request',
+  'account-mismatch',
+  'unauthorized',
+  'too-large',
+  'rate-limited',
+  'unavailable',
+  'record-unreadable',
+  'internal',
+] as const;
+
+/** One of {@link VAULT_ERROR_CODES}. */
+export type VaultErrorCode = (typeof VAULT_ERROR_CODES)[number];
+
+/** The body of a non-200 answer (§5). */
+export interface VaultErrorBody {
+  error: VaultErrorCode;
+  message: string;
+  hint?: string;
+}
 
 // ---------------------------------------------------------------- bytes
 
@@ -150,6 +166,7 @@ export function unpad(p: Uint8Array): Uint8Array {
 
 // ---------------------------------------------------------------- realm key, §3
 
+/** A parsed realm public key (§3): the realm id and its HPKE public key. */
 export interface RealmPublicKey {
   realmId: Uint8Array;
   realmIdText: string;
@@ -158,6 +175,7 @@ export interface RealmPublicKey {
   text: string;
 }
 
+/** The printable form of a realm public key, `coffer-realm-v1:...` (§3). */
 export function formatRealmPublicKey(realmId: Uint8Array, publicKey: Uint8Array): string {
   if (realmId.length !== 16 || publicKey.length !== 32) throw new RangeError('realm id must be 16 bytes and public key 32 bytes');
   return REALM_KEY_PREFIX + b64u(concat(realmId, publicKey));

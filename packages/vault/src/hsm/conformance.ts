@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { HsmKeyExistsError, HsmKeyNotFoundError, UnsealFailedError } from '../errors.js';
 import type { Hsm } from './types.js';
 
+/** What the Hsm conformance suite runs against: an Hsm and how to dispose of it. */
 export interface HsmFixture {
   hsm: Hsm;
   /** Closes `hsm` and opens the same key store again (persistence check). */
@@ -13,6 +14,7 @@ export interface HsmFixture {
   cleanup(): Promise<void>;
 }
 
+/** Registers the Hsm conformance suite (node:test) for the implementation `setup` makes. */
 export function hsmConformance(name: string, setup: () => Promise<HsmFixture>): void {
   describe(`Hsm conformance: ${name}`, () => {
     let fx: HsmFixture;
@@ -31,6 +33,10 @@ export function hsmConformance(name: string, setup: () => Promise<HsmFixture>): 
     it('reports the keys it has', async () => {
       assert.equal(await hsm.hasKey(label), true);
       assert.equal(await hsm.hasKey(`${label}-nope`), false);
+    });
+
+    it('answers the readiness probe', async () => {
+      await hsm.probe();
     });
 
     it('refuses to generate a key twice under one label', async () => {
@@ -96,7 +102,9 @@ export function hsmConformance(name: string, setup: () => Promise<HsmFixture>): 
 
     it('keeps keys across close and reopen', async () => {
       const s = await hsm.seal(label, Buffer.from('persist me'), aad);
+      const closed = hsm;
       hsm = await fx.reopen();
+      await assert.rejects(closed.probe(), 'a closed HSM fails the probe');
       assert.equal(await hsm.hasKey(label), true);
       assert.equal(Buffer.from(await hsm.unseal(label, s, aad)).toString(), 'persist me');
     });

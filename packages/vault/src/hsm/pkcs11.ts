@@ -4,13 +4,14 @@
 
 import { createRequire } from 'node:module';
 import type * as Pkcs11Types from 'pkcs11js';
-import { HsmKeyExistsError, HsmKeyNotFoundError, HsmUnavailableError, UnsealFailedError } from '../errors.js';
-import { checkLabel, checkPlaintext, GCM_NONCE_BYTES, GCM_TAG_BYTES, type Hsm } from './types.js';
+import { HsmKeyExistsError, HsmKeyLockedError, HsmKeyNotFoundError, HsmUnavailableError, UnsealFailedError } from '../errors.js';
+import { checkLabel, checkPlaintext, GCM_NONCE_BYTES, GCM_TAG_BYTES, type Hsm, type KeyTransport } from './types.js';
 
 const require = createRequire(import.meta.url);
 
 export const DEFAULT_PKCS11_MODULES = ['/usr/lib/softhsm/libsofthsm2.so', '/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so', '/usr/local/lib/softhsm/libsofthsm2.so'];
 
+/** Where the PKCS#11 token is: module path, token label, user PIN. */
 export interface Pkcs11Options {
   /** Path of the PKCS#11 module (.so). */
   module: string;
@@ -34,7 +35,8 @@ function isCkr(e: unknown, code: number): boolean {
   return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === code;
 }
 
-export class Pkcs11Hsm implements Hsm {
+/** An Hsm on a PKCS#11 token (SoftHSM2 in development, a real HSM in production): keys never leave it unwrapped. */
+export class Pkcs11Hsm implements Hsm, KeyTransport {
   readonly kind = 'pkcs11' as const;
   readonly description: string;
   readonly #p: P11;
@@ -76,7 +78,9 @@ export class Pkcs11Hsm implements Hsm {
     }
     if (slot === undefined) {
       lib.C_Finalize();
-      throw new HsmUnavailableError(`no initialised PKCS#11 token labelled "${opts.tokenLabel}" in ${opts.module}`);
+      throw new HsmUnavailableError(`no initialised PKCS#11 token labelled "${opts.tokenLabel}" in ${opts.module}`, {
+        hint: 'check --pkcs11-token (list tokens with `softhsm2-util --show-slots` or your vendor tool); for SoftHSM2, SOFTHSM2_CONF must name the softhsm2.conf whose token directory holds the token',
+      });
     }
     const session = lib.C_OpenSession(slot, p.CKF_RW_SESSION | p.CKF_SERIAL_SESSION);
     try {
@@ -86,6 +90,18 @@ export class Pkcs11Hsm implements Hsm {
         lib.C_CloseSession(session);
         lib.C_Finalize();
         // The PIN itself is never part of the message.
+        if (isCkr(e, p.CKR_PIN_LOCKED)) {
+          throw new HsmUnavailableError(`login to token "${opts.tokenLabel}" failed: the token's user PIN is locked (too many wrong PINs)`, {
+            cause: e,
+            hint: "the token's security officer must reset the user PIN (softhsm2-util cannot; with SoftHSM2 use pkcs11-tool --init-pin as SO, or your HSM vendor's tool)",
+          });
+        }
+        if (isCkr(e, p.CKR_PIN_INCORRECT) || isCkr(e, p.CKR_PIN_LEN_RANGE)) {
+          throw new HsmUnavailableError(`login to token "${opts.tokenLabel}" failed: wrong user PIN`, {
+            cause: e,
+            hint: 'check the PIN in $COFFER_VAULT_HSM_PIN (the user PIN, not the SO PIN); each wrong try counts towards the token locking the PIN',
+          });
+        }
         throw new HsmUnavailableError(`login to token "${opts.tokenLabel}" failed (wrong PIN or locked token)`, { cause: e });
       }
     }
@@ -119,13 +135,23 @@ export class Pkcs11Hsm implements Hsm {
     if (this.#closed) throw new HsmUnavailableError('the PKCS#11 session is closed');
   }
 
+  readonly keyTransport: KeyTransport = this;
+
+  /** Generates a non-extractable AES-256 key. */
+  async generateKey(label: string): Promise<void> {
+    this.#generate(label, false);
+  }
+
   /**
-   * Generates a non-extractable AES-256 key. With `exportableWrapped` (realm keys of a multi-node
-   * realm, `coffer vault init --multi-node`), the key is still CKA_SENSITIVE (its value is never
-   * readable) but CKA_EXTRACTABLE, so it can leave the token only wrapped (`wrapForTransport`) until
-   * `lockExport` turns that off for good.
+   * For the realm keys of a multi-node realm (`coffer vault init --multi-node`): still
+   * CKA_SENSITIVE (its value is never readable) but CKA_EXTRACTABLE, so it can leave the token
+   * only wrapped (`wrapForTransport`) until `lockExport` turns that off for good.
    */
-  async generateKey(label: string, o: { exportableWrapped?: boolean } = {}): Promise<void> {
+  async generateExportableKey(label: string): Promise<void> {
+    this.#generate(label, true);
+  }
+
+  #generate(label: string, exportableWrapped: boolean): void {
     this.#open();
     if (this.#find(checkLabel(label))) throw new HsmKeyExistsError(label);
     const p = this.#p;
@@ -137,7 +163,7 @@ export class Pkcs11Hsm implements Hsm {
       { type: p.CKA_TOKEN, value: true },
       { type: p.CKA_PRIVATE, value: true },
       { type: p.CKA_SENSITIVE, value: true },
-      { type: p.CKA_EXTRACTABLE, value: o.exportableWrapped === true },
+      { type: p.CKA_EXTRACTABLE, value: exportableWrapped },
       { type: p.CKA_ENCRYPT, value: true },
       { type: p.CKA_DECRYPT, value: true },
       { type: p.CKA_WRAP, value: false },
@@ -271,7 +297,7 @@ export class Pkcs11Hsm implements Hsm {
         try {
           return { label, wrapped: new Uint8Array(this.#lib.C_WrapKey(this.#session, { mechanism: p.CKM_AES_KEY_WRAP_PAD }, kek!, h, Buffer.alloc(64))) };
         } catch (cause) {
-          throw new HsmUnavailableError(`the token refused to wrap key "${label}": it is not exportable (created without --multi-node, or locked with \`coffer vault hsm lock-export\`)`, { cause });
+          throw this.#notExportable(label, h, cause);
         }
       });
       return { ephemeralPoint: new Uint8Array(ephemeralPoint), wrapped };
@@ -280,6 +306,32 @@ export class Pkcs11Hsm implements Hsm {
       this.#destroy(eph.privateKey);
       this.#destroy(eph.publicKey);
     }
+  }
+
+  /** Why a realm key would not wrap: locked by `hsm lock-export`, made without --multi-node, or something else. */
+  #notExportable(label: string, h: Pkcs11Types.Handle, cause: unknown): Error {
+    const p = this.#p;
+    let a: { extractable: boolean; neverExtractable: boolean } | null = null;
+    try {
+      const attrs = this.#lib.C_GetAttributeValue(this.#session, h, [{ type: p.CKA_EXTRACTABLE }, { type: p.CKA_NEVER_EXTRACTABLE }]);
+      const bool = (v: unknown) => (Buffer.isBuffer(v) ? v[0] === 1 : v === true);
+      a = { extractable: bool(attrs[0]?.value), neverExtractable: bool(attrs[1]?.value) };
+    } catch {
+      /* fall through to the general message */
+    }
+    if (a && !a.extractable && !a.neverExtractable) {
+      return new HsmKeyLockedError(`the realm keys on this token are locked: \`coffer vault hsm lock-export\` was run, so key "${label}" can no longer be exported`, {
+        cause,
+        hint: 'locking is one-way: add the node from a spare token that received the realm keys before the lock, or create a new realm (users re-register)',
+      });
+    }
+    if (a && !a.extractable) {
+      return new HsmKeyLockedError(`key "${label}" was made without --multi-node: it can never leave this token`, {
+        cause,
+        hint: 'a realm for several nodes is made with `coffer vault init --multi-node`; this realm stays on one node',
+      });
+    }
+    return new HsmUnavailableError(`the token refused to wrap key "${label}"`, { cause });
   }
 
   /** Unwraps keys made by wrapForTransport into non-extractable token keys; then destroys the transport key pair. */
@@ -383,6 +435,16 @@ export class Pkcs11Hsm implements Hsm {
       /* already gone */
     }
     this.#session = fresh;
+  }
+
+  async probe(): Promise<void> {
+    this.#open();
+    try {
+      this.#lib.C_GenerateRandom(this.#session, Buffer.alloc(1));
+    } catch (cause) {
+      this.#resetSession();
+      throw new HsmUnavailableError('the HSM did not answer the readiness probe', { cause });
+    }
   }
 
   async seal(label: string, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { HsmUnavailableError } from '../errors.js';
 import { DEFAULT_PKCS11_MODULES, Pkcs11Hsm } from './pkcs11.js';
 
+/** A SoftHSM2 token made in a folder of its own: its config file, module, label and PIN. */
 export interface SoftHsmToken {
   /** Path of the generated softhsm2.conf (set SOFTHSM2_CONF to it before loading the module). */
   conf: string;
@@ -22,6 +23,7 @@ export function findSoftHsmModule(): string | null {
   return DEFAULT_PKCS11_MODULES.find((m) => existsSync(m)) ?? null;
 }
 
+/** True when SoftHSM2's PKCS#11 module is installed on this machine. */
 export function softHsmInstalled(): boolean {
   if (!findSoftHsmModule()) return false;
   try {

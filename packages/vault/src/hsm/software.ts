@@ -4,9 +4,10 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { HsmKeyExistsError, HsmKeyNotFoundError, UnsealFailedError } from '../errors.js';
+import { HsmKeyExistsError, HsmKeyNotFoundError, HsmUnavailableError, UnsealFailedError } from '../errors.js';
 import { checkLabel, checkPlaintext, GCM_NONCE_BYTES, GCM_TAG_BYTES, type Hsm } from './types.js';
 
+/** The warning every use of the software HSM prints. */
 export const SOFTWARE_HSM_WARNING =
   'WARNING: using the SOFTWARE HSM (development only): realm keys are in a plain file on disk and protect nothing against anyone who can read it. Install SoftHSM2 or configure a PKCS#11 HSM for anything real.';
 
@@ -15,11 +16,13 @@ interface KeyFile {
   keys: Record<string, string>;
 }
 
+/** A software stand-in for an HSM whose key sits in a file: for development only, and loudly named so. */
 export class SoftwareHsmDevelopmentOnly implements Hsm {
   readonly kind = 'software-development-only' as const;
   readonly description: string;
   readonly #path: string;
   readonly #keys = new Map<string, Buffer>();
+  #closed = false;
 
   private constructor(path: string) {
     this.#path = path;
@@ -66,6 +69,10 @@ export class SoftwareHsmDevelopmentOnly implements Hsm {
     return this.#keys.has(checkLabel(label));
   }
 
+  async probe(): Promise<void> {
+    if (this.#closed) throw new HsmUnavailableError('the software HSM is closed');
+  }
+
   async seal(label: string, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
     const key = this.#key(label);
     checkPlaintext(plaintext);
@@ -91,6 +98,7 @@ export class SoftwareHsmDevelopmentOnly implements Hsm {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     for (const k of this.#keys.values()) k.fill(0);
     this.#keys.clear();
   }

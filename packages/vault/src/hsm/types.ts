@@ -1,5 +1,6 @@
 // The HSM boundary's key interface (ARCHITECTURE.md: small interface, one conformance suite).
 
+/** What kind of HSM a realm runs on: PKCS#11 (SoftHSM2 or a real HSM) or the development-only software HSM. */
 export type HsmKind = 'pkcs11' | 'software-development-only';
 
 /**
@@ -15,9 +16,35 @@ export interface Hsm {
   /** Generates a new non-extractable AES-256 key. Throws HsmKeyExistsError if the label is taken. */
   generateKey(label: string): Promise<void>;
   hasKey(label: string): Promise<boolean>;
+  /**
+   * Readiness: resolves if the HSM answers (PKCS#11: C_GenerateRandom on the session), rejects
+   * otherwise. Uses no key, so it spends no key's nonce budget however often it is called.
+   */
+  probe(): Promise<void>;
   seal(label: string, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
   unseal(label: string, sealed: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
   close(): Promise<void>;
+  /** Present when the HSM can copy keys to another token, only ever wrapped (PKCS#11). */
+  readonly keyTransport?: KeyTransport;
+}
+
+/**
+ * Key transport between tokens for the multi-node key ceremony (docs/operating.md §1.4; the
+ * sequence is in ceremony.ts). No key value is ever outside a token in the clear.
+ */
+export interface KeyTransport {
+  /** Like Hsm.generateKey, but the key may leave the token wrapped (until lockExport). Still never readable. */
+  generateExportableKey(label: string): Promise<void>;
+  /** Receiving token: makes a transport key pair; returns its public point. */
+  createTransportKey(label: string): Promise<Uint8Array>;
+  /** Sending token: wraps the labelled keys for the token that owns `recipientPoint`. */
+  wrapForTransport(labels: string[], recipientPoint: Uint8Array): Promise<{ ephemeralPoint: Uint8Array; wrapped: { label: string; wrapped: Uint8Array }[] }>;
+  /** Receiving token: unwraps into keys that can never leave it. */
+  unwrapFromTransport(transportLabel: string, ephemeralPoint: Uint8Array, wrapped: { label: string; wrapped: Uint8Array }[]): Promise<void>;
+  destroyTransportKey(label: string): Promise<void>;
+  /** Makes a key non-exportable for good (one-way). */
+  lockExport(label: string): Promise<void>;
+  keyAttributes(label: string): Promise<{ extractable: boolean; sensitive: boolean; neverExtractable: boolean }>;
 }
 
 export const GCM_NONCE_BYTES = 12;

@@ -1,16 +1,16 @@
-// `POST /req`: the Juicebox realm on the vault's port (spec/juicebox.md §8, §9). The software-realm
-// wire (a SecretsRequest with a bearer token) and the hardware-realm wire (a ClientRequest over
-// Noise NK) share one path; both run the realm's phases through the same read, step,
-// compare-and-set loop, and no answer leaves before its record change is durable.
+// `POST /req`: the Juicebox realm on the vault's port (spec/juicebox.md §8, §9), a second protocol
+// plugged into the vault server through ServerOptions.protocols. The software-realm wire (a
+// SecretsRequest with a bearer token) and the hardware-realm wire (a ClientRequest over Noise NK)
+// share one path; both run the realm's phases through the server's durable steps (ctx.commit:
+// read, step, compare-and-set, retried on conflict), under the server's rate limits and backend
+// failure handling, and no answer leaves before its record change is durable.
 
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { wire, type noise } from '@coffer/core/juicebox';
-import type { Effect } from '../boundary.js';
-import { HsmUnavailableError, InvalidTokenError, RecordStoreError, UnsealFailedError } from '../errors.js';
-import type { VaultMetrics } from '../metrics.js';
-import type { RateLimiter } from '../ratelimit.js';
-import type { RecordStore } from '../store/types.js';
-import { JuiceboxRequestError, recordKey, type JuiceboxRealm, type JuiceboxStep } from './realm.js';
+import type { CommitStepResult } from '../commit.js';
+import { InvalidTokenError } from '../errors.js';
+import { BUSY, refusalHeaders, type Refusal, type VaultProtocol, type VaultRouteContext } from '../server.js';
+import { JuiceboxRequestError, recordKey, type JuiceboxAnswer, type JuiceboxRealm } from './realm.js';
 import type { JuiceboxClaims } from './token.js';
 
 export const JUICEBOX_PATH = '/req';
@@ -18,32 +18,15 @@ export const JUICEBOX_PATH = '/req';
 const MAX_BODY_BYTES = 8192;
 export const SESSION_LIFETIME_MS = 300_000;
 const MAX_SESSIONS = 100_000;
-const MAX_RETRIES = 64;
-
-export interface JuiceboxRouteOptions {
-  realm: JuiceboxRealm;
-  store: RecordStore;
-  metrics: VaultMetrics;
-  limitAccount: RateLimiter | null;
-  limitAddress: RateLimiter | null;
-  isDraining: () => boolean;
-  /** Serialises work per record key in this process (compare-and-set still decides across nodes). */
-  withLock: <T>(key: string, f: () => Promise<T>) => Promise<T>;
-  maxRetries?: number;
-  now?: () => number;
-}
 
 /** A refusal that ends the request with an HTTP status and a plain-text body (never CBOR: the SDK would decode it). */
 class HttpRefusal extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly code: string,
-    readonly retryAfterMs = 0,
-  ) {
-    super(message);
+  constructor(readonly refusal: Refusal) {
+    super(refusal.message);
   }
 }
+
+const refusal = (status: number, error: Refusal['error'], message: string, hint = 'this request changed nothing'): HttpRefusal => new HttpRefusal({ status, error, message, hint });
 
 function sdkVersionOk(v: unknown): boolean {
   const m = typeof v === 'string' ? /^(\d+)\.(\d+)\.\d+/.exec(v) : null;
@@ -55,61 +38,37 @@ interface Session {
   expiresAt: number;
 }
 
-export function registerJuiceboxRoute(app: FastifyInstance, o: JuiceboxRouteOptions): void {
-  const now = o.now ?? Date.now;
+/** The Juicebox realm as a protocol of the vault server: `protocols: [juiceboxProtocol(realm)]`. */
+export function juiceboxProtocol(realm: JuiceboxRealm, o: { now?: () => number } = {}): VaultProtocol {
+  return { register: (app, ctx) => registerJuiceboxRoute(app, ctx, realm, o.now ?? Date.now) };
+}
+
+function registerJuiceboxRoute(app: FastifyInstance, ctx: VaultRouteContext, realm: JuiceboxRealm, now: () => number): void {
   const sessions = new Map<string, Session>();
 
-  async function apply(key: string, e: Effect): Promise<boolean> {
-    switch (e.kind) {
-      case 'none':
-        return true;
-      case 'put':
-        return o.store.compareAndSet(key, e.expectedVersion, e.newVersion, e.sealed);
-      case 'delete':
-        return o.store.delete(key, e.expectedVersion);
-    }
-  }
-
-  /** Read, step, make durable (retrying on conflict); only then is the step's answer released. */
-  async function run(claims: JuiceboxClaims, request: wire.SecretsRequest): Promise<JuiceboxStep> {
+  /** Rate limit, then read, step, make durable; only then is the step's answer released. */
+  async function run(req: FastifyRequest, claims: JuiceboxClaims, request: wire.SecretsRequest): Promise<JuiceboxAnswer> {
     const key = recordKey(claims);
-    const byAccount = o.limitAccount?.take(key) ?? 0;
-    if (byAccount > 0) throw new HttpRefusal(429, 'too many requests for this user; nothing was counted', 'rate-limited-account', byAccount);
-    let step: JuiceboxStep | null;
+    const limited = ctx.limitAccount(key);
+    if (limited) throw new HttpRefusal(limited);
+    let result: CommitStepResult<JuiceboxAnswer>;
     try {
-      step = await o.withLock(key, async () => {
-        for (let i = 0; i < (o.maxRetries ?? MAX_RETRIES); i++) {
-          const stored = await o.store.get(key);
-          const s = await o.realm.process(claims, request, stored);
-          if (await apply(key, s.effect)) return s;
-          o.metrics.conflicts.inc();
-          await new Promise((r) => setTimeout(r, Math.random() * 2));
-        }
-        return null;
-      });
+      // No request id: the Juicebox wire has none (spec/juicebox.md §6.4 says what replays can do).
+      result = await ctx.commit(key, null, (stored) => realm.process(claims, request, stored));
     } catch (e) {
-      if (e instanceof JuiceboxRequestError) throw new HttpRefusal(400, e.message, 'malformed-request');
-      if (e instanceof UnsealFailedError) throw new HttpRefusal(500, 'the realm cannot read the record for this user', 'record-unreadable');
-      if (e instanceof RecordStoreError || e instanceof HsmUnavailableError) {
-        o.metrics.backendErrors.inc({ backend: e instanceof RecordStoreError ? 'store' : 'hsm' });
-        throw new HttpRefusal(503, 'the realm cannot reach its database or HSM right now; nothing was answered', 'unavailable');
-      }
-      throw e;
+      if (e instanceof JuiceboxRequestError) throw refusal(400, 'malformed-request', e.message);
+      throw new HttpRefusal(ctx.backendFailure(e, req, key));
     }
-    if (!step) throw new HttpRefusal(503, 'too many concurrent changes to this user', 'unavailable');
-    const out = step.outcome;
-    o.metrics.operations.inc({ op: `juicebox-${out.phase.toLowerCase()}`, status: out.status });
-    if (out.attempt) o.metrics.attempts.inc();
-    if (out.destroyed) o.metrics.destroyed.inc();
-    if (out.status === 'NoGuesses') o.metrics.lockouts.inc();
-    return step;
+    if (result.kind !== 'ok') throw new HttpRefusal(BUSY);
+    ctx.metrics.observe(result.answer.outcome);
+    return result.answer;
   }
 
-  function authenticate(token: string): JuiceboxClaims {
+  async function authenticate(token: string): Promise<JuiceboxClaims> {
     try {
-      return o.realm.authenticate(token);
+      return await realm.authenticate(token);
     } catch (e) {
-      if (e instanceof InvalidTokenError) throw new HttpRefusal(401, e.message, 'unauthorized');
+      if (e instanceof InvalidTokenError) throw new HttpRefusal({ status: 401, error: 'unauthorized', message: e.message, hint: e.hint });
       throw e;
     }
   }
@@ -118,17 +77,17 @@ export function registerJuiceboxRoute(app: FastifyInstance, o: JuiceboxRouteOpti
 
   // ---------------------------------------------------------------- software-realm wire, §8
 
-  async function software(authorization: string, body: Uint8Array, reply: FastifyReply) {
-    const claims = authenticate(authorization.startsWith('Bearer ') ? authorization.slice(7).trim() : '');
+  async function software(req: FastifyRequest, authorization: string, body: Uint8Array, reply: FastifyReply) {
+    const claims = await authenticate(authorization.startsWith('Bearer ') ? authorization.slice(7).trim() : '');
     let request: wire.SecretsRequest;
     try {
       request = wire.parseSecretsRequest(body);
     } catch (e) {
-      throw new HttpRefusal(400, (e as Error).message, 'malformed-request');
+      throw refusal(400, 'malformed-request', (e as Error).message);
     }
-    const step = await run(claims, request);
-    reply.log.info({ juicebox: request.kind, status: step.outcome.status, user: claims.user }, 'juicebox request done');
-    return cbor(reply, wire.encodeSecretsResponse(step.response));
+    const done = await run(req, claims, request);
+    reply.log.info({ juicebox: request.kind, status: done.outcome.status, user: claims.user }, 'juicebox request done');
+    return cbor(reply, wire.encodeSecretsResponse(done.response));
   }
 
   // ---------------------------------------------------------------- hardware-realm wire, §9
@@ -142,26 +101,26 @@ export function registerJuiceboxRoute(app: FastifyInstance, o: JuiceboxRouteOpti
     sessions.set(key, { transport, expiresAt: t + SESSION_LIFETIME_MS });
   }
 
-  async function hardware(body: Uint8Array, reply: FastifyReply) {
+  async function hardware(req: FastifyRequest, body: Uint8Array, reply: FastifyReply) {
     const answer = (r: wire.ClientResponse) => cbor(reply, wire.encodeClientResponse(r));
     const refuse = (error: wire.ClientResponseError, why: string) => {
-      o.metrics.rejected.inc({ code: `juicebox-${error}` });
+      ctx.metrics.rejected.inc({ code: `juicebox-${error}` });
       reply.log.info({ juicebox: 'ClientRequest', rejected: error }, why);
       return answer({ error });
     };
     let request: wire.ClientRequest;
     try {
       const decoded = wire.decodeCbor(body);
-      if (!wire.isClientRequest(decoded)) throw new HttpRefusal(401, 'missing Authorization: Bearer token', 'unauthorized');
+      if (!wire.isClientRequest(decoded)) throw refusal(401, 'unauthorized', 'missing Authorization: Bearer token', 'send the token of the user (software wire) or a ClientRequest (hardware wire)');
       request = wire.parseClientRequest(decoded);
     } catch (e) {
       if (e instanceof HttpRefusal) throw e;
       return refuse('DecodingError', (e as Error).message);
     }
-    if (!Buffer.from(request.realm).equals(Buffer.from(o.realm.realmId))) return refuse('DecodingError', 'request for another realm');
+    if (!Buffer.from(request.realm).equals(Buffer.from(realm.realmId))) return refuse('DecodingError', 'request for another realm');
     let claims: JuiceboxClaims;
     try {
-      claims = authenticate(request.authToken);
+      claims = await authenticate(request.authToken);
     } catch (e) {
       if (e instanceof HttpRefusal) return refuse('InvalidAuth', e.message);
       throw e;
@@ -178,7 +137,7 @@ export function registerJuiceboxRoute(app: FastifyInstance, o: JuiceboxRouteOpti
     if ('handshake' in request.encrypted) {
       let hs: noise.ServerHandshake;
       try {
-        hs = o.realm.noiseHandshake(request.encrypted.handshake.clientEphemeralPublic, request.encrypted.handshake.payloadCiphertext);
+        hs = realm.noiseHandshake(request.encrypted.handshake.clientEphemeralPublic, request.encrypted.handshake.payloadCiphertext);
       } catch {
         return refuse('SessionError', 'handshake does not open (another realm key?)');
       }
@@ -189,7 +148,7 @@ export function registerJuiceboxRoute(app: FastifyInstance, o: JuiceboxRouteOpti
         const inner = secrets(hs.payload);
         if (!inner) return refuse('DecodingError', 'handshake payload is not a SecretsRequest');
         if (wire.needsForwardSecrecy(inner)) return refuse('SessionError', `${inner.kind} needs an established session`);
-        response = wire.padResponse((await run(claims, inner)).response);
+        response = wire.padResponse((await run(req, claims, inner)).response);
         reply.log.info({ juicebox: inner.kind, user: claims.user, noise: 'handshake' }, 'juicebox request done');
       }
       const done = hs.respond(response);
@@ -211,10 +170,10 @@ export function registerJuiceboxRoute(app: FastifyInstance, o: JuiceboxRouteOpti
     }
     const inner = secrets(plain);
     if (!inner) return refuse('DecodingError', 'transport payload is not a SecretsRequest');
-    const step = await run(claims, inner);
+    const done = await run(req, claims, inner);
     session.expiresAt = now() + SESSION_LIFETIME_MS;
-    reply.log.info({ juicebox: inner.kind, status: step.outcome.status, user: claims.user, noise: 'transport' }, 'juicebox request done');
-    return answer({ ok: { transport: session.transport.encrypt(wire.padResponse(step.response)) } });
+    reply.log.info({ juicebox: inner.kind, status: done.outcome.status, user: claims.user, noise: 'transport' }, 'juicebox request done');
+    return answer({ ok: { transport: session.transport.encrypt(wire.padResponse(done.response)) } });
   }
 
   // ---------------------------------------------------------------- the route
@@ -225,20 +184,25 @@ export function registerJuiceboxRoute(app: FastifyInstance, o: JuiceboxRouteOpti
     scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_BODY_BYTES }, (_req, body, done) => done(null, body));
     scope.post(JUICEBOX_PATH, { bodyLimit: MAX_BODY_BYTES }, async (req, reply) => {
       try {
-        if (o.isDraining()) throw new HttpRefusal(503, 'this realm node is shutting down; send the request to another node', 'unavailable');
-        if (!sdkVersionOk(req.headers['x-juicebox-version'])) throw new HttpRefusal(426, 'this realm speaks the Juicebox 0.3 wire: send X-Juicebox-Version 0.3.0 or later', 'upgrade-required');
-        const byAddress = o.limitAddress?.take(req.ip) ?? 0;
-        if (byAddress > 0) throw new HttpRefusal(429, 'too many requests from this address; nothing was counted', 'rate-limited-address', byAddress);
+        const early = ctx.draining() ?? (sdkVersionOk(req.headers['x-juicebox-version']) ? null : upgradeRequired) ?? ctx.limitAddress(req);
+        if (early) throw new HttpRefusal(early);
         const body = Buffer.isBuffer(req.body) ? new Uint8Array(req.body.buffer, req.body.byteOffset, req.body.length) : new Uint8Array(0);
         const authorization = req.headers.authorization;
-        return authorization !== undefined ? await software(authorization, body, reply) : await hardware(body, reply);
+        return authorization !== undefined ? await software(req, authorization, body, reply) : await hardware(req, body, reply);
       } catch (e) {
         if (!(e instanceof HttpRefusal)) throw e;
-        o.metrics.rejected.inc({ code: `juicebox-${e.code}` });
-        req.log.info({ rejected: e.code }, 'juicebox request refused');
-        if (e.retryAfterMs > 0) void reply.header('retry-after', String(Math.max(1, Math.ceil(e.retryAfterMs / 1000))));
-        return reply.code(e.status).header('content-type', 'text/plain; charset=utf-8').send(`${e.message}\n`);
+        const r = e.refusal;
+        if (r.status !== 429) ctx.metrics.rejected.inc({ code: `juicebox-${r.error}` });
+        req.log.info({ rejected: r.error }, 'juicebox request refused');
+        return refusalHeaders(reply, r).header('content-type', 'text/plain; charset=utf-8').send(`${r.message}\n${r.hint}\n`);
       }
     });
   });
 }
+
+const upgradeRequired: Refusal = {
+  status: 426,
+  error: 'upgrade-required',
+  message: 'this realm speaks the Juicebox 0.3 wire',
+  hint: 'send X-Juicebox-Version 0.3.0 or later (update the Juicebox SDK)',
+};

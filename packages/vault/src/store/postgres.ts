@@ -9,8 +9,8 @@
 // an advisory lock; `open` refuses a database whose schema is older or newer than this code.
 
 import pg from 'pg';
-import { RecordStoreError } from '../errors.js';
-import { checkVersions, type RecordStore, type StoredRecord } from './types.js';
+import { DatabaseRealmMismatchError, RecordStoreError } from '../errors.js';
+import { checkChange, type CommitOptions, type CommitResult, type RecordChange, type RecordStore, type StoredRecord } from './types.js';
 
 /** Ordered schema migrations. Never edit a released one; append a new version. */
 export const MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [
@@ -23,7 +23,24 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
       sealed  BYTEA NOT NULL
     )`,
   },
+  {
+    version: 2,
+    name: 'vault_realm and vault_request_ids',
+    // The realm the database belongs to (set by the first `serve`), and the request ids claimed
+    // in the last minutes, shared by every node (a request is accepted once per realm).
+    sql: `CREATE TABLE vault_realm (
+      one   BOOLEAN PRIMARY KEY DEFAULT true CHECK (one),
+      realm TEXT NOT NULL
+    );
+    CREATE TABLE vault_request_ids (
+      id         TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 64),
+      expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX vault_request_ids_expiry ON vault_request_ids (expires_at);
+    ALTER TABLE vault_records SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 100)`,
+  },
 ];
+/** The PostgreSQL schema version this code needs (`coffer vault migrate` applies it). */
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 const MIGRATION_LOCK = 0x636f6666; // "coff": advisory lock id held while migrating
 
@@ -43,6 +60,37 @@ export function redactDatabaseUrl(url: string): string {
   } catch {
     return 'postgres://(unparseable URL)';
   }
+}
+
+/**
+ * A RecordStoreError that says what went wrong with a connection, from the server's SQLSTATE or
+ * the socket error: wrong password, unknown role or database, no server, missing privileges.
+ */
+export function postgresError(what: string, url: string, cause: unknown): RecordStoreError {
+  const where = redactDatabaseUrl(url);
+  const code = String((cause as { code?: unknown } | null)?.code ?? '');
+  let user = 'the user in the URL';
+  let db = 'the database in the URL';
+  try {
+    const u = new URL(url);
+    user = `role "${decodeURIComponent(u.username)}"`;
+    db = `database "${decodeURIComponent(u.pathname.slice(1))}"`;
+  } catch {
+    /* keep the generic words */
+  }
+  const known: Record<string, [string, string]> = {
+    '28P01': [`PostgreSQL refused the password of ${user}`, 'check the password in the URL ($COFFER_VAULT_DATABASE); percent-encode special characters (@ : / ? #)'],
+    '28000': [`PostgreSQL refused ${user} (no such role, or pg_hba.conf has no entry for this host and user)`, 'create the role (docs/operating.md §1.1) or add a pg_hba.conf line for this host'],
+    '3D000': [`${db} does not exist`, 'create it (CREATE DATABASE ... OWNER ...; docs/operating.md §1.1), or fix the URL'],
+    '42501': [`${user} lacks a privilege the vault needs`, 'the vault role must own its database (CREATE DATABASE ... OWNER role) or at least its tables'],
+    '53300': ['PostgreSQL has no free connection slot', 'raise max_connections, or lower the number of nodes (each opens up to 10 connections)'],
+    '57P03': ['PostgreSQL is starting up or shutting down', 'try again in a moment'],
+    ECONNREFUSED: ['no PostgreSQL server answers at that host and port', 'check host and port in the URL, and that PostgreSQL runs and listens there (listen_addresses)'],
+    ENOTFOUND: ['the database host name does not resolve', 'check the host in the URL'],
+  };
+  const k = known[code];
+  if (k) return new RecordStoreError(`${what} at ${where}: ${k[0]}`, { cause, hint: k[1] });
+  return new RecordStoreError(`${what} at ${where}`, { cause, hint: 'check that PostgreSQL runs and the URL (host, port, role, password, database) is right; the cause below says more' });
 }
 
 export function isPostgresUrl(s: string): boolean {
@@ -104,16 +152,25 @@ export async function migratePostgres(o: PostgresOptions): Promise<{ applied: nu
     }
   } catch (cause) {
     if (cause instanceof RecordStoreError) throw cause;
-    throw new RecordStoreError(`migration of ${redactDatabaseUrl(o.url)} failed (nothing was changed)`, { cause });
+    throw postgresError('migration failed (nothing was changed)', o.url, cause);
   } finally {
     await p.end();
   }
   return { applied, schemaVersion: SCHEMA_VERSION };
 }
 
+function statement(account: string, change: Exclude<RecordChange, { kind: 'none' }>): [string, unknown[]] {
+  if (change.kind === 'delete') return ['DELETE FROM vault_records WHERE account = $1 AND version = $2', [account, change.expectedVersion]];
+  const data = Buffer.from(change.sealed.buffer, change.sealed.byteOffset, change.sealed.byteLength);
+  if (change.expectedVersion === null) return ['INSERT INTO vault_records (account, version, sealed) VALUES ($1, $2, $3) ON CONFLICT (account) DO NOTHING', [account, change.newVersion, data]];
+  return ['UPDATE vault_records SET version = $2, sealed = $3 WHERE account = $1 AND version = $4', [account, change.newVersion, data, change.expectedVersion]];
+}
+
+/** The shared record store of a realm with several nodes: PostgreSQL, every change a compare-and-set transaction. */
 export class PostgresRecordStore implements RecordStore {
   readonly description: string;
   readonly #pool: pg.Pool;
+  #purgedAt = 0;
 
   private constructor(p: pg.Pool, description: string) {
     this.#pool = p;
@@ -135,12 +192,18 @@ export class PostgresRecordStore implements RecordStore {
     } catch (cause) {
       await p.end().catch(() => undefined);
       if (cause instanceof RecordStoreError) throw cause;
-      throw new RecordStoreError(`cannot open the PostgreSQL record store at ${description}`, { cause });
+      throw postgresError('cannot open the PostgreSQL record store', o.url, cause);
     }
     return new PostgresRecordStore(p, description);
   }
 
-  async #tx(sql: string, params: unknown[]): Promise<boolean> {
+  /**
+   * One transaction: claim the request id (if any), apply the change, commit (synchronous_commit
+   * on for a change). A claimed id or a changed version rolls everything back.
+   */
+  async commit(accountId: string, change: RecordChange, o: CommitOptions = {}): Promise<CommitResult> {
+    checkChange(change);
+    if (change.kind === 'none' && !o.requestId) return 'ok';
     let c: pg.PoolClient;
     try {
       c = await this.#pool.connect();
@@ -157,10 +220,26 @@ export class PostgresRecordStore implements RecordStore {
     c.on('error', onError);
     try {
       await c.query('BEGIN');
-      await c.query('SET LOCAL synchronous_commit = on');
-      const r = await c.query(sql, params);
+      // A record change is flushed to the server's WAL before the vault answers. A request that
+      // changes nothing only claims its id: visible to every node at once, but not worth a flush
+      // (a database crash in the next moment could forget it; replaying it changes nothing).
+      await c.query(change.kind === 'none' ? 'SET LOCAL synchronous_commit = off' : 'SET LOCAL synchronous_commit = on');
+      if (o.requestId) {
+        // A concurrent claim of the same id waits here for the other transaction, then finds it.
+        const claimed = await c.query('INSERT INTO vault_request_ids (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [o.requestId.id, o.requestId.expiresAt]);
+        if (claimed.rowCount !== 1) {
+          await c.query('ROLLBACK');
+          return 'replayed';
+        }
+      }
+      if (change.kind !== 'none') {
+        const r = await c.query(...statement(accountId, change));
+        if (r.rowCount !== 1) {
+          await c.query('ROLLBACK');
+          return 'conflict';
+        }
+      }
       await c.query('COMMIT');
-      return r.rowCount === 1;
     } catch (cause) {
       broken = true;
       await c.query('ROLLBACK').catch(() => undefined);
@@ -171,6 +250,16 @@ export class PostgresRecordStore implements RecordStore {
       c.off('error', onError);
       c.release(broken);
     }
+    this.#purgeSometimes();
+    return 'ok';
+  }
+
+  /** Drops expired request ids, at most once a minute per node, off the request's path. */
+  #purgeSometimes(): void {
+    const now = Date.now();
+    if (now - this.#purgedAt < 60_000) return;
+    this.#purgedAt = now;
+    this.#pool.query('DELETE FROM vault_request_ids WHERE expires_at < $1', [now]).catch(() => undefined);
   }
 
   async get(accountId: string): Promise<StoredRecord | null> {
@@ -184,17 +273,15 @@ export class PostgresRecordStore implements RecordStore {
     return row ? { version: Number(row.version), sealed: new Uint8Array(row.sealed) } : null;
   }
 
-  async compareAndSet(accountId: string, expectedVersion: number | null, newVersion: number, sealed: Uint8Array): Promise<boolean> {
-    checkVersions(expectedVersion, newVersion);
-    const data = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
-    if (expectedVersion === null) {
-      return this.#tx('INSERT INTO vault_records (account, version, sealed) VALUES ($1, $2, $3) ON CONFLICT (account) DO NOTHING', [accountId, newVersion, data]);
+  async bindRealm(realmIdText: string): Promise<void> {
+    let bound: string | undefined;
+    try {
+      await this.#pool.query('INSERT INTO vault_realm (one, realm) VALUES (true, $1) ON CONFLICT (one) DO NOTHING', [realmIdText]);
+      bound = (await this.#pool.query<{ realm: string }>('SELECT realm FROM vault_realm')).rows[0]?.realm;
+    } catch (cause) {
+      throw new RecordStoreError('the record store is unreachable', { cause });
     }
-    return this.#tx('UPDATE vault_records SET version = $2, sealed = $3 WHERE account = $1 AND version = $4', [accountId, newVersion, data, expectedVersion]);
-  }
-
-  async delete(accountId: string, expectedVersion: number): Promise<boolean> {
-    return this.#tx('DELETE FROM vault_records WHERE account = $1 AND version = $2', [accountId, expectedVersion]);
+    if (bound !== realmIdText) throw new DatabaseRealmMismatchError(String(bound), realmIdText);
   }
 
   async ping(): Promise<void> {

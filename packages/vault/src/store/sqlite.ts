@@ -1,5 +1,8 @@
 // SQLite record store (better-sqlite3 12): WAL, synchronous=FULL, so a committed compare-and-set
-// survives a crash or power loss before the vault answers.
+// survives a crash or power loss before the vault answers. secure_delete=ON zeroes the space of
+// every replaced or deleted record version, and a change marked `erase` is followed by a
+// TRUNCATE checkpoint, so no earlier version of a destroyed record stays in records.sqlite or
+// its -wal file (spec/vault-protocol.md §8).
 //
 // Group commit: writes issued in the same event-loop turn run as one transaction (each still a
 // separate conditional statement with its own result), so one fsync covers them all. No promise
@@ -8,14 +11,16 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { RecordStoreError } from '../errors.js';
-import { checkVersions, type RecordStore, type StoredRecord } from './types.js';
+import { DatabaseRealmMismatchError, RecordStoreError } from '../errors.js';
+import { checkChange, type CommitOptions, type CommitResult, type RecordChange, type RecordStore, type StoredRecord } from './types.js';
 
-type WriteOp =
-  | { kind: 'put'; account: string; expectedVersion: number | null; newVersion: number; sealed: Buffer }
-  | { kind: 'delete'; account: string; expectedVersion: number };
-type PendingWrite = WriteOp & { resolve: (ok: boolean) => void; reject: (e: unknown) => void };
+type PendingWrite = { account: string; change: RecordChange; o: CommitOptions; resolve: (r: CommitResult) => void; reject: (e: unknown) => void };
 
+// Expired request ids are dropped once a minute by a scan (a few minutes of ids): no index on
+// expires_at, so a claim writes one b-tree, not two.
+const PURGE_EVERY_MS = 60_000;
+
+/** The embedded record store: one SQLite file (one node). */
 export class SqliteRecordStore implements RecordStore {
   readonly path: string;
   readonly #db: Database.Database;
@@ -23,9 +28,13 @@ export class SqliteRecordStore implements RecordStore {
   readonly #insert: Database.Statement<[string, number, Buffer]>;
   readonly #update: Database.Statement<[number, Buffer, string, number]>;
   readonly #delete: Database.Statement<[string, number]>;
-  readonly #batch: Database.Transaction<(ops: PendingWrite[]) => boolean[]>;
+  readonly #idSeen: Database.Statement<[string], { one: number }>;
+  readonly #idClaim: Database.Statement<[string, number]>;
+  readonly #idPurge: Database.Statement<[number]>;
+  readonly #batch: Database.Transaction<(ops: PendingWrite[]) => CommitResult[]>;
   #pending: PendingWrite[] = [];
   #scheduled = false;
+  #purgedAt = 0;
 
   private constructor(path: string, db: Database.Database) {
     this.path = path;
@@ -34,18 +43,46 @@ export class SqliteRecordStore implements RecordStore {
     this.#insert = db.prepare('INSERT INTO vault_records (account, version, sealed) VALUES (?, ?, ?) ON CONFLICT (account) DO NOTHING');
     this.#update = db.prepare('UPDATE vault_records SET version = ?, sealed = ? WHERE account = ? AND version = ?');
     this.#delete = db.prepare('DELETE FROM vault_records WHERE account = ? AND version = ?');
-    this.#batch = db.transaction((ops: PendingWrite[]) =>
-      ops.map((op) => {
-        if (op.kind === 'delete') return this.#delete.run(op.account, op.expectedVersion).changes === 1;
-        const r = op.expectedVersion === null ? this.#insert.run(op.account, op.newVersion, op.sealed) : this.#update.run(op.newVersion, op.sealed, op.account, op.expectedVersion);
-        return r.changes === 1;
-      }),
-    );
+    this.#idSeen = db.prepare('SELECT 1 AS one FROM vault_request_ids WHERE id = ?');
+    this.#idClaim = db.prepare('INSERT INTO vault_request_ids (id, expires_at) VALUES (?, ?)');
+    this.#idPurge = db.prepare('DELETE FROM vault_request_ids WHERE expires_at < ?');
+    this.#batch = db.transaction((ops: PendingWrite[]) => {
+      const now = Date.now();
+      if (now - this.#purgedAt > PURGE_EVERY_MS) {
+        this.#idPurge.run(now);
+        this.#purgedAt = now;
+      }
+      return ops.map((op) => this.#apply(op));
+    });
   }
 
-  #enqueue(op: WriteOp): Promise<boolean> {
-    return new Promise<boolean>((resolve, reject) => {
-      this.#pending.push({ ...op, resolve, reject });
+  /** One write inside the batch transaction: the id check, the conditional change, the id claim. */
+  #apply({ account, change, o }: PendingWrite): CommitResult {
+    if (o.requestId && this.#idSeen.get(o.requestId.id)) return 'replayed';
+    let applied: boolean;
+    switch (change.kind) {
+      case 'none':
+        applied = true;
+        break;
+      case 'delete':
+        applied = this.#delete.run(account, change.expectedVersion).changes === 1;
+        break;
+      case 'put':
+        applied =
+          (change.expectedVersion === null
+            ? this.#insert.run(account, change.newVersion, Buffer.from(change.sealed))
+            : this.#update.run(change.newVersion, Buffer.from(change.sealed), account, change.expectedVersion)
+          ).changes === 1;
+        break;
+    }
+    if (!applied) return 'conflict';
+    if (o.requestId) this.#idClaim.run(o.requestId.id, o.requestId.expiresAt);
+    return 'ok';
+  }
+
+  #enqueue(account: string, change: RecordChange, o: CommitOptions): Promise<CommitResult> {
+    return new Promise<CommitResult>((resolve, reject) => {
+      this.#pending.push({ account, change, o, resolve, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
         setImmediate(() => this.#flush());
@@ -57,15 +94,42 @@ export class SqliteRecordStore implements RecordStore {
     const ops = this.#pending;
     this.#pending = [];
     this.#scheduled = false;
-    let results: boolean[];
+    let results: CommitResult[];
+    // A batch that only claims request ids (requests that change nothing) is written without an
+    // fsync: it survives a crash of the process, and is lost only with the machine, when
+    // replaying such a request changes nothing anyway. Any record change is fsynced.
+    const claimsOnly = ops.every((op) => op.change.kind === 'none');
     try {
+      if (claimsOnly) this.#db.pragma('synchronous = NORMAL');
       results = this.#batch.immediate(ops);
     } catch (cause) {
       const err = new RecordStoreError('the record store could not commit (nothing in this batch was written)', { cause });
       for (const op of ops) op.reject(err);
       return;
+    } finally {
+      if (claimsOnly) this.#db.pragma('synchronous = FULL');
     }
-    ops.forEach((op, i) => op.resolve(results[i] === true));
+    if (ops.some((op, i) => op.o.erase && results[i] === 'ok')) {
+      try {
+        this.#eraseOldVersions();
+      } catch (cause) {
+        // Committed, but earlier versions may still sit in the WAL: say so rather than pretend.
+        const err = new RecordStoreError('the change was committed, but the WAL could not be checkpointed to erase earlier record versions', { cause });
+        ops.forEach((op, i) => (op.o.erase && results[i] === 'ok' ? op.reject(err) : op.resolve(results[i]!)));
+        return;
+      }
+    }
+    ops.forEach((op, i) => op.resolve(results[i]!));
+  }
+
+  /**
+   * Copies every committed page into the database file and truncates the WAL to zero bytes.
+   * With secure_delete the old cells in those pages were zeroed at update time, so the old
+   * versions are gone from both files. Waits (busy_timeout) for readers of other processes.
+   */
+  #eraseOldVersions(): void {
+    const r = this.#db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number; log: number; checkpointed: number }[];
+    if (r[0]?.busy !== 0) throw new Error('another connection kept the WAL busy');
   }
 
   static open(path: string): SqliteRecordStore {
@@ -74,11 +138,20 @@ export class SqliteRecordStore implements RecordStore {
       const db = new Database(path);
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
+      db.pragma('secure_delete = ON');
       db.pragma('busy_timeout = 5000');
       db.exec(`CREATE TABLE IF NOT EXISTS vault_records (
         account TEXT PRIMARY KEY NOT NULL,
         version INTEGER NOT NULL CHECK (version >= 1),
         sealed  BLOB NOT NULL
+      ) STRICT;
+      CREATE TABLE IF NOT EXISTS vault_request_ids (
+        id         TEXT PRIMARY KEY NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS vault_realm (
+        one   INTEGER PRIMARY KEY NOT NULL CHECK (one = 1),
+        realm TEXT NOT NULL
       ) STRICT`);
       return new SqliteRecordStore(path, db);
     } catch (cause) {
@@ -87,10 +160,11 @@ export class SqliteRecordStore implements RecordStore {
   }
 
   /** For tests: the effective pragmas. */
-  pragmas(): { journalMode: string; synchronous: number } {
+  pragmas(): { journalMode: string; synchronous: number; secureDelete: number } {
     return {
       journalMode: String(this.#db.pragma('journal_mode', { simple: true })),
       synchronous: Number(this.#db.pragma('synchronous', { simple: true })),
+      secureDelete: Number(this.#db.pragma('secure_delete', { simple: true })),
     };
   }
 
@@ -99,13 +173,16 @@ export class SqliteRecordStore implements RecordStore {
     return row ? { version: row.version, sealed: new Uint8Array(row.sealed) } : null;
   }
 
-  async compareAndSet(accountId: string, expectedVersion: number | null, newVersion: number, sealed: Uint8Array): Promise<boolean> {
-    checkVersions(expectedVersion, newVersion);
-    return this.#enqueue({ kind: 'put', account: accountId, expectedVersion, newVersion, sealed: Buffer.from(sealed) });
+  async commit(accountId: string, change: RecordChange, o: CommitOptions = {}): Promise<CommitResult> {
+    checkChange(change);
+    if (change.kind === 'none' && !o.requestId) return 'ok';
+    return this.#enqueue(accountId, change, o);
   }
 
-  async delete(accountId: string, expectedVersion: number): Promise<boolean> {
-    return this.#enqueue({ kind: 'delete', account: accountId, expectedVersion });
+  async bindRealm(realmIdText: string): Promise<void> {
+    this.#db.prepare('INSERT INTO vault_realm (one, realm) VALUES (1, ?) ON CONFLICT (one) DO NOTHING').run(realmIdText);
+    const bound = (this.#db.prepare('SELECT realm FROM vault_realm WHERE one = 1').get() as { realm: string }).realm;
+    if (bound !== realmIdText) throw new DatabaseRealmMismatchError(bound, realmIdText);
   }
 
   async ping(): Promise<void> {

@@ -2,8 +2,10 @@
  * In-memory trees for the engine tests: a backup source and a restore target held in Maps. Browser-safe
  * (Web Crypto only), so the same code serves the suites in Node and in Chromium (apps/web/test).
  */
-import type { BackupSource, FileSink, RestoreTarget, TreeEntry } from '@coffer/core';
+import type { BackupSource, FileSink, RestoreTarget } from '../engine.js';
+import type { TreeEntry } from '../manifest.js';
 
+/** A file, folder or symlink held in memory by {@link MemorySource} and {@link MemoryTarget}. */
 export interface MemFile {
   kind: 'file' | 'dir' | 'symlink';
   data?: Uint8Array;
@@ -71,6 +73,7 @@ export class MemoryTarget implements RestoreTarget {
 
 const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((v, i) => v === b[i]);
 
+/** True when two in-memory trees hold the same entries, modes, times and bytes. */
 export function sameTree(a: Map<string, MemFile>, b: Map<string, MemFile>): boolean {
   if (a.size !== b.size) return false;
   for (const [p, f] of a) {

@@ -1,28 +1,26 @@
-/** A Storage (spec/format.md §7) over the app server's HTTP object store (src/server/store.ts). */
+/** HttpStorage: the client of the HTTP object store (spec/format.md §7.3). */
 import { checkObjectName, ObjectExistsError, ObjectNotFoundError, StorageUnavailableError, type ByteRange, type Storage } from '@coffer/core';
 
-/** Reads wait while it is closed: a restore yields the network and the CPU to its first chat. */
-export class ReadGate {
-  #opened: Promise<void> = Promise.resolve();
-  #release: (() => void) | null = null;
-  close(): void {
-    if (!this.#release) this.#opened = new Promise((r) => (this.#release = r));
-  }
-  open(): void {
-    this.#release?.();
-    this.#release = null;
-    this.#opened = Promise.resolve();
-  }
-  passed(): Promise<void> {
-    return this.#opened;
-  }
-}
-
+/**
+ * A Storage (spec/format.md §7) over an HTTP object store (§7.3): what a browser app backs up to
+ * through its own server (`@coffer/http/server` answers it). Works in browsers and in Node (the
+ * global fetch); no Node imports. Failures of the store or the network are
+ * `StorageUnavailableError`, an existing name on put `ObjectExistsError`, a missing object on get
+ * `ObjectNotFoundError`.
+ *
+ * @example
+ * const storage = new HttpStorage(new URL('/store/', location.href).href);
+ * const repo = await Repository.init(storage, webCryptoProvider, generateBackupKey(webCryptoProvider));
+ */
 export class HttpStorage implements Storage {
   readonly label: string;
   private readonly base: string;
-  /** `base` ends with `/`, e.g. `https://app.example/store/alice/`; reads wait at `readGate` while it is closed. */
-  constructor(base: string, private readonly fetchFn: typeof fetch = (...a) => fetch(...a), private readonly readGate?: ReadGate) {
+  /**
+   * `base` is the store's URL, e.g. `https://app.example/store/alice/` (a `/` is added when
+   * missing). `fetchFn` is the transport (the global fetch by default): pass one that adds your
+   * app's credentials, or a test double.
+   */
+  constructor(base: string, private readonly fetchFn: typeof fetch = (...a) => fetch(...a)) {
     this.base = base.endsWith('/') ? base : base + '/';
     this.label = `http-store:${new URL(this.base).pathname}`;
   }
@@ -50,7 +48,6 @@ export class HttpStorage implements Storage {
   async get(name: string, range?: ByteRange): Promise<Uint8Array> {
     checkObjectName(name);
     if (range && range.length <= 0) return new Uint8Array(0);
-    await this.readGate?.passed();
     const headers: Record<string, string> = range ? { range: `bytes=${range.offset}-${range.offset + range.length - 1}` } : {};
     const r = await this.req(name, { headers });
     if (r.status === 404) throw new ObjectNotFoundError(name);

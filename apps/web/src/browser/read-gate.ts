@@ -1,0 +1,22 @@
+/**
+ * A gate on a restore's requests to the store: while it is closed, new requests wait (those under
+ * way finish). A restore closes it for a moment once the message database is verified, so that
+ * reading and showing the first chat has the network and the CPU to itself (spec/web-app.md §6).
+ */
+export class ReadGate {
+  #opened: Promise<void> = Promise.resolve();
+  #release: (() => void) | null = null;
+  close(): void {
+    if (!this.#release) this.#opened = new Promise((r) => (this.#release = r));
+  }
+  open(): void {
+    this.#release?.();
+    this.#release = null;
+    this.#opened = Promise.resolve();
+  }
+  /** A fetch that waits while the gate is closed (HttpStorage's transport). */
+  readonly fetch: typeof fetch = async (...a) => {
+    await this.#opened;
+    return fetch(...a);
+  };
+}
