@@ -96,7 +96,8 @@ async function appRestore(browser, url, account) {
   await fresh.page.getByLabel('Recovery key (64 digits; spaces and dashes are ignored)').fill(key);
   await fresh.page.getByRole('button', { name: 'Restore' }).click();
   await fresh.page.locator('main[data-ready=true] #restored').or(fresh.page.locator('#restore-error:not(:empty)')).waitFor({ timeout: 3_600_000 });
-  const failed = await fresh.page.locator('#restore-error').textContent().catch(() => null);
+  // On success the restore screen (and its #restore-error) is gone: no waiting for it.
+  const failed = (await fresh.page.locator('#restore-error').count()) ? await fresh.page.locator('#restore-error').textContent() : null;
   if (failed) throw new Error(`the app's restore failed: ${failed}`);
   const marks = await fresh.page.evaluate(() => performance.getEntriesByType('mark').map((m) => [m.name, m.startTime]));
   const at = (name) => marks.find(([n, t]) => n === name && t >= start)?.[1];
