@@ -77,19 +77,49 @@ const restored = (page: Page) => page.locator('main[data-ready=true] #restored')
  * Holds the page's reads of packs (the store's data) until they are released, one at a time or
  * all at once: what a slow network does to the media of a restore, made exact.
  */
-async function holdPackReads(page: Page): Promise<{ held: Route[]; releaseOne(): Promise<void>; releaseAll(): Promise<void> }> {
+async function holdPackReads(page: Page): Promise<{ held: Route[]; releaseOne(): Promise<void>; releaseAll(): Promise<void>; failAll(): Promise<void>; stop(): Promise<void> }> {
   const held: Route[] = [];
-  let open = false;
-  await page.route(/\/store\/[^?]*\/packs\//, (route) => (open || route.request().method() !== 'GET' ? route.fallback() : void held.push(route)));
+  let then: 'hold' | 'pass' | 'fail' = 'hold';
+  const packs = /\/store\/[^?]*\/packs\//;
+  const handler = (route: Route) => {
+    if (route.request().method() !== 'GET' || then === 'pass') return route.fallback();
+    if (then === 'fail') return route.abort('connectionreset');
+    held.push(route);
+  };
+  await page.route(packs, handler);
   return {
     held,
     releaseOne: async () => void (await held.shift()?.fallback()),
     async releaseAll() {
-      open = true;
+      then = 'pass';
       for (const r of held.splice(0)) await r.fallback();
     },
+    /** The network fails from now on: every read held, and every later one. */
+    async failAll() {
+      then = 'fail';
+      for (const r of held.splice(0)) await r.abort('connectionreset');
+    },
+    stop: () => page.unroute(packs, handler),
   };
 }
+
+/** Releases held pack reads one at a time until the chats screen of a restore under way shows. */
+async function releaseUntilChatsShow(page: Page, gate: Awaited<ReturnType<typeof holdPackReads>>): Promise<void> {
+  for (const deadline = Date.now() + 30_000; !(await page.locator('#restoring').count()); await page.waitForTimeout(100)) {
+    assert.ok(Date.now() < deadline, 'the chats never showed while the media were held back');
+    if (gate.held.length > 0) await gate.releaseOne();
+  }
+  await page.locator('main[data-ready=true] #restoring').waitFor();
+  assert.ok(gate.held.length > 0, 'the chats showed only after every read of the store');
+}
+
+/** Names of this origin's restored trees in OPFS. */
+const restoredTrees = (page: Page) =>
+  page.evaluate(async () => {
+    const out: string[] = [];
+    for await (const [name] of (await navigator.storage.getDirectory() as unknown as { entries(): AsyncIterable<[string, unknown]> }).entries()) if (name.startsWith('restored-')) out.push(name);
+    return out;
+  });
 
 /** path -> SHA-256 of every file of this device's restored tree (OPFS). */
 function restoredFiles(page: Page): Promise<Record<string, string>> {
@@ -400,16 +430,22 @@ test('recovery key: shown once, copied, confirmed; a wrong key is refused; a syn
   await fresh.getByRole('button', { name: 'Restore' }).click();
   await fresh.getByText('This recovery key does not open the backup of this account').waitFor();
   await keyField.fill(key);
+  // A restore whose network fails after the chats showed: nothing of it stays, the device is not restored.
+  const failing = await holdPackReads(fresh);
+  await fresh.getByRole('button', { name: 'Restore' }).click();
+  await releaseUntilChatsShow(fresh, failing);
+  await failing.failAll();
+  await fresh.locator('#restore-error', { hasText: /The restore failed: .*Nothing of it was kept on this device\./ }).waitFor();
+  assert.equal(await fresh.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('coffer.device:')).length), 0, 'a failed restore left device state');
+  assert.deepEqual(await restoredTrees(fresh), [], 'a failed restore left files');
+  await failing.stop();
   // Messages first: the store's packs are read one at a time, as released, until the chats show.
   const gate = await holdPackReads(fresh);
+  await fresh.getByLabel('My 64-digit recovery key').check();
+  await keyField.fill(key);
   await fresh.getByRole('button', { name: 'Restore' }).click();
   // The chats screen opens as soon as the database is verified (then it reads it).
-  for (const deadline = Date.now() + 30_000; !(await fresh.locator('#restoring').count()); await fresh.waitForTimeout(100)) {
-    assert.ok(Date.now() < deadline, 'the chats never showed while the media were held back');
-    if (gate.held.length > 0) await gate.releaseOne();
-  }
-  await fresh.locator('main[data-ready=true] #restoring').waitFor();
-  assert.ok(gate.held.length > 0, 'the chats showed only after every read of the store');
+  await releaseUntilChatsShow(fresh, gate);
   await openConversation(fresh, title);
   assert.ok((await fresh.locator('ol.messages figure.pending').count()) > 0, 'no medium was still missing');
   assert.equal(await fresh.locator('ol.messages figure.photo:not(.pending) img').count(), 0, 'a picture was shown before it was restored');
