@@ -520,6 +520,61 @@ test('key stretching: a recovery with another preset than the one recorded at re
   }
 });
 
+test('three realms: the password spread over three independent realms (Juicebox over Noise); all three are needed, and a wrong password counts; the new device restores with it', async () => {
+  const password = 'rae spreads her key thrice';
+  const { page: phone, context: phoneCtx } = await newDevice();
+  const phoneSent = await recordRequestBodies(phoneCtx);
+  await usePhone(phone, 'rae@example');
+  const title = await conversationWith(phone, 'photo');
+  const original = await readThread(phone);
+  await phone.getByRole('button', { name: 'Backups' }).click();
+  await phone.getByLabel('A password, spread over 3 independent realms').check();
+  assert.match((await phone.locator('main .part').first().textContent()) ?? '', /split over 3 independent realms/);
+  await phone.getByLabel('Password (at least 8 characters)').fill(password);
+  await phone.getByLabel('Password again').fill(password);
+  await phone.getByRole('button', { name: 'Turn on encrypted backup' }).click();
+  await phone.getByText('Encrypted backup is on.').waitFor();
+  assert.match((await phone.locator('dl.status').textContent()) ?? '', /your password \(3 independent realms, all 3 needed\)/);
+  await shot(phone, '14-realms-on');
+  await backUpNow(phone);
+  const backupKey = Buffer.from(await phone.evaluate(() => (JSON.parse(localStorage.getItem('coffer.device:rae@example')!) as { backup: { key: string } }).backup.key), 'hex');
+  assert.equal(backupKey.length, 32);
+  // Registered at the three realms (through this server's /realms/<n>/req), not at the vault.
+  const paths = (sent: SentBody[]) => new Set(sent.map((r) => new URL(r.url).pathname).filter((p) => p.startsWith('/realms/') || p === '/v1/vault'));
+  assert.deepEqual(paths(phoneSent), new Set(['/realms/1/req', '/realms/2/req', '/realms/3/req']));
+  const db = new Database(join(app.dataDir, 'accounts.sqlite'), { readonly: true });
+  try {
+    assert.equal(db.prepare('SELECT key_stretching FROM accounts WHERE id = ?').pluck().get('rae@example'), 'juicebox:FastInsecure');
+  } finally {
+    db.close();
+  }
+  await phoneCtx.close();
+
+  const { page: fresh, context: freshCtx } = await newDevice();
+  const freshSent = await recordRequestBodies(freshCtx);
+  await signInWithCode(fresh, app.url, 'rae@example');
+  await startRestore(fresh);
+  // 3-of-3: with one realm out of reach the recovery stops before any guess is counted.
+  await fresh.route('**/realms/2/req', (r) => r.abort('connectionrefused'));
+  assert.match(await tryPassword(fresh, password), /Could not unlock the backup: realm [0-9a-f]{32} at .*\/realms\/2\/ is unreachable/);
+  await fresh.unroute('**/realms/2/req');
+  assert.match(await tryPassword(fresh, 'not rae password'), /Wrong password\. 9 guesses remain before the realms erase their shares of the backup key/);
+  await shot(fresh, '15-realms-wrong-password');
+  await tryPassword(fresh, password);
+  await restored(fresh);
+  await openConversation(fresh, title);
+  assert.deepEqual(await readThread(fresh), original);
+  assert.deepEqual(paths(freshSent), new Set(['/realms/1/req', '/realms/2/req', '/realms/3/req']));
+  // Neither the password nor the backup key ever leaves the page.
+  for (const r of [...phoneSent, ...freshSent]) {
+    assert.equal(r.body.indexOf(Buffer.from(password, 'utf8')), -1, `the password in the body of ${r.method} ${r.url}`);
+    assert.equal(r.body.indexOf(backupKey), -1, `the backup key in the body of ${r.method} ${r.url}`);
+  }
+  await fresh.getByRole('button', { name: 'Backups' }).click();
+  assert.match((await fresh.locator('dl.status').textContent()) ?? '', /3 independent realms/);
+  await freshCtx.close();
+});
+
 test('keyboard: every control on each screen is reachable with Tab and has an accessible name', async () => {
   const { page, context } = await newDevice();
   const audit = () =>

@@ -1,6 +1,6 @@
 /**
  * The app server as a stranger meets it (spec/web-app.md): nothing without a session, no account
- * touches another's objects, foreign hosts and cross-site requests are refused, no path takes a
+ * touches another's objects, realm tokens are the session's account's only, foreign hosts and cross-site requests are refused, no path takes a
  * chat database, and sign-in codes cannot be guessed. Sessions are made through the
  * page with a virtual passkey; every other request is written by hand over TCP.
  */
@@ -52,6 +52,8 @@ test('no session: /api/token, /store, the vault proxy and everything else of an 
     ['PUT', `/store/${A}/keys/x`, 'data', { 'if-none-match': '*' }],
     ['DELETE', `/store/${A}/keys/x`],
     ['POST', '/v1/vault', new Uint8Array(100), { 'content-type': 'application/octet-stream', authorization: 'Bearer x.y.z' }],
+    ['POST', '/realms/1/req', new Uint8Array(100), { 'content-type': 'application/octet-stream', authorization: 'Bearer x.y.z' }],
+    ['POST', '/realms/3/req', new Uint8Array(100), { 'content-type': 'application/octet-stream' }],
     ['GET', '/api/phone/tree'],
     ['GET', '/api/phone/file/messages.db'],
     ['POST', '/api/passkeys/options', '{}', { 'content-type': 'application/json' }],
@@ -101,6 +103,44 @@ test("account A's session cannot touch B's objects, nor get a vault token for B"
   assert.equal(claims.sub, A);
   assert.equal(head.alg, 'EdDSA');
   assert.ok(claims.exp - claims.iat <= 300, `token lives ${claims.exp - claims.iat} s`);
+});
+
+test('realm tokens: one per realm, for the session\'s account only, short-lived; the realms are reached over Noise through /realms/<n>/req only', async () => {
+  const config = (await send('GET', '/config.json')).json as { juicebox: { realms: { id: string; address: string; public_key: string }[]; register_threshold: number; recover_threshold: number } };
+  const realms = config.juicebox.realms;
+  assert.equal(realms.length, 3);
+  assert.deepEqual([config.juicebox.register_threshold, config.juicebox.recover_threshold], [3, 3]);
+  realms.forEach((r, i) => {
+    assert.match(r.id, /^[0-9a-f]{32}$/);
+    // A public key makes the page speak the hardware-realm wire (Noise): this server sees no share.
+    assert.match(r.public_key, /^[0-9a-f]{64}$/);
+    assert.equal(r.address, `${app.url}/realms/${i + 1}/`);
+  });
+  assert.equal(new Set(realms.map((r) => r.id)).size, 3, 'three independent realms');
+  // A preset the page cannot have is refused.
+  assert.equal((await postJson('/api/token', { purpose: 'register', keyStretching: 'juicebox:None' }, cookieA)).status, 400);
+  const t = await postJson('/api/token', { purpose: 'register', keyStretching: 'juicebox:FastInsecure', account: B, sub: B }, cookieA);
+  assert.equal(t.status, 200);
+  assert.equal(t.json!['token'], undefined, 'no vault token for a password over the realms');
+  const tokens = t.json!['realmTokens'] as Record<string, string>;
+  assert.deepEqual(Object.keys(tokens).sort(), realms.map((r) => r.id).sort());
+  for (const [id, token] of Object.entries(tokens)) {
+    const [head, claims] = token.split('.').slice(0, 2).map((p) => JSON.parse(Buffer.from(p!, 'base64url').toString()) as Record<string, unknown>);
+    assert.deepEqual([head!['alg'], head!['kid']], ['EdDSA', 'coffer:1']);
+    assert.deepEqual([claims!['sub'], claims!['aud'], claims!['iss']], [A, id, 'coffer']);
+    assert.ok((claims!['exp'] as number) - (claims!['iat'] as number) <= 300);
+  }
+  // From now on A's "use" tokens are the realms' too (the recorded preset says where the password is).
+  const use = await postJson('/api/token', { purpose: 'use' }, cookieA);
+  assert.deepEqual([Object.keys(use.json!['realmTokens'] as object).length, use.json!['keyStretching']], [3, 'juicebox:FastInsecure']);
+  // Only POST /realms/<1-3>/req, with a session.
+  assert.equal((await send('GET', '/realms/1/req', { cookie: cookieA })).status, 405);
+  for (const target of ['/realms/4/req', '/realms/0/req', '/realms/1/', '/realms/1/req/x', '/realms/', '/realms/1/metrics']) {
+    assert.equal((await send('POST', target, { cookie: cookieA, body: new Uint8Array(10), headers: { 'content-type': 'application/octet-stream' } })).status, 404, target);
+  }
+  // With a session the request reaches the realm, which answers a malformed one itself (4xx).
+  const r = await send('POST', '/realms/1/req', { cookie: cookieA, body: new Uint8Array(10), headers: { 'content-type': 'application/octet-stream' } });
+  assert.ok(r.status >= 400 && r.status < 500, `a malformed request to a realm: ${r.status}`);
 });
 
 test('only the origin host is served (421), the vault proxy too; loopback addresses are sent to it', async () => {

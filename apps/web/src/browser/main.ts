@@ -1,16 +1,21 @@
 /**
  * Coffer Messenger: a messenger-style page whose chats back up end-to-end encrypted. Encryption
  * runs here, through @coffer/core with Web Crypto; the server only stores ciphertext (the HTTP
- * object store) and wrapped keys (the vault, reached through OPAQUE and its HPKE channel with the
- * realm key pinned in the app's configuration).
+ * object store) and wrapped keys: the vault's (reached through OPAQUE and its HPKE channel with the
+ * realm key pinned in the app's configuration), or shares of the key at three independent realms
+ * (the Juicebox protocol over Noise, spec/web-app.md §4).
  */
 import {
   backup, ConflictError, formatRecoveryKey, fromHex, generateBackupKey, parseRecoveryKey, Repository, restore, SecretKey, toHex,
-  UsageError, webCryptoProvider as crypto, WrongKeyError, type BackupSource, type Progress,
+  UsageError, webCryptoProvider as crypto, wipe, WrongKeyError, type BackupSource, type Progress,
 } from '@coffer/core';
 import {
-  INSECURE_TEST_ONLY_FAST_KEY_STRETCHING, KeyDestroyedError, NotRegisteredError, recoverBackupKey, registerBackupKey, VaultClientError,
-  WrongPasswordError, type KeyStretching, type VaultConnection,
+  accountInfo, INSECURE_TEST_ONLY_FAST_PIN_HASHING, juiceboxRecover, juiceboxRegister, parseConfiguration, perRealmLimitFor, STANDARD_2019,
+  type JuiceboxConnection, type PinHashingMode,
+} from '@coffer/core/juicebox';
+import {
+  DEFAULT_MAX_ATTEMPTS, INSECURE_TEST_ONLY_FAST_KEY_STRETCHING, KeyDestroyedError, NotRegisteredError, recoverBackupKey, registerBackupKey,
+  VaultClientError, WrongPasswordError, type KeyStretching,
 } from '@coffer/core/vault';
 import { addPasskey, codeScreen, currentAccount, signOut, welcomeScreen } from './account.js';
 import { CHAT_DATABASE, ChatReader, type Attachment, type ChatOverview, type Message } from './chat-db.js';
@@ -22,6 +27,8 @@ import { workerCodec } from './worker-codec.js';
 
 interface Config {
   realmPublicKey: string;
+  /** The realms, as the Juicebox SDK's Configuration without its pin_hashing_mode (this build's, below). */
+  juicebox: { realms: { id: string; address: string; public_key: string | null }[]; register_threshold: number; recover_threshold: number };
   /** The server can send one-time codes (spec/web-app.md §2). */
   codeSignIn: boolean;
   /** Development server: codes go to /dev/inbox. */
@@ -36,9 +43,17 @@ declare const __COFFER_INSECURE_TEST_ONLY_FAST_KEY_STRETCHING__: boolean;
 const INSECURE_TEST_BUILD = typeof __COFFER_INSECURE_TEST_ONLY_FAST_KEY_STRETCHING__ !== 'undefined' && __COFFER_INSECURE_TEST_ONLY_FAST_KEY_STRETCHING__;
 const KEY_STRETCHING_NAME = INSECURE_TEST_BUILD ? 'insecure-test-only-fast' : 'memory-constrained';
 const KEY_STRETCHING: KeyStretching = INSECURE_TEST_BUILD ? INSECURE_TEST_ONLY_FAST_KEY_STRETCHING : 'memory-constrained';
+/** Over the realms the password is stretched by the Juicebox PIN hashing mode, likewise this build's. */
+const PIN_HASHING: PinHashingMode = INSECURE_TEST_BUILD ? INSECURE_TEST_ONLY_FAST_PIN_HASHING : STANDARD_2019;
+
+/** Where a password keeps the backup key: the Backup Key Vault (OPAQUE), or three realms (Juicebox). */
+type PasswordStore = 'vault' | 'realms';
+/** What is recorded with the account at registration (spec/web-app.md §5): the path and its stretching. */
+const PRESET: Record<PasswordStore, string> = { vault: KEY_STRETCHING_NAME, realms: `juicebox:${PIN_HASHING}` };
 
 interface BackupState {
-  protection: 'password' | 'recovery-key';
+  /** `password`: the vault; `realms`: a password over the realms. */
+  protection: 'password' | 'realms' | 'recovery-key';
   /** K, hex. Kept in this origin's storage, as the CLI keeps it in its 0600 profile. */
   key: string;
   lastSeq: number | null;
@@ -145,25 +160,75 @@ class PresetMismatchError extends Error {
   override name = 'PresetMismatchError';
 }
 
+/** A password's way to the backup key: registering it, and recovering it (one counted guess). */
+interface PasswordAccess {
+  store: PasswordStore;
+  register(password: string, key: SecretKey): Promise<void>;
+  recover(password: string): Promise<SecretKey>;
+}
+
 /**
- * A short-lived vault token for the signed-in account. `register` records this build's key
- * stretching with the account; `use` checks the recorded one first (spec/web-app.md §5).
+ * Short-lived tokens for the signed-in account (spec/web-app.md §4), and what to do with them.
+ * `register` records where this build registers the password and how it stretches it; `use` learns
+ * that from the account, and checks the stretching first (§5).
  */
-async function vaultConnection(purpose: 'register' | 'use'): Promise<VaultConnection> {
-  const r = await api<{ token: string; keyStretching: string | null }>('/api/token', purpose === 'register' ? { purpose, keyStretching: KEY_STRETCHING_NAME } : { purpose });
-  if (purpose === 'use' && r.keyStretching !== null && r.keyStretching !== KEY_STRETCHING_NAME) {
+async function passwordAccess(purpose: 'register', store: PasswordStore): Promise<PasswordAccess>;
+async function passwordAccess(purpose: 'use'): Promise<PasswordAccess>;
+async function passwordAccess(purpose: 'register' | 'use', chosen?: PasswordStore): Promise<PasswordAccess> {
+  const r = await api<{ token?: string; realmTokens?: Record<string, string>; keyStretching: string | null }>(
+    '/api/token',
+    purpose === 'register' ? { purpose, keyStretching: PRESET[chosen!] } : { purpose },
+  );
+  const store: PasswordStore = r.realmTokens ? 'realms' : 'vault';
+  if (chosen && store !== chosen) throw new Error('the server answered tokens for another kind of password backup; reload the page');
+  if (purpose === 'use' && r.keyStretching !== null && r.keyStretching !== PRESET[store]) {
     throw new PresetMismatchError(
-      `This backup password was registered by an app that stretches passwords with "${r.keyStretching}"; this app uses "${KEY_STRETCHING_NAME}". ` +
+      `This backup password was registered by an app that stretches passwords with "${r.keyStretching}"; this app uses "${PRESET[store]}". ` +
         'No guess was spent. Restore with that app, or with your recovery key.',
     );
   }
+  // The client's default calls fetch as a method of its config, which browsers refuse.
+  const fetchFn: typeof fetch = (input, init) => fetch(input, init);
+  if (store === 'vault') {
+    const conn = { vaultUrl: location.origin, realmPublicKey: config.realmPublicKey, token: r.token!, fetch: fetchFn, keyStretching: KEY_STRETCHING };
+    return {
+      store,
+      register: async (password, key) => void (await registerBackupKey({ ...conn, password, backupKey: key.expose() })),
+      recover: async (password) => new SecretKey(await recoverBackupKey({ ...conn, password })),
+    };
+  }
+  const tokens = r.realmTokens!;
+  const conn: JuiceboxConnection = {
+    configuration: parseConfiguration({ ...config.juicebox, pin_hashing_mode: PIN_HASHING }),
+    token: (id) => tokens[id] ?? Promise.reject(new Error(`the server gave no token for realm ${id}; reload the page`)),
+    fetch: fetchFn,
+  };
+  const info = accountInfo(account!);
+  const { realms, recoverThreshold } = conn.configuration;
   return {
-    vaultUrl: location.origin,
-    realmPublicKey: config.realmPublicKey,
-    token: r.token,
-    // The client's default calls fetch as a method of its config, which browsers refuse.
-    fetch: (input, init) => fetch(input, init),
-    keyStretching: KEY_STRETCHING,
+    store,
+    async register(password, key) {
+      const pin = new TextEncoder().encode(password);
+      try {
+        await juiceboxRegister({ ...conn, pin, secret: key.expose(), info, numGuesses: perRealmLimitFor(realms.length, recoverThreshold, DEFAULT_MAX_ATTEMPTS) });
+      } finally {
+        wipe(pin);
+      }
+    },
+    async recover(password) {
+      const pin = new TextEncoder().encode(password);
+      try {
+        const raw = await juiceboxRecover({ ...conn, pin, info });
+        try {
+          if (raw.length !== 32) throw new Error('the realms hold a secret that is not a backup key');
+          return new SecretKey(raw);
+        } finally {
+          wipe(raw);
+        }
+      } finally {
+        wipe(pin);
+      }
+    },
   };
 }
 
@@ -451,12 +516,23 @@ async function chatsScreen(main: HTMLElement, state: DeviceState): Promise<void>
 
 // ---- backups ------------------------------------------------------------------------------
 
+const realmCount = () => config.juicebox.realms.length;
+const PROTECTION: Record<BackupState['protection'], string> = {
+  get password() {
+    return 'your password (Backup Key Vault)';
+  },
+  get realms() {
+    return `your password (${realmCount()} independent realms, all ${config.juicebox.recover_threshold} needed)`;
+  },
+  'recovery-key': 'your 64-digit recovery key',
+};
+
 function backupsScreen(main: HTMLElement, state: DeviceState): void {
   main.append(h('h1', {}, 'Backups'));
   if (!state.backup) return turnOnView(main, state);
   const b = state.backup;
   const status = h('dl', { class: 'status' },
-    h('dt', {}, 'Encrypted backup'), h('dd', {}, `On, protected by ${b.protection === 'password' ? 'your password (Backup Key Vault)' : 'your 64-digit recovery key'}`),
+    h('dt', {}, 'Encrypted backup'), h('dd', {}, `On, protected by ${PROTECTION[b.protection]}`),
     h('dt', {}, 'Last backup'), h('dd', { id: 'last-backup' }, b.lastAt ? when(b.lastAt) : 'Never'),
     h('dt', {}, 'Size'), h('dd', { id: 'last-size' }, b.lastBytes !== undefined ? `${formatBytes(b.lastBytes)} in ${b.lastFiles} files` : '—'),
   );
@@ -503,8 +579,12 @@ function turnOnView(main: HTMLElement, state: DeviceState): void {
     h('div', { class: 'radio' }, h('input', { type: 'radio', name: 'protection', id: `protect-${value}`, value, checked, onchange: () => show() }), h('label', { for: `protect-${value}` }, label));
   const pw = h('input', { type: 'password', id: 'new-password', autocomplete: 'new-password', minlength: 8 });
   const pw2 = h('input', { type: 'password', id: 'new-password-again', autocomplete: 'new-password' });
+  const vaultNote = h('p', {}, `The vault keeps your backup key, unlocked only by this password. It never sees the password, and after ${DEFAULT_MAX_ATTEMPTS} wrong guesses it destroys the key for good.`);
+  const realmsNote = h('p', { hidden: true },
+    `Your backup key is split over ${realmCount()} independent realms, each with its own records and hardware key store; all ${config.juicebox.recover_threshold} are needed to unlock it with this password. ` +
+      `None sees the password, each counts every wrong guess, and after ${DEFAULT_MAX_ATTEMPTS} each erases its share for good: whoever rolls back or seizes one or two realms gains no guess.`);
   const passwordPart = h('div', { class: 'part' },
-    h('p', {}, 'The vault keeps your backup key, unlocked only by this password. It never sees the password, and after 10 wrong guesses it destroys the key for good.'),
+    vaultNote, realmsNote,
     h('div', { class: 'field' }, h('label', { for: 'new-password' }, 'Password (at least 8 characters)'), pw),
     h('div', { class: 'field' }, h('label', { for: 'new-password-again' }, 'Password again'), pw2),
   );
@@ -532,12 +612,17 @@ function turnOnView(main: HTMLElement, state: DeviceState): void {
   const progressNote = h('p', { role: 'status' });
   main.append(
     h('p', {}, 'Encrypted backup is off. Turn it on to keep an end-to-end encrypted copy of your chats, photos and voice notes in your cloud drive.'),
-    h('fieldset', {}, h('legend', {}, 'Protect the backup with'), choice('password', 'A password', true), choice('recovery-key', 'A 64-digit recovery key', false)),
+    h('fieldset', {}, h('legend', {}, 'Protect the backup with'),
+      choice('password', 'A password, kept by the Backup Key Vault', true),
+      choice('realms', `A password, spread over ${realmCount()} independent realms`, false),
+      choice('recovery-key', 'A 64-digit recovery key', false)),
     passwordPart, keyPart, h('div', { class: 'actions' }, submit), progressNote, error,
   );
-  const mode = () => (main.querySelector<HTMLInputElement>('input[name=protection]:checked')!.value as 'password' | 'recovery-key');
+  const mode = () => (main.querySelector<HTMLInputElement>('input[name=protection]:checked')!.value as BackupState['protection']);
   function show(): void {
-    passwordPart.hidden = mode() !== 'password';
+    passwordPart.hidden = mode() === 'recovery-key';
+    vaultNote.hidden = mode() !== 'password';
+    realmsNote.hidden = mode() !== 'realms';
     keyPart.hidden = mode() !== 'recovery-key';
   }
   async function copy(): Promise<void> {
@@ -552,7 +637,7 @@ function turnOnView(main: HTMLElement, state: DeviceState): void {
   async function turnOn(): Promise<void> {
     error.textContent = '';
     const m = mode();
-    if (m === 'password') {
+    if (m !== 'recovery-key') {
       if (pw.value.length < 8) return void ((error.textContent = 'The password needs at least 8 characters.'), pw.focus());
       if (pw.value !== pw2.value) return void ((error.textContent = 'The two passwords differ.'), pw2.focus());
     } else {
@@ -570,9 +655,9 @@ function turnOnView(main: HTMLElement, state: DeviceState): void {
       const k = key ?? generateBackupKey(crypto);
       progressNote.textContent = 'Creating the encrypted backup store…';
       await Repository.init(storageFor(state.account), crypto, k);
-      if (m === 'password') {
-        progressNote.textContent = 'Registering the backup key with the vault…';
-        await registerBackupKey({ ...(await vaultConnection('register')), password: pw.value, backupKey: k.expose() });
+      if (m !== 'recovery-key') {
+        progressNote.textContent = m === 'password' ? 'Registering the backup key with the vault…' : `Registering the backup key with ${realmCount()} realms…`;
+        await (await passwordAccess('register', m === 'password' ? 'vault' : 'realms')).register(pw.value, k);
       }
       const next: DeviceState = { ...state, backup: { protection: m, key: toHex(k.expose()), lastSeq: null } };
       saveState(next);
@@ -619,30 +704,35 @@ function restoreScreen(main: HTMLElement): void {
     if (m === 'password' && !pw.value) return void ((error.textContent = 'Type the backup password.'), pw.focus());
     submit.disabled = true;
     let key: SecretKey;
+    /** Where the password keeps the key, once the server said (the account's record, spec/web-app.md §5). */
+    let store: PasswordStore | null = null;
+    const keeper = () => (store === 'realms' ? 'the realms' : 'the vault');
     try {
       if (m === 'password') {
-        key = new SecretKey(await recoverBackupKey({ ...(await vaultConnection('use')), password: pw.value }));
+        const access = await passwordAccess('use');
+        store = access.store;
+        key = await access.recover(pw.value);
       } else {
         key = parseRecoveryKey(rk.value);
       }
     } catch (e) {
       pw.value = '';
       if (e instanceof WrongPasswordError && e.guessesRemaining > 0) {
-        error.replaceChildren(h('strong', {}, 'Wrong password. '), `${e.guessesRemaining} ${e.guessesRemaining === 1 ? 'guess remains' : 'guesses remain'} before the vault destroys the backup key.`);
+        error.replaceChildren(h('strong', {}, 'Wrong password. '), `${e.guessesRemaining} ${e.guessesRemaining === 1 ? 'guess remains' : 'guesses remain'} ${store === 'realms' ? 'before the realms erase their shares of the backup key' : 'before the vault destroys the backup key'}.`);
         error.dataset['guessesRemaining'] = String(e.guessesRemaining);
         warning.hidden = e.guessesRemaining !== 1;
         warning.textContent = 'Last attempt: one more wrong password and the backup key is destroyed for good. If you are not sure, use the recovery key instead.';
         pw.focus();
       } else if (e instanceof KeyDestroyedError || (e instanceof WrongPasswordError && e.guessesRemaining === 0)) {
         warning.hidden = true;
-        error.replaceChildren(h('strong', {}, 'The backup key is gone for good. '), 'The vault destroyed it after too many wrong passwords. Only the 64-digit recovery key, if you saved one, can still open this backup.');
+        error.replaceChildren(h('strong', {}, 'The backup key is gone for good. '), `${store === 'realms' ? 'The realms erased their shares of it' : 'The vault destroyed it'} after too many wrong passwords. Only the 64-digit recovery key, if you saved one, can still open this backup.`);
         error.dataset['destroyed'] = 'true';
         pw.disabled = true;
       } else if (e instanceof PresetMismatchError) {
         error.textContent = e.message;
         error.dataset['presetMismatch'] = 'true';
       } else if (e instanceof NotRegisteredError) {
-        error.textContent = `${acct} has no backup key in the vault. ${e.hint}.`;
+        error.textContent = `${acct} has no backup key in ${keeper()}. ${e.hint}.`;
       } else if (e instanceof UsageError) {
         error.textContent = `${e.message}. ${e.hint ?? ''}`;
         rk.focus();
@@ -687,7 +777,7 @@ function restoreScreen(main: HTMLElement): void {
       const state: DeviceState = {
         ...live.state,
         restoredFrom: { seq: r.seq, createdAt: r.createdAt, files: r.files, bytes: r.bytes },
-        backup: { protection: m, key: toHex(key.expose()), lastSeq: r.seq, lastAt: r.createdAt, lastBytes: r.bytes, lastFiles: r.files },
+        backup: { protection: m === 'password' && store === 'realms' ? 'realms' : m, key: toHex(key.expose()), lastSeq: r.seq, lastAt: r.createdAt, lastBytes: r.bytes, lastFiles: r.files },
       };
       saveState(state);
       restoring = null;
