@@ -1,8 +1,9 @@
 /**
  * The app server as a stranger meets it (spec/web-app.md): nothing without a session, no account
- * touches another's objects, realm tokens are the session's account's only, foreign hosts and cross-site requests are refused, no path takes a
- * chat database, and sign-in codes cannot be guessed. Sessions are made through the
- * page with a virtual passkey; every other request is written by hand over TCP.
+ * touches another's objects, vault and realm tokens are the session's account's only, foreign
+ * hosts and cross-site requests are refused, no path takes a chat database, and sign-in codes
+ * cannot be guessed. Sessions are made through the page with a virtual passkey; every other
+ * request is written by hand over TCP.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
