@@ -634,6 +634,12 @@ interface BlobRead {
   name: string;
   offset: number;
   sealedLength: number;
+  /**
+   * Blobs are read in one ranged get only with blobs of the same `group` (undefined is a group
+   * too): a restore gives each database a group of its own, so that the chats wait for the
+   * database's bytes alone (§6.3).
+   */
+  group?: number;
   /** Called with the verified plaintext (a view that is only valid during the call). */
   deliver(plain: Uint8Array): Promise<void>;
 }
@@ -707,7 +713,7 @@ async function readBlobs(repo: Repository, codec: ChunkCodec, reads: Iterable<Bl
   let groupBytes = 0;
   for (const r of reads) {
     const last = group[group.length - 1];
-    if (last && (last.name !== r.name || last.offset + last.sealedLength !== r.offset || groupBytes + r.sealedLength > maxRead)) {
+    if (last && (last.group !== r.group || last.name !== r.name || last.offset + last.sealedLength !== r.offset || groupBytes + r.sealedLength > maxRead)) {
       await run(group);
       group = [];
       groupBytes = 0;
@@ -735,10 +741,12 @@ async function readPackHeaderOf(repo: Repository, id: string): Promise<PackedBlo
   return decodePackHeader(plain, name);
 }
 
+/** A database, by its name (§6.3). */
+const isDatabase = (path: string) => /\.(db|sqlite|sqlite3)$/i.test(path);
+
 /** §6.3: databases first, then small files (in the order they are stored), then the rest, newest first. */
 export function restoreOrder(files: TreeEntry[]): TreeEntry[] {
-  const isDb = (p: string) => /\.(db|sqlite|sqlite3)$/i.test(p);
-  const rank = (e: TreeEntry) => (isDb(e.path) ? 0 : (e.size ?? 0) < 1024 * 1024 ? 1 : 2);
+  const rank = (e: TreeEntry) => (isDatabase(e.path) ? 0 : (e.size ?? 0) < 1024 * 1024 ? 1 : 2);
   return files
     .map((e, i) => ({ e, i, r: rank(e) }))
     .sort((a, b) => a.r - b.r || (a.r === 0 ? (a.e.size ?? 0) - (b.e.size ?? 0) : a.r === 2 ? (BigInt(b.e.mtimeNs) > BigInt(a.e.mtimeNs) ? 1 : BigInt(b.e.mtimeNs) < BigInt(a.e.mtimeNs) ? -1 : 0) : 0) || a.i - b.i)
@@ -840,7 +848,7 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
     if (!options.priority) {
       // §6.3: small files (not databases) in the order they are stored, so that neighbours in a
       // pack are read with one ranged get.
-      const small = (e: TreeEntry) => !/\.(db|sqlite|sqlite3)$/i.test(e.path) && (e.size ?? 0) < 1024 * 1024;
+      const small = (e: TreeEntry) => !isDatabase(e.path) && (e.size ?? 0) < 1024 * 1024;
       const first = (e: TreeEntry) => where.get(e)![0];
       const smalls = ordered.filter(small).sort((a, b) => {
         const x = first(a);
@@ -879,10 +887,12 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
       for (let f = 0; f < ordered.length; f++) {
         const entry = ordered[f]!;
         const locs = located[f]!;
+        // A database is read in gets of its own: the chats wait for its bytes alone (§6.3).
+        const group = isDatabase(entry.path) ? f : undefined;
         for (let i = 0; i < locs.length; i++) {
           const loc = locs[i]!;
           yield {
-            id: loc.id, plainLength: chunkLength(entry.size!, i, chunkSize), name: loc.name, offset: loc.offset, sealedLength: loc.sealedLength,
+            id: loc.id, plainLength: chunkLength(entry.size!, i, chunkSize), name: loc.name, offset: loc.offset, sealedLength: loc.sealedLength, group,
             async deliver(plain) {
               const s = sinkFor(entry);
               const sink = await s.sink;
