@@ -10,6 +10,12 @@ const ns = (ms: number) => (BigInt(Math.floor(ms)) * 1_000_000n).toString();
 
 export const phoneFileUrl = (path: string) => `/api/phone/file/${path.split('/').map(encodeURIComponent).join('/')}`;
 
+/**
+ * How long a file's response may wait for the backup to take its next chunk before it is dropped
+ * (and its connection with it); the file is then read on from where it stopped, in a new request.
+ */
+const IDLE_MS = 200;
+
 /** The demo phone's chat data, served by the app server. */
 export class PhoneSource implements BackupSource {
   async scan(): Promise<TreeEntry[]> {
@@ -19,26 +25,38 @@ export class PhoneSource implements BackupSource {
     return files.map((f) => ({ path: f.path, kind: 'file', mode: f.mode, mtimeNs: ns(f.mtimeMs), size: f.size }));
   }
   /**
-   * One ranged request per chunk, each read whole before the next is sent. A backup reads many
-   * files at once, each only as fast as its memory budget allows; a response streamed that slowly
-   * would hold one of the browser's six connections to the server, and with every connection held
-   * so, the uploads that free the budget could not start (a stall found at 200 MiB, pinned by
-   * test/backup-many-files.test.ts). Bytes go straight into the codec's recycled buffers (a BYOB
-   * reader), so reading makes no garbage however large the file; a 2 GiB video is never whole in
-   * the page. A file read until a short (or unsatisfiable) range: bytes it gained since the scan
-   * are read too.
+   * Streamed, not `r.blob()`: the body is read only as fast as chunks are taken, so a 2 GiB video
+   * never sits whole in the page, and bytes go straight into the codec's recycled buffers (a BYOB
+   * reader), so reading makes no garbage however large the file. But a backup reads many files at
+   * once, each only as fast as its memory budget allows, and a response left unread holds one of
+   * the browser's six connections to the server: with every connection held so, the uploads that
+   * free the budget could not start (a stall found at 200 MiB, pinned by
+   * test/backup-many-files.test.ts). So a response the backup leaves waiting longer than IDLE_MS
+   * is dropped, and the file is read on from where it stopped (`Range: bytes=N-`) when the backup
+   * asks. A file is read to its end: bytes it gained since the scan are read too.
    */
-  async *read(entry: TreeEntry, chunkSize: number, alloc?: (size: number) => Uint8Array): AsyncIterable<Uint8Array> {
-    for (let offset = 0; ; offset += chunkSize) {
-      const r = await fetch(phoneFileUrl(entry.path), { cache: 'no-store', headers: { range: `bytes=${offset}-${offset + chunkSize - 1}` } });
-      if (r.status === 416) return;
-      if (r.status !== 206 || !r.body) throw new Error(`could not read ${entry.path}: HTTP ${r.status}`);
-      let n = 0;
-      for await (const piece of readInto(r.body, chunkSize, alloc ?? ((k) => new Uint8Array(k)))) {
-        n += piece.length;
-        yield piece;
+  async *read(entry: TreeEntry, chunkSize: number, alloc: (size: number) => Uint8Array = (n) => new Uint8Array(n)): AsyncIterable<Uint8Array> {
+    let offset = 0;
+    for (;;) {
+      const dropped = new AbortController();
+      const r = await fetch(phoneFileUrl(entry.path), { cache: 'no-store', signal: dropped.signal, headers: offset ? { range: `bytes=${offset}-` } : {} });
+      if (offset > 0 && r.status === 416) return;
+      if (r.status !== (offset > 0 ? 206 : 200) || !r.body) throw new Error(`could not read ${entry.path}: HTTP ${r.status}`);
+      try {
+        for await (const piece of readInto(r.body, chunkSize, alloc)) {
+          offset += piece.length;
+          const idle = setTimeout(() => dropped.abort(), IDLE_MS);
+          try {
+            yield piece;
+          } finally {
+            clearTimeout(idle);
+          }
+        }
+        return;
+      } catch (e) {
+        // Dropped while it waited: read on from `offset` (the bytes of an unfinished chunk come again).
+        if (!dropped.signal.aborted) throw e;
       }
-      if (n < chunkSize) return;
     }
   }
 }
