@@ -15,9 +15,8 @@ import { join, relative, sep } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Browser, Page, Route } from 'playwright-core';
 import { parseRecoveryKey, Repository, webCryptoProvider } from '@coffer/core';
-import { HttpStorage } from '@coffer/http';
 import {
-  ARTIFACTS, launchChromium, newDevice as device, recordRequestBodies, signInWithCode, signInWithPasskey, signUp, startTestApp, syncPasskeys, type Device, type SentBody,
+  ARTIFACTS, launchChromium, newDevice as device, recordRequestBodies, signInWithCode, signInWithPasskey, signUp, startTestApp, storeOf, syncPasskeys, type Device, type SentBody,
 } from './helpers.js';
 
 let app: Awaited<ReturnType<typeof startTestApp>>;
@@ -87,10 +86,7 @@ interface BlobPlace {
  * of the store with the recovery key (the test's own, through the app server with `page`'s session).
  */
 async function databasePlaces(page: Page, account: string, recoveryKey: string): Promise<BlobPlace[]> {
-  const cookie = (await page.context().cookies()).map((c) => `${c.name}=${c.value}`).join('; ');
-  const storage = new HttpStorage(`${app.url}/store/${encodeURIComponent(account)}/`, (input, init) =>
-    fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string> | undefined), cookie } }));
-  const repo = await Repository.open(storage, webCryptoProvider, parseRecoveryKey(recoveryKey));
+  const repo = await Repository.open(await storeOf(page.context(), app.url, account), webCryptoProvider, parseRecoveryKey(recoveryKey));
   const manifest = await repo.readManifest((await repo.manifests()).at(-1)!);
   const index = await repo.loadIndex();
   const db = manifest.entries.find((e) => e.path === 'messages.db')!;

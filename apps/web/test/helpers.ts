@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { chromium, type Browser, type BrowserContext, type CDPSession, type Page } from 'playwright-core';
+import { HttpStorage } from '@coffer/http';
 import { startApp, type AppOptions, type AppServer } from '../src/server/app.js';
 import { BROWSER_BUILD } from '../src/server/bundle.js';
 
@@ -263,6 +264,13 @@ export async function sqliteFile(name: string, sql: string, fill?: (db: Database
   const bytes = await readFile(file);
   await rm(file, { force: true });
   return bytes;
+}
+
+/** `account`'s store on the app server, reached from Node with `context`'s session (the test's own client of it). */
+export async function storeOf(context: BrowserContext, url: string, account: string): Promise<HttpStorage> {
+  const cookie = (await context.cookies()).map((c) => `${c.name}=${c.value}`).join('; ');
+  return new HttpStorage(`${url}/store/${encodeURIComponent(account)}/`, (input, init) =>
+    fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string> | undefined), cookie } }));
 }
 
 export interface SentBody {
