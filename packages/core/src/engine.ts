@@ -640,6 +640,11 @@ interface BlobRead {
    * database's bytes alone (§6.3).
    */
   group?: number;
+  /**
+   * Its get starts only once every earlier blob is delivered: a restore marks the first file after
+   * its databases, so that the databases have the network and the codec to themselves (§6.3).
+   */
+  afterEarlier?: boolean;
   /** Called with the verified plaintext (a view that is only valid during the call). */
   deliver(plain: Uint8Array): Promise<void>;
 }
@@ -664,6 +669,7 @@ async function readBlobs(repo: Repository, codec: ChunkCodec, reads: Iterable<Bl
   const extra = repo.version === 1 ? 1 : 0;
   const run = async (group: BlobRead[]) => {
     const first = group[0]!;
+    if (first.afterEarlier) await limiter.drain();
     const length = group.reduce((n, r) => n + r.sealedLength, 0);
     await budget.take(length);
     await limiter.run(async () => {
@@ -713,7 +719,7 @@ async function readBlobs(repo: Repository, codec: ChunkCodec, reads: Iterable<Bl
   let groupBytes = 0;
   for (const r of reads) {
     const last = group[group.length - 1];
-    if (last && (last.group !== r.group || last.name !== r.name || last.offset + last.sealedLength !== r.offset || groupBytes + r.sealedLength > maxRead)) {
+    if (last && (r.afterEarlier || last.group !== r.group || last.name !== r.name || last.offset + last.sealedLength !== r.offset || groupBytes + r.sealedLength > maxRead)) {
       await run(group);
       group = [];
       groupBytes = 0;
@@ -884,15 +890,18 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
       return s;
     };
     function* reads(): Iterable<BlobRead> {
+      let afterDatabase = false;
       for (let f = 0; f < ordered.length; f++) {
         const entry = ordered[f]!;
         const locs = located[f]!;
-        // A database is read in gets of its own: the chats wait for its bytes alone (§6.3).
+        // A database is read in gets of its own, and the files after the databases wait for them:
+        // the chats wait for the databases' bytes alone (§6.3).
         const group = isDatabase(entry.path) ? f : undefined;
         for (let i = 0; i < locs.length; i++) {
           const loc = locs[i]!;
           yield {
             id: loc.id, plainLength: chunkLength(entry.size!, i, chunkSize), name: loc.name, offset: loc.offset, sealedLength: loc.sealedLength, group,
+            afterEarlier: afterDatabase && group === undefined,
             async deliver(plain) {
               const s = sinkFor(entry);
               const sink = await s.sink;
@@ -905,6 +914,7 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
               }
             },
           };
+          afterDatabase = group !== undefined;
         }
       }
     }
