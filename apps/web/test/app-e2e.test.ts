@@ -480,6 +480,23 @@ test('recovery key: shown once, copied, confirmed; a wrong key is refused; a syn
   assert.equal(await fresh.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('coffer.device:')).length), 0, 'a failed restore left device state');
   assert.deepEqual(await restoredTrees(fresh), [], 'a failed restore left files');
   await failing.stop();
+  // Signing out while a restore is under way stops it, and it keeps nothing either.
+  const leaving = await holdMediaReads(fresh, database);
+  await fresh.getByLabel('My 64-digit recovery key').check();
+  await keyField.fill(key);
+  await fresh.getByRole('button', { name: 'Restore' }).click();
+  await chatsShowWhileMediaHeld(fresh, leaving);
+  await fresh.getByRole('button', { name: 'Sign out and clear this device' }).click();
+  await fresh.getByRole('heading', { name: 'Welcome to Coffer Messenger' }).waitFor();
+  await leaving.releaseAll();
+  for (const deadline = Date.now() + 10_000; (await restoredTrees(fresh)).length > 0; await fresh.waitForTimeout(100)) {
+    assert.ok(Date.now() < deadline, 'a restore stopped by signing out left files');
+  }
+  assert.equal(await fresh.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('coffer.device:')).length), 0, 'a stopped restore left device state');
+  await fresh.getByRole('heading', { name: 'Welcome to Coffer Messenger' }).waitFor();
+  await leaving.stop();
+  await signInWithPasskey(fresh, 'sam@example');
+  await startRestore(fresh);
   // Messages first: the chats open while every read of the media is held.
   const gate = await holdMediaReads(fresh, database);
   await fresh.getByLabel('My 64-digit recovery key').check();

@@ -315,6 +315,9 @@ function signedIn(who: string, how: 'passkey' | 'code'): void {
 }
 
 async function signOutAndClear(): Promise<void> {
+  // A restore under way stops, and keeps nothing.
+  restoring?.readGate.stop();
+  restoring = null;
   saveState(null);
   forgetChat();
   await removeRestored();
@@ -773,6 +776,8 @@ function restoreScreen(main: HTMLElement): void {
         },
       }).finally(() => codec.close());
       performance.mark('coffer:restored');
+      // Signed out meanwhile (after the last read): nothing of it is kept.
+      if (live.readGate.stopped) return void (await removeRestored());
       await removeRestored(target.dirName);
       const state: DeviceState = {
         ...live.state,
