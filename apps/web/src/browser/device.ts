@@ -158,20 +158,31 @@ export class OpfsSource implements BackupSource {
  */
 export class OpfsTarget implements RestoreTarget {
   readonly dirName = `restored-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-  private root: FileSystemDirectoryHandle | null = null;
+  /** Folders made so far, by path ('' is the root): each is made once, from its parent's handle. */
+  private readonly dirs = new Map<string, Promise<FileSystemDirectoryHandle>>();
   async begin(): Promise<void> {
-    this.root = await (await opfs()).getDirectoryHandle(this.dirName, { create: true });
+    this.dirs.set('', (await opfs()).getDirectoryHandle(this.dirName, { create: true }));
+    await this.dirs.get('');
+  }
+  private folder(path: string): Promise<FileSystemDirectoryHandle> {
+    let d = this.dirs.get(path);
+    if (!d) {
+      const cut = path.lastIndexOf('/');
+      d = this.folder(cut < 0 ? '' : path.slice(0, cut)).then((parent) => parent.getDirectoryHandle(path.slice(cut + 1), { create: true }));
+      this.dirs.set(path, d);
+    }
+    return d;
   }
   async dir(e: TreeEntry): Promise<void> {
-    await dirAt(this.root!, e.path.split('/'), true);
+    await this.folder(e.path);
   }
   async symlink(): Promise<boolean> {
     return false; // OPFS has no symlinks (spec/format.md §6.1)
   }
   async file(e: TreeEntry): Promise<FileSink> {
-    const parts = e.path.split('/');
-    const d = await dirAt(this.root!, parts.slice(0, -1), true);
-    const w = await (await d.getFileHandle(parts[parts.length - 1]!, { create: true })).createWritable({ keepExistingData: false });
+    const cut = e.path.lastIndexOf('/');
+    const d = await this.folder(cut < 0 ? '' : e.path.slice(0, cut));
+    const w = await (await d.getFileHandle(e.path.slice(cut + 1), { create: true })).createWritable({ keepExistingData: false });
     return {
       write: (offset, data) => w.write({ type: 'write', position: offset, data: data as BufferSource }),
       close: () => w.close(),
