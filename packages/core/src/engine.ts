@@ -688,10 +688,12 @@ async function readBlobs(repo: Repository, codec: ChunkCodec, reads: Iterable<Bl
           if (r) throw new DamagedBackupError((e as DamagedBackupError).reason, `${r.name}@${r.offset}`, { cause: e, detail: (e as DamagedBackupError).detail });
           throw e;
         }
-        // Several files at once: small files are mostly waiting on their own creation.
-        for (let i = 0; i < group.length; i += DELIVER_AT_ONCE) {
-          await Promise.all(group.slice(i, i + DELIVER_AT_ONCE).map((r, j) => r.deliver(opened.plain[i + j]!)));
-        }
+        // Several files at once, a new one starting as each finishes: small files are mostly
+        // waiting on their own creation.
+        let next = 0;
+        await Promise.all(Array.from({ length: Math.min(DELIVER_AT_ONCE, group.length) }, async () => {
+          for (let k = next++; k < group.length; k = next++) await group[k]!.deliver(opened.plain[k]!);
+        }));
         codec.release?.(opened.buffer);
       } catch (e) {
         if (!(e instanceof DamagedBackupError) || !options.onDamage) throw e;
