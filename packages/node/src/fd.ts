@@ -1,10 +1,10 @@
 /**
- * A file descriptor with the few FileHandle methods the folder source and target use, on Node's
- * callback API. Each call costs about half of what fs/promises' FileHandle costs (measured on
- * 20,000 small files: open, read, fstat and close in 390-490 ms against 790-860 ms), which is much of
- * a backup or restore of many small files.
+ * File system calls on Node's callback API, for the folder source and target: `Fd`, a file
+ * descriptor with the few FileHandle methods they use, and `lstatBig`. Each call costs about half of
+ * what fs/promises costs (measured on 20,000 small files: open, read, fstat and close in 390-490 ms
+ * against 790-860 ms), which is much of a backup or restore of many small files.
  *
- * Like FileHandle, it never closes a descriptor twice and never while one of its own calls is in
+ * Like FileHandle, an Fd never closes its descriptor twice, nor while one of its own calls is in
  * flight: the number could meanwhile belong to another open file.
  */
 import fs, { type BigIntStats } from 'node:fs';
@@ -64,4 +64,9 @@ export class Fd {
       });
     });
   }
+}
+
+/** lstat with bigint fields, on the callback API (the scan's one call per entry). */
+export function lstatBig(path: string): Promise<BigIntStats> {
+  return new Promise((resolve, reject) => fs.lstat(path, { bigint: true }, (e, st) => (e ? reject(e) : resolve(st))));
 }

@@ -6,7 +6,7 @@ import {
   chmod, lstat, lutimes, mkdir, mkdtemp, readdir, readlink, rename, rm, rmdir, stat, symlink,
 } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
-import { Fd } from './fd.js';
+import { Fd, lstatBig } from './fd.js';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -151,7 +151,7 @@ export class FolderSource implements BackupSource {
       const look = (i: number) => {
         for (let j = i; j < Math.min(names.length, i + SCAN_AT_ONCE); j++) {
           if (!stats.has(names[j]!)) {
-            const p = lstat(join(dir, names[j]!), { bigint: true });
+            const p = lstatBig(join(dir, names[j]!));
             p.catch(() => {}); // handled when awaited below
             stats.set(names[j]!, p);
           }
