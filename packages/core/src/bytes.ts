@@ -1,17 +1,20 @@
 /** Small byte helpers. Bytes are `Uint8Array` everywhere in public APIs. */
 
 const HEX = '0123456789abcdef';
+/** The two hex digits of each byte value. */
+const HEX_PAIRS = Array.from({ length: 256 }, (_, b) => HEX[b >> 4]! + HEX[b & 15]!);
 const enc = new TextEncoder();
 const dec = new TextDecoder('utf-8', { fatal: true });
 
-/** Lower-case hex of `bytes` (to keep a key or an id as text). */
+/**
+ * Lower-case hex of `bytes` (to keep a key or an id as text). Built with one join, so the result is
+ * one flat string: `s +=` would leave a rope of concatenations behind every id a manifest or an
+ * index keeps (about 1 KiB each).
+ */
 export function toHex(bytes: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < bytes.length; i++) {
-    const b = bytes[i]!;
-    s += HEX[b >> 4]! + HEX[b & 15]!;
-  }
-  return s;
+  const pairs = new Array<string>(bytes.length);
+  for (let i = 0; i < bytes.length; i++) pairs[i] = HEX_PAIRS[bytes[i]!]!;
+  return pairs.join('');
 }
 
 /** The bytes of a hex string; throws TypeError on anything that is not an even number of hex digits. */

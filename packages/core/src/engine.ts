@@ -700,10 +700,12 @@ async function readBlobs(repo: Repository, codec: ChunkCodec, reads: Iterable<Bl
           if (r) throw new DamagedBackupError((e as DamagedBackupError).reason, `${r.name}@${r.offset}`, { cause: e, detail: (e as DamagedBackupError).detail });
           throw e;
         }
-        // Several files at once: small files are mostly waiting on their own creation.
-        for (let i = 0; i < group.length; i += DELIVER_AT_ONCE) {
-          await Promise.all(group.slice(i, i + DELIVER_AT_ONCE).map((r, j) => r.deliver(opened.plain[i + j]!)));
-        }
+        // Several files at once, a new one starting as each finishes: small files are mostly
+        // waiting on their own creation.
+        let next = 0;
+        await Promise.all(Array.from({ length: Math.min(DELIVER_AT_ONCE, group.length) }, async () => {
+          for (let k = next++; k < group.length; k = next++) await group[k]!.deliver(opened.plain[k]!);
+        }));
         codec.release?.(opened.buffer);
       } catch (e) {
         if (!(e instanceof DamagedBackupError) || !options.onDamage) throw e;
@@ -849,23 +851,26 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
     const index: BlobIndex = await repo.loadIndex(options.indexCache);
     const chunkSize = repo.config.chunkSize;
     // Every blob is located before anything is written: a missing one fails the restore at once.
-    const where = new Map(files.map((e) => [e, e.chunks!.map((id, i) => ({ id, ...repo.locate(index, id, chunkLength(e.size!, i, chunkSize)) }))]));
+    // Reads locate them again as they go (a map lookup), so nothing per chunk is kept meanwhile.
+    const locate = (e: TreeEntry, i: number) => repo.locate(index, e.chunks![i]!, chunkLength(e.size!, i, chunkSize));
+    for (const e of files) for (let i = 0; i < e.chunks!.length; i++) locate(e, i);
     let ordered = (options.priority ?? restoreOrder)(files);
     if (!options.priority) {
       // §6.3: small files (not databases) in the order they are stored, so that neighbours in a
       // pack are read with one ranged get.
       const small = (e: TreeEntry) => !isDatabase(e.path) && (e.size ?? 0) < 1024 * 1024;
-      const first = (e: TreeEntry) => where.get(e)![0];
-      const smalls = ordered.filter(small).sort((a, b) => {
-        const x = first(a);
-        const y = first(b);
+      const smalls = ordered.filter(small);
+      const keys = new Map(smalls.map((e) => [e, e.chunks!.length === 0 ? null : locate(e, 0)]));
+      smalls.sort((a, b) => {
+        const x = keys.get(a);
+        const y = keys.get(b);
         if (!x || !y) return (x ? 1 : 0) - (y ? 1 : 0);
         return x.name < y.name ? -1 : x.name > y.name ? 1 : x.offset - y.offset;
       });
+      keys.clear();
       let k = 0;
       ordered = ordered.map((e) => (small(e) ? smalls[k++]! : e));
     }
-    const located = ordered.map((e) => where.get(e)!);
     const progress: Progress = {
       phase: 'restore', bytesDone: 0, filesDone: 0, uploadedBytes: 0,
       bytesTotal: manifest.header.bytes, filesTotal: files.length,
@@ -893,14 +898,13 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
       let afterDatabase = false;
       for (let f = 0; f < ordered.length; f++) {
         const entry = ordered[f]!;
-        const locs = located[f]!;
         // A database is read in gets of its own, and the files after the databases wait for them:
         // the chats wait for the databases' bytes alone (§6.3).
         const group = isDatabase(entry.path) ? f : undefined;
-        for (let i = 0; i < locs.length; i++) {
-          const loc = locs[i]!;
+        for (let i = 0; i < entry.chunks!.length; i++) {
+          const loc = locate(entry, i);
           yield {
-            id: loc.id, plainLength: chunkLength(entry.size!, i, chunkSize), name: loc.name, offset: loc.offset, sealedLength: loc.sealedLength, group,
+            id: entry.chunks![i]!, plainLength: chunkLength(entry.size!, i, chunkSize), name: loc.name, offset: loc.offset, sealedLength: loc.sealedLength, group,
             afterEarlier: afterDatabase && group === undefined,
             async deliver(plain) {
               const s = sinkFor(entry);

@@ -1,5 +1,5 @@
 /** Manifests: spec/format.md §5. */
-import { fromUtf8, toHex, utf8 } from './bytes.js';
+import { concat, fromUtf8, toHex, utf8 } from './bytes.js';
 import { DamagedBackupError } from './errors.js';
 
 /** What a backed-up entry is: a regular file, a folder or a symbolic link. */
@@ -84,11 +84,32 @@ export function compareEntryPaths(a: string, b: string): number {
   return pa.length - pb.length;
 }
 
+/**
+ * The manifest's bytes: its lines are encoded a piece at a time, so that no string of the whole
+ * manifest (or array of all its lines) exists beside the bytes.
+ */
 export function encodeManifest(m: Manifest): Uint8Array {
-  const lines = [JSON.stringify(m.header)];
-  for (const e of m.entries) lines.push(JSON.stringify(e));
-  return utf8(lines.join('\n') + '\n');
+  const PIECE = 1 << 20;
+  const pieces: Uint8Array[] = [];
+  let buf = new Uint8Array(PIECE);
+  let used = 0;
+  const add = (line: string) => {
+    for (;;) {
+      const { read, written } = lineEncoder.encodeInto(line, buf.subarray(used));
+      used += written;
+      if (read === line.length) break;
+      line = line.slice(read);
+      pieces.push(buf.subarray(0, used));
+      buf = new Uint8Array(Math.max(PIECE, line.length * 3));
+      used = 0;
+    }
+  };
+  add(JSON.stringify(m.header) + '\n');
+  for (const e of m.entries) add(JSON.stringify(e) + '\n');
+  pieces.push(buf.subarray(0, used));
+  return concat(...pieces);
 }
+const lineEncoder = new TextEncoder();
 
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const ID = /^[0-9a-f]{64}$/;

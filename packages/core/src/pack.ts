@@ -19,6 +19,8 @@ export interface PackedBlob {
   offset: number;
   sealedLength: number;
   plainLength: number;
+  /** Set on the blobs an index lists: their pack's id (so that one object is both entry and location). */
+  pack?: string;
 }
 
 /** A pack as an index lists it. */
@@ -56,11 +58,15 @@ function writeBlobs(view: DataView, out: Uint8Array, o: number, blobs: PackedBlo
   return o;
 }
 
-function readBlobs(view: DataView, bytes: Uint8Array, o: number, count: number, bad: (d: string) => Error): { blobs: PackedBlob[]; o: number } {
+function readBlobs(view: DataView, bytes: Uint8Array, o: number, count: number, bad: (d: string) => Error, pack?: string): { blobs: PackedBlob[]; o: number } {
   if (o + count * BLOB_RECORD > bytes.length) throw bad('blob list runs past the end');
   const blobs: PackedBlob[] = [];
   for (let i = 0; i < count; i++, o += BLOB_RECORD) {
-    blobs.push({ id: toHex(bytes.subarray(o, o + 32)), offset: view.getUint32(o + 32), sealedLength: view.getUint32(o + 36), plainLength: view.getUint32(o + 40) });
+    const id = toHex(bytes.subarray(o, o + 32));
+    const offset = view.getUint32(o + 32);
+    const sealedLength = view.getUint32(o + 36);
+    const plainLength = view.getUint32(o + 40);
+    blobs.push(pack === undefined ? { id, offset, sealedLength, plainLength } : { id, offset, sealedLength, plainLength, pack });
   }
   return { blobs, o };
 }
@@ -110,7 +116,7 @@ export function decodeIndex(bytes: Uint8Array, name: string): PackEntry[] {
   for (let i = 0; i < count; i++) {
     if (o + 36 > bytes.length) throw bad('pack list runs past the end');
     const id = toHex(bytes.subarray(o, o + 32));
-    const r = readBlobs(view, bytes, o + 36, view.getUint32(o + 32), bad);
+    const r = readBlobs(view, bytes, o + 36, view.getUint32(o + 32), bad, id);
     packs.push({ id, blobs: r.blobs });
     o = r.o;
   }

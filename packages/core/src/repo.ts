@@ -84,17 +84,28 @@ export interface IndexCache {
 
 /** The union of the store's index objects (§3.3): where each blob is. */
 export class BlobIndex {
+  /** Blob id -> where it is: the index's own blob records where they carry their pack (one object per blob). */
   private readonly blobs = new Map<string, BlobLocation>();
   /** Pack id -> its blobs, as the index objects list them. */
   readonly packs = new Map<string, PackEntry>();
   /** The index objects this was built from. */
   readonly objects: string[] = [];
+  /** Pack id -> its object name, made once per pack rather than once per blob read. */
+  private readonly names = new Map<string, string>();
 
   add(pack: PackEntry): void {
     if (!this.packs.has(pack.id)) this.packs.set(pack.id, pack);
     for (const b of pack.blobs) {
-      if (!this.blobs.has(b.id)) this.blobs.set(b.id, { pack: pack.id, offset: b.offset, sealedLength: b.sealedLength, plainLength: b.plainLength });
+      if (this.blobs.has(b.id)) continue;
+      this.blobs.set(b.id, b.pack === pack.id ? (b as BlobLocation) : { pack: pack.id, offset: b.offset, sealedLength: b.sealedLength, plainLength: b.plainLength });
     }
+  }
+
+  /** The object name of pack `id`. */
+  packName(id: string): string {
+    let name = this.names.get(id);
+    if (name === undefined) this.names.set(id, (name = packName(id)));
+    return name;
   }
 
   get(id: string): BlobLocation | undefined {
@@ -442,7 +453,7 @@ export class Repository {
     if (loc.plainLength !== plainLength || loc.sealedLength !== sealedSize(plainLength, this.config.segmentSize)) {
       throw new DamagedBackupError('corrupt', packName(loc.pack), { detail: 'the index disagrees with the manifest about a blob' });
     }
-    return { name: packName(loc.pack), offset: loc.offset, sealedLength: loc.sealedLength };
+    return { name: index.packName(loc.pack), offset: loc.offset, sealedLength: loc.sealedLength };
   }
 }
 

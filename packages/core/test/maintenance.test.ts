@@ -103,14 +103,20 @@ async function checkAll(storage: Storage, model: Map<string, Map<string, MemFile
   assert.deepEqual((await verify(repo)).damaged, [], `${what}: verify finds nothing damaged`);
 }
 
-/** After a clean prune with maxUnused 0: every pack is indexed, and holds only referenced blobs, each once. */
-async function checkClean(storage: Storage, what: string): Promise<void> {
+/** Every pack is indexed and every indexed pack exists; returns the store's blobs that kept backups reference. */
+async function indexedPacks(storage: Storage, what: string) {
   const repo = await Repository.open(storage, crypto, KEY);
   const refs = new Set<string>();
   for (const ref of await repo.manifests()) for (const e of (await repo.readManifest(ref)).entries) for (const c of e.chunks ?? []) refs.add(c);
   const index = await repo.loadIndex();
   const packs = (await storage.list('packs/')).map((n) => n.slice(6)).sort();
   assert.deepEqual(packs, [...index.packs.keys()].sort(), `${what}: every pack is indexed, and every indexed pack exists`);
+  return { repo, refs, index };
+}
+
+/** After a clean prune with maxUnused 0: every pack is indexed, and holds only referenced blobs, each once. */
+async function checkClean(storage: Storage, what: string): Promise<void> {
+  const { repo, refs, index } = await indexedPacks(storage, what);
   const seen = new Set<string>();
   for (const p of index.packs.values()) {
     for (const b of p.blobs) {
@@ -403,12 +409,7 @@ test('property: after any history of backups from several devices, forgets, prun
 /** After a prune that finished: no pack without a referenced blob, none unindexed, no prune record left. */
 async function checkNoGarbage(storage: Storage, maxUnused: number, what: string): Promise<void> {
   if (maxUnused === 0) return checkClean(storage, what);
-  const repo = await Repository.open(storage, crypto, KEY);
-  const refs = new Set<string>();
-  for (const ref of await repo.manifests()) for (const e of (await repo.readManifest(ref)).entries) for (const c of e.chunks ?? []) refs.add(c);
-  const index = await repo.loadIndex();
-  const packs = (await storage.list('packs/')).map((n) => n.slice(6)).sort();
-  assert.deepEqual(packs, [...index.packs.keys()].sort(), `${what}: every pack is indexed, and every indexed pack exists`);
+  const { repo, refs, index } = await indexedPacks(storage, what);
   for (const p of index.packs.values()) assert.ok(p.blobs.some((b) => refs.has(b.id)), `${what}: packs/${p.id} holds no referenced blob`);
   assert.equal((await readJournal(repo)).records.filter((r) => r.record.kind === 'prune').length, 0, `${what}: no prune record is left`);
 }

@@ -3,9 +3,10 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import {
-  chmod, lstat, lutimes, mkdir, mkdtemp, open, readdir, readlink, rename, rm, rmdir, stat, symlink, type FileHandle,
+  chmod, lstat, lutimes, mkdir, mkdtemp, readdir, readlink, rename, rm, rmdir, stat, symlink,
 } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
+import { Fd, lstatBig } from './fd.js';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -150,7 +151,7 @@ export class FolderSource implements BackupSource {
       const look = (i: number) => {
         for (let j = i; j < Math.min(names.length, i + SCAN_AT_ONCE); j++) {
           if (!stats.has(names[j]!)) {
-            const p = lstat(join(dir, names[j]!), { bigint: true });
+            const p = lstatBig(join(dir, names[j]!));
             p.catch(() => {}); // handled when awaited below
             stats.set(names[j]!, p);
           }
@@ -212,7 +213,7 @@ export class FolderSource implements BackupSource {
   }
 
   private async startsWithSqliteHeader(path: string): Promise<boolean> {
-    const fh = await open(this.full(path), constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => null);
+    const fh = await Fd.open(this.full(path), constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => null);
     if (!fh) return false;
     try {
       const head = Buffer.alloc(16);
@@ -223,9 +224,9 @@ export class FolderSource implements BackupSource {
     }
   }
 
-  private async openFile(path: string): Promise<FileHandle> {
+  private async openFile(path: string): Promise<Fd> {
     try {
-      return await open(this.full(path), constants.O_RDONLY | constants.O_NOFOLLOW);
+      return await Fd.open(this.full(path), constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (e) {
       const c = code(e);
       // ELOOP: the file was replaced by a symlink since the scan.
@@ -250,7 +251,7 @@ export class FolderSource implements BackupSource {
         snapshot = (await this.snapshot(entry.path)) ?? undefined;
       }
       if (snapshot) {
-        const copy = await open(snapshot, 'r');
+        const copy = await Fd.open(snapshot, constants.O_RDONLY);
         try {
           yield* readPieces(copy, chunkSize, alloc, Number((await copy.stat()).size));
         } finally {
@@ -265,7 +266,7 @@ export class FolderSource implements BackupSource {
         if (code(e) === 'EISDIR') throw new SourceSkipError(entry.path, 'vanished', { cause: e, detail: 'no longer a file' });
         throw e;
       }
-      const after: FileStat = await fh.stat({ bigint: true });
+      const after: FileStat = await fh.stat();
       if ((after.mode & 0o170000n) !== 0o100000n) throw new SourceSkipError(entry.path, 'vanished', { detail: 'no longer a file' });
       const same =
         after.size === BigInt(entry.size ?? -1) && after.mtimeNs.toString() === entry.mtimeNs &&
@@ -291,7 +292,7 @@ export class FolderSource implements BackupSource {
  * a buffer of about its own size (a 4 KiB file takes a 4 KiB buffer, not a chunk-sized one), guessed
  * from `size`; a file that grew past the guess is read on into a chunk-sized buffer.
  */
-async function* readPieces(fh: FileHandle, chunkSize: number, alloc: ((size: number) => Uint8Array) | undefined, size: number): AsyncIterable<Uint8Array> {
+async function* readPieces(fh: Fd, chunkSize: number, alloc: ((size: number) => Uint8Array) | undefined, size: number): AsyncIterable<Uint8Array> {
   // A buffer of its own (not a slice of Node's pool), so it can be transferred to a worker.
   const take = (n: number) => (alloc ? alloc(n) : new Uint8Array(n));
   let position = 0;
@@ -321,7 +322,7 @@ async function* readPieces(fh: FileHandle, chunkSize: number, alloc: ((size: num
   }
 }
 
-async function headerIs(fh: FileHandle, header: Buffer): Promise<boolean> {
+async function headerIs(fh: Fd, header: Buffer): Promise<boolean> {
   const head = Buffer.alloc(header.length);
   const { bytesRead } = await fh.read(head, 0, header.length, 0);
   return bytesRead === header.length && head.equals(header);
@@ -480,7 +481,7 @@ export class FolderTarget implements RestoreTarget {
   /** What went wrong after the restore was in place (the old tree of --overwrite not removed, ...). */
   readonly warnings: string[] = [];
   private readonly overwrite: boolean;
-  private readonly open = new Set<FileHandle>();
+  private readonly open = new Set<Fd>();
   /** Folders this restore made, relative to `temp` ('' is `temp` itself). */
   private readonly made = new Set<string>();
   private symlinksStarted = false;
@@ -539,8 +540,8 @@ export class FolderTarget implements RestoreTarget {
     // else can reach it), which saves a chmod per file.
     const mode = entry.mode & 0o7777;
     const created = mode & 0o777 & ~UMASK;
-    const fh: FileHandle = await local(this.final, () =>
-      open(this.at(entry.path), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, created),
+    const fh = await local(this.final, () =>
+      Fd.open(this.at(entry.path), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, created),
     );
     const handles = this.open;
     const final = this.final;
@@ -580,7 +581,7 @@ export class FolderTarget implements RestoreTarget {
           await lutimes(p, t, t);
           continue;
         }
-        const fh = await open(p, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+        const fh = await Fd.open(p, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
         try {
           await fh.chmod(e.mode & 0o7777);
           await fh.utimes(t, t);
@@ -604,7 +605,7 @@ export class FolderTarget implements RestoreTarget {
         await rename(this.temp, this.final);
       }
       // Only now, in place, does the top folder open up to its final mode.
-      const top = await open(this.final, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+      const top = await Fd.open(this.final, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
       try {
         await top.chmod(0o777 & ~UMASK);
       } finally {
@@ -633,7 +634,7 @@ export class FolderTarget implements RestoreTarget {
 }
 
 async function fsyncPath(p: string): Promise<void> {
-  const fh = await open(p, 'r');
+  const fh = await Fd.open(p, constants.O_RDONLY);
   try {
     await fh.sync();
   } finally {
