@@ -13,8 +13,11 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import Database from 'better-sqlite3';
-import type { Browser, Page } from 'playwright-core';
-import { ARTIFACTS, launchChromium, newDevice as device, signInWithCode, signInWithPasskey, signUp, startTestApp, syncPasskeys, type Device } from './helpers.js';
+import type { Browser, Page, Route } from 'playwright-core';
+import { parseRecoveryKey, Repository, webCryptoProvider } from '@coffer/core';
+import {
+  ARTIFACTS, launchChromium, newDevice as device, recordRequestBodies, signInWithCode, signInWithPasskey, signUp, startTestApp, storeOf, syncPasskeys, type Device, type SentBody,
+} from './helpers.js';
 
 let app: Awaited<ReturnType<typeof startTestApp>>;
 let browser: Browser;
@@ -45,14 +48,14 @@ interface Thread {
   messages: { sender: string; body: string; time: string; attachments: { kind: string; path: string; size: string; sha256: string }[] }[];
 }
 
-/** The open thread as data; every attachment's bytes hashed from the URL the page shows it with. */
-function readThread(page: Page): Promise<Thread> {
-  return page.evaluate(async () => {
+/** The open thread as data; every attachment's bytes hashed from the URL the page shows it with (unless `media` is false). */
+function readThread(page: Page, media = true): Promise<Thread> {
+  return page.evaluate(async (media) => {
     const hex = (b: ArrayBuffer) => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, '0')).join('');
     const messages = [];
     for (const li of document.querySelectorAll<HTMLElement>('ol.messages > li')) {
       const attachments = [];
-      for (const f of li.querySelectorAll<HTMLElement>('figure')) {
+      for (const f of media ? li.querySelectorAll<HTMLElement>('figure') : []) {
         const src = f.querySelector('a')?.getAttribute('href') ?? f.querySelector('audio')?.getAttribute('src') ?? '';
         const bytes = await (await fetch(src)).arrayBuffer();
         attachments.push({ kind: f.className, path: f.dataset['path']!, size: f.dataset['size']!, sha256: hex(await crypto.subtle.digest('SHA-256', bytes)) });
@@ -65,8 +68,98 @@ function readThread(page: Page): Promise<Thread> {
       });
     }
     return { title: document.querySelector('#thread-title')?.textContent ?? '', messages };
+  }, media);
+}
+
+/** A restore's end: every byte verified, the chats shown as this device's own. */
+const restored = (page: Page) => page.locator('main[data-ready=true] #restored').waitFor({ timeout: 60_000 });
+
+/** Where a blob lies: a pack and a byte range of it. */
+interface BlobPlace {
+  name: string;
+  start: number;
+  end: number;
+}
+
+/**
+ * Where the newest backup of `account` keeps the blobs of its message database, found as a client
+ * of the store with the recovery key (the test's own, through the app server with `page`'s session).
+ */
+async function databasePlaces(page: Page, account: string, recoveryKey: string): Promise<BlobPlace[]> {
+  const repo = await Repository.open(await storeOf(page.context(), app.url, account), webCryptoProvider, parseRecoveryKey(recoveryKey));
+  const manifest = await repo.readManifest((await repo.manifests()).at(-1)!);
+  const index = await repo.loadIndex();
+  const db = manifest.entries.find((e) => e.path === 'messages.db')!;
+  const chunk = repo.config.chunkSize;
+  return db.chunks!.map((id, i) => {
+    const loc = repo.locate(index, id, Math.min(chunk, db.size! - i * chunk));
+    return { name: loc.name, start: loc.offset, end: loc.offset + loc.sealedLength };
   });
 }
+
+/**
+ * Holds the page's reads of packs (the store's data) but those of the message database (`pass`),
+ * until they are released all at once or failed: what a slow network does to the media of a
+ * restore, made exact. A read that takes a piece of the database passes, whatever else it takes.
+ */
+async function holdMediaReads(page: Page, pass: BlobPlace[]): Promise<{ held: Route[]; passed: () => number; releaseAll(): Promise<void>; failAll(): Promise<void>; stop(): Promise<void> }> {
+  const held: Route[] = [];
+  let passed = 0;
+  let then: 'hold' | 'pass' | 'fail' = 'hold';
+  const packs = /\/store\/[^?]*\/packs\//;
+  const handler = (route: Route) => {
+    const req = route.request();
+    if (req.method() !== 'GET' || then === 'pass') return route.fallback();
+    if (then === 'fail') return route.abort('connectionreset');
+    const name = decodeURIComponent(new URL(req.url()).pathname).replace(/^\/store\/[^/]+\//, '');
+    const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers()['range'] ?? '');
+    const [start, end] = range ? [Number(range[1]), Number(range[2]) + 1] : [0, Infinity];
+    if (pass.some((p) => p.name === name && p.start < end && start < p.end)) {
+      passed++;
+      return route.fallback();
+    }
+    held.push(route);
+  };
+  await page.route(packs, handler);
+  return {
+    held,
+    passed: () => passed,
+    async releaseAll() {
+      then = 'pass';
+      for (const r of held.splice(0)) await r.fallback();
+    },
+    /** The network fails from now on: every read held, and every later one. */
+    async failAll() {
+      then = 'fail';
+      for (const r of held.splice(0)) await r.abort('connectionreset');
+    },
+    stop: () => page.unroute(packs, handler),
+  };
+}
+
+/**
+ * Messages first, for real: the chats screen of a restore under way shows (and reads the database)
+ * while every read of the media is held, and the restore then still waits for them.
+ */
+async function chatsShowWhileMediaHeld(page: Page, gate: Awaited<ReturnType<typeof holdMediaReads>>): Promise<void> {
+  await page.locator('main[data-ready=true] #restoring').or(page.locator('main p.error')).or(page.locator('#restored')).waitFor({ timeout: 60_000 });
+  assert.equal(await page.locator('main p.error').count(), 0, `the chats did not open: ${await page.locator('main p.error').first().textContent().catch(() => '')}`);
+  assert.equal(await page.locator('#restored').count(), 0, 'the restore finished before the chats were shown');
+  assert.ok(gate.passed() > 0, 'the database was read');
+  // The page holds its own next reads back for a moment while the first chat shows: they come a little later.
+  for (const deadline = Date.now() + 10_000; gate.held.length === 0; await page.waitForTimeout(50)) {
+    assert.ok(Date.now() < deadline, 'the restore had no media left to read when the chats showed');
+  }
+  assert.equal(await page.locator('#restored').count(), 0);
+}
+
+/** Names of this origin's restored trees in OPFS. */
+const restoredTrees = (page: Page) =>
+  page.evaluate(async () => {
+    const out: string[] = [];
+    for await (const [name] of (await navigator.storage.getDirectory() as unknown as { entries(): AsyncIterable<[string, unknown]> }).entries()) if (name.startsWith('restored-')) out.push(name);
+    return out;
+  });
 
 /** path -> SHA-256 of every file of this device's restored tree (OPFS). */
 function restoredFiles(page: Page): Promise<Record<string, string>> {
@@ -99,9 +192,66 @@ async function phoneFiles(): Promise<Record<string, string>> {
   return out;
 }
 
+/**
+ * Byte strings only a chat holds: SQLite's file header, the ten longest message texts, and 32
+ * bytes from the middle of every file of the phone (the database's pages, the photos, the notes;
+ * files under 64 bytes have nothing to tell).
+ */
+async function plaintextMarkers(): Promise<{ what: string; bytes: Buffer }[]> {
+  const out = [{ what: 'the SQLite header', bytes: Buffer.from('SQLite format 3\0', 'latin1') }];
+  const db = new Database(join(app.phoneDir, 'messages.db'), { readonly: true });
+  try {
+    const bodies = db.prepare('SELECT body FROM messages WHERE length(body) >= 24 ORDER BY length(body) DESC LIMIT 10').pluck().all() as string[];
+    assert.equal(bodies.length, 10);
+    for (const b of bodies) out.push({ what: `the message ${JSON.stringify(b.slice(0, 40))}`, bytes: Buffer.from(b, 'utf8') });
+  } finally {
+    db.close();
+  }
+  for (const e of await readdir(app.phoneDir, { recursive: true, withFileTypes: true })) {
+    if (!e.isFile()) continue;
+    const bytes = await readFile(join(e.parentPath, e.name));
+    if (bytes.length < 64) continue;
+    const mid = Math.floor(bytes.length / 2);
+    out.push({ what: `32 bytes of ${relative(app.phoneDir, join(e.parentPath, e.name))}`, bytes: bytes.subarray(mid, mid + 32) });
+  }
+  return out;
+}
+
+/** No request body (and no URL) a device sent holds any of `markers`. */
+function assertNoPlaintextSent(sent: SentBody[], markers: { what: string; bytes: Buffer }[], device: string): void {
+  assert.ok(sent.length > 0, `${device}: no requests recorded`);
+  for (const r of sent) {
+    for (const m of markers) {
+      assert.equal(r.body.indexOf(m.bytes), -1, `${device} sent ${m.what} in the body of ${r.method} ${r.url}`);
+      assert.ok(!Buffer.from(decodeURIComponent(r.url), 'utf8').includes(m.bytes), `${device} sent ${m.what} in the URL ${r.url}`);
+    }
+  }
+}
+
+/** Every object in `account`'s store arrived as the body of a PUT that `sent` holds: nothing uploaded went unscanned. */
+async function assertStoreWasScanned(sent: SentBody[], account: string): Promise<number> {
+  const dir = join(app.cloudDir, account);
+  const puts = (path: string) => sent.filter((r) => r.method === 'PUT' && decodeURIComponent(new URL(r.url).pathname) === path).map((r) => r.body);
+  let n = 0;
+  for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (!e.isFile() || e.name.startsWith('.tmp-')) continue;
+    const name = relative(dir, join(e.parentPath, e.name)).split(sep).join('/');
+    const bodies = puts(`/store/${account}/${name}`);
+    assert.ok(bodies.length > 0, `the store holds ${name}, which no recorded PUT sent`);
+    const held = await readFile(join(e.parentPath, e.name));
+    assert.ok(bodies.some((b) => b.equals(held)), `${name}: no recorded body is what the store holds (${bodies.map((b) => b.length)} against ${held.length} bytes)`);
+    n++;
+  }
+  return n;
+}
+
 async function openConversation(page: Page, title: string): Promise<void> {
   await page.getByRole('navigation', { name: 'Conversations' }).getByRole('button', { name: title }).click();
-  await page.locator('#thread-title', { hasText: title }).waitFor();
+  // The thread built for this click (not one shown before it): the page marks a thread busy while it builds one.
+  await page.waitForFunction((t) => {
+    const thread = document.querySelector('section.thread');
+    return thread !== null && !thread.hasAttribute('aria-busy') && thread.querySelector('#thread-title')?.textContent === t;
+  }, title);
 }
 
 const conversationTitles = (page: Page) => page.locator('nav[aria-label=Conversations] .title').allTextContents();
@@ -128,7 +278,7 @@ function shownMedia(page: Page): Promise<{ pictures: [number, number][]; voices:
       a.muted = true;
       await a.play();
       await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error('a voice note did not play')), 5000);
+        const t = setTimeout(() => reject(new Error(`a voice note did not play: ${JSON.stringify({ src: a.src.slice(0, 40), rs: a.readyState, ns: a.networkState, err: a.error?.code, msg: a.error?.message, conn: a.isConnected, t: a.currentTime, paused: a.paused, d: a.duration })}`)), 5000);
         a.addEventListener('timeupdate', () => a.currentTime > 0.2 && (clearTimeout(t), resolve()));
       });
       a.pause();
@@ -195,6 +345,7 @@ async function tryPassword(page: Page, password: string): Promise<string> {
 
 test('password: sign up with a passkey, back up; a new device signs in with a one-time code, adds a passkey, and restores the thread exactly, pictures shown and voice notes playing', async () => {
   const { page: phone, context: phoneCtx } = await newDevice();
+  const phoneSent = await recordRequestBodies(phoneCtx);
   await shot(phone, '01-welcome');
   await usePhone(phone, 'maria@example', '01b-signed-up');
   const titles = await conversationTitles(phone);
@@ -220,6 +371,7 @@ test('password: sign up with a passkey, back up; a new device signs in with a on
   await shot(phone, '05-backup-done');
 
   const { page: fresh, context: freshCtx } = await newDevice();
+  const freshSent = await recordRequestBodies(freshCtx);
   await signInWithCode(fresh, app.url, 'maria@example', { form: join(shotsDir, '06a-code-sign-in.png'), inbox: join(shotsDir, '06b-dev-inbox.png') });
   await fresh.getByRole('button', { name: 'Add a passkey on this device' }).click();
   await fresh.getByText('Passkey added').waitFor();
@@ -230,7 +382,7 @@ test('password: sign up with a passkey, back up; a new device signs in with a on
   await shot(fresh, '07-wrong-password');
   assert.match(await tryPassword(fresh, 'still not it'), /8 guesses remain/);
   await tryPassword(fresh, 'correct horse battery staple');
-  await fresh.locator('main[data-ready=true]').waitFor();
+  await restored(fresh);
   await fresh.getByText(/Restored backup #1 from .*every byte verified/).waitFor();
   assert.deepEqual(await conversationTitles(fresh), titles);
   for (const t of titles) {
@@ -249,6 +401,21 @@ test('password: sign up with a passkey, back up; a new device signs in with a on
   // Below the thread view: every restored file in the new device's storage equals the phone's, byte for byte.
   assert.deepEqual(await restoredFiles(fresh), await phoneFiles());
 
+  // End to end means end to end: no request either device sent, during and after the backup and
+  // the restore, carried a message, a picture, a voice note or the database (spec/web-app.md §7).
+  const markers = await plaintextMarkers();
+  assert.ok((await assertStoreWasScanned(phoneSent, 'maria@example')) > 3, 'the backup\'s uploads were recorded');
+  assertNoPlaintextSent(phoneSent, markers, 'the phone');
+  assertNoPlaintextSent(freshSent, markers, 'the new device');
+  // The check can fail: a body that carries the database is caught.
+  const leak = [...freshSent];
+  await fresh.evaluate(async () => {
+    const db = await (await fetch('/api/phone/file/messages.db')).blob();
+    await fetch('/api/no-such-path', { method: 'POST', body: db });
+  });
+  await fresh.waitForTimeout(100);
+  assert.throws(() => assertNoPlaintextSent(freshSent.slice(leak.length), markers, 'the new device'), /sent the SQLite header in the body of POST/);
+
   // The passkey added on the new device signs it in by itself after signing out.
   await fresh.getByRole('button', { name: 'Sign out and clear this device' }).click();
   await fresh.getByRole('heading', { name: 'Welcome to Coffer Messenger' }).waitFor();
@@ -264,7 +431,7 @@ test('recovery key: shown once, copied, confirmed; a wrong key is refused; a syn
   const phone = phoneDevice.page;
   await phone.context().grantPermissions(['clipboard-read', 'clipboard-write']);
   await usePhone(phone, 'sam@example');
-  const title = (await phone.locator('#thread-title').textContent())!;
+  const title = await conversationWith(phone, 'photo');
   const original = await readThread(phone);
   await phone.getByRole('button', { name: 'Backups' }).click();
   await phone.getByLabel('A 64-digit recovery key').check();
@@ -303,9 +470,50 @@ test('recovery key: shown once, copied, confirmed; a wrong key is refused; a syn
   await fresh.getByRole('button', { name: 'Restore' }).click();
   await fresh.getByText('This recovery key does not open the backup of this account').waitFor();
   await keyField.fill(key);
+  // A restore whose network fails after the chats showed: nothing of it stays, the device is not restored.
+  const database = await databasePlaces(fresh, 'sam@example', key);
+  const failing = await holdMediaReads(fresh, database);
   await fresh.getByRole('button', { name: 'Restore' }).click();
-  await fresh.locator('main[data-ready=true]').waitFor();
+  await chatsShowWhileMediaHeld(fresh, failing);
+  await failing.failAll();
+  await fresh.locator('#restore-error', { hasText: /The restore failed: .*Nothing of it was kept on this device\./ }).waitFor();
+  assert.equal(await fresh.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('coffer.device:')).length), 0, 'a failed restore left device state');
+  assert.deepEqual(await restoredTrees(fresh), [], 'a failed restore left files');
+  await failing.stop();
+  // Signing out while a restore is under way stops it, and it keeps nothing either.
+  const leaving = await holdMediaReads(fresh, database);
+  await fresh.getByLabel('My 64-digit recovery key').check();
+  await keyField.fill(key);
+  await fresh.getByRole('button', { name: 'Restore' }).click();
+  await chatsShowWhileMediaHeld(fresh, leaving);
+  await fresh.getByRole('button', { name: 'Sign out and clear this device' }).click();
+  await fresh.getByRole('heading', { name: 'Welcome to Coffer Messenger' }).waitFor();
+  await leaving.releaseAll();
+  for (const deadline = Date.now() + 10_000; (await restoredTrees(fresh)).length > 0; await fresh.waitForTimeout(100)) {
+    assert.ok(Date.now() < deadline, 'a restore stopped by signing out left files');
+  }
+  assert.equal(await fresh.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('coffer.device:')).length), 0, 'a stopped restore left device state');
+  await fresh.getByRole('heading', { name: 'Welcome to Coffer Messenger' }).waitFor();
+  await leaving.stop();
+  await signInWithPasskey(fresh, 'sam@example');
+  await startRestore(fresh);
+  // Messages first: the chats open while every read of the media is held.
+  const gate = await holdMediaReads(fresh, database);
+  await fresh.getByLabel('My 64-digit recovery key').check();
+  await keyField.fill(key);
+  await fresh.getByRole('button', { name: 'Restore' }).click();
+  await chatsShowWhileMediaHeld(fresh, gate);
   await openConversation(fresh, title);
+  assert.ok((await fresh.locator('ol.messages figure.pending').count()) > 0, 'no medium was still missing');
+  assert.equal(await fresh.locator('ol.messages figure.photo:not(.pending) img').count(), 0, 'a picture was shown before it was restored');
+  assert.deepEqual(await readThread(fresh, false), { ...original, messages: original.messages.map((m) => ({ ...m, attachments: [] })) }, 'the messages are all there while the media arrive');
+  assert.match((await fresh.locator('#restoring').textContent()) ?? '', /Your chats are back\. Photos and voice notes appear as they are restored and verified\./);
+  await shot(fresh, '10a-chats-first-media-arriving');
+  await gate.releaseAll();
+  await restored(fresh);
+  await openConversation(fresh, title);
+  assert.equal(await fresh.locator('ol.messages figure.pending').count(), 0);
+  assertMediaShown(await shownMedia(fresh), 'restored with the recovery key');
   await shot(fresh, '10-restored-with-recovery-key');
   assert.deepEqual(await readThread(fresh), original);
   // The new device keeps backing up to the same store: nothing new to upload.
@@ -367,6 +575,61 @@ test('key stretching: a recovery with another preset than the one recorded at re
   } finally {
     db.close();
   }
+});
+
+test('three realms: the password spread over three independent realms (Juicebox over Noise); all three are needed, and a wrong password counts; the new device restores with it', async () => {
+  const password = 'rae spreads her key thrice';
+  const { page: phone, context: phoneCtx } = await newDevice();
+  const phoneSent = await recordRequestBodies(phoneCtx);
+  await usePhone(phone, 'rae@example');
+  const title = await conversationWith(phone, 'photo');
+  const original = await readThread(phone);
+  await phone.getByRole('button', { name: 'Backups' }).click();
+  await phone.getByLabel('A password, spread over 3 independent realms').check();
+  assert.match((await phone.locator('main .part').first().textContent()) ?? '', /split over 3 independent realms/);
+  await phone.getByLabel('Password (at least 8 characters)').fill(password);
+  await phone.getByLabel('Password again').fill(password);
+  await phone.getByRole('button', { name: 'Turn on encrypted backup' }).click();
+  await phone.getByText('Encrypted backup is on.').waitFor();
+  assert.match((await phone.locator('dl.status').textContent()) ?? '', /your password \(3 independent realms, all 3 needed\)/);
+  await shot(phone, '14-realms-on');
+  await backUpNow(phone);
+  const backupKey = Buffer.from(await phone.evaluate(() => (JSON.parse(localStorage.getItem('coffer.device:rae@example')!) as { backup: { key: string } }).backup.key), 'hex');
+  assert.equal(backupKey.length, 32);
+  // Registered at the three realms (through this server's /realms/<n>/req), not at the vault.
+  const paths = (sent: SentBody[]) => new Set(sent.map((r) => new URL(r.url).pathname).filter((p) => p.startsWith('/realms/') || p === '/v1/vault'));
+  assert.deepEqual(paths(phoneSent), new Set(['/realms/1/req', '/realms/2/req', '/realms/3/req']));
+  const db = new Database(join(app.dataDir, 'accounts.sqlite'), { readonly: true });
+  try {
+    assert.equal(db.prepare('SELECT key_stretching FROM accounts WHERE id = ?').pluck().get('rae@example'), 'juicebox:FastInsecure');
+  } finally {
+    db.close();
+  }
+  await phoneCtx.close();
+
+  const { page: fresh, context: freshCtx } = await newDevice();
+  const freshSent = await recordRequestBodies(freshCtx);
+  await signInWithCode(fresh, app.url, 'rae@example');
+  await startRestore(fresh);
+  // 3-of-3: with one realm out of reach the recovery stops before any guess is counted.
+  await fresh.route('**/realms/2/req', (r) => r.abort('connectionrefused'));
+  assert.match(await tryPassword(fresh, password), /Could not unlock the backup: realm [0-9a-f]{32} at .*\/realms\/2\/ is unreachable/);
+  await fresh.unroute('**/realms/2/req');
+  assert.match(await tryPassword(fresh, 'not rae password'), /Wrong password\. 9 guesses remain before the realms erase their shares of the backup key/);
+  await shot(fresh, '15-realms-wrong-password');
+  await tryPassword(fresh, password);
+  await restored(fresh);
+  await openConversation(fresh, title);
+  assert.deepEqual(await readThread(fresh), original);
+  assert.deepEqual(paths(freshSent), new Set(['/realms/1/req', '/realms/2/req', '/realms/3/req']));
+  // Neither the password nor the backup key ever leaves the page.
+  for (const r of [...phoneSent, ...freshSent]) {
+    assert.equal(r.body.indexOf(Buffer.from(password, 'utf8')), -1, `the password in the body of ${r.method} ${r.url}`);
+    assert.equal(r.body.indexOf(backupKey), -1, `the backup key in the body of ${r.method} ${r.url}`);
+  }
+  await fresh.getByRole('button', { name: 'Backups' }).click();
+  assert.match((await fresh.locator('dl.status').textContent()) ?? '', /3 independent realms/);
+  await freshCtx.close();
 });
 
 test('keyboard: every control on each screen is reachable with Tab and has an accessible name', async () => {

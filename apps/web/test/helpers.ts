@@ -8,7 +8,9 @@ import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
 import { chromium, type Browser, type BrowserContext, type CDPSession, type Page } from 'playwright-core';
+import { HttpStorage } from '@coffer/http';
 import { startApp, type AppOptions, type AppServer } from '../src/server/app.js';
 import { BROWSER_BUILD } from '../src/server/bundle.js';
 
@@ -241,4 +243,53 @@ export async function writeVideo(path: string, size: number): Promise<void> {
   } finally {
     await f.close();
   }
+}
+
+/** Tables of the chat schema, for hostile databases that look like one. */
+export const CHAT_TABLES_SQL = `
+  CREATE TABLE contacts (id INTEGER PRIMARY KEY, name TEXT, phone TEXT, is_self INTEGER);
+  CREATE TABLE conversations (id INTEGER PRIMARY KEY, kind TEXT, title TEXT, created_at INTEGER);
+  CREATE TABLE attachments (id INTEGER PRIMARY KEY, message_id INTEGER, kind TEXT, path TEXT, size INTEGER, mime TEXT, duration_ms INTEGER);
+`;
+export const MESSAGES_TABLE_SQL = 'CREATE TABLE messages (id INTEGER PRIMARY KEY, conversation_id INTEGER, sender_id INTEGER, timestamp INTEGER, body TEXT);';
+
+/** The bytes of an SQLite database made by `sql` (and `fill`), through a temporary file. */
+export async function sqliteFile(name: string, sql: string, fill?: (db: Database.Database) => void): Promise<Buffer> {
+  const file = join(tmpdir(), `coffer-hostile-${process.pid}-${name}.db`);
+  await rm(file, { force: true });
+  const db = new Database(file);
+  db.exec(sql);
+  fill?.(db);
+  db.close();
+  const bytes = await readFile(file);
+  await rm(file, { force: true });
+  return bytes;
+}
+
+/** `account`'s store on the app server, reached from Node with `context`'s session (the test's own client of it). */
+export async function storeOf(context: BrowserContext, url: string, account: string): Promise<HttpStorage> {
+  const cookie = (await context.cookies()).map((c) => `${c.name}=${c.value}`).join('; ');
+  return new HttpStorage(`${url}/store/${encodeURIComponent(account)}/`, (input, init) =>
+    fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string> | undefined), cookie } }));
+}
+
+export interface SentBody {
+  method: string;
+  url: string;
+  body: Buffer;
+}
+
+/**
+ * Every request a browser context sends, with its body, taken by intercepting each one (Chromium
+ * leaves `Blob` bodies out of its plain request events): the test of "no plaintext leaves the
+ * device" reads these.
+ */
+export async function recordRequestBodies(context: BrowserContext): Promise<SentBody[]> {
+  const out: SentBody[] = [];
+  await context.route('**/*', async (route) => {
+    const r = route.request();
+    out.push({ method: r.method(), url: r.url(), body: r.postDataBuffer() ?? Buffer.alloc(0) });
+    await route.fallback();
+  });
+  return out;
 }

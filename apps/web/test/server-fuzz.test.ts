@@ -27,7 +27,7 @@ after(async () => {
 const ROUTES = [
   '/', '/index.html', '/app.js', '/app.css', '/config.json', '/harness.html?script=', '/dev/inbox', '/api/session', '/api/signout',
   '/api/signup/options', '/api/signup/verify', '/api/signin/options', '/api/signin/verify', '/api/passkeys/options', '/api/passkeys/verify',
-  '/api/code/send', '/api/code/verify', '/api/token', '/api/chat-from-db', '/api/phone/tree', '/api/phone/chat', '/api/phone/file/',
+  '/api/code/send', '/api/code/verify', '/api/token', '/api/phone/tree', '/api/phone/file/', '/chat-reader.js', '/sqlite3.wasm',
   '/api/phone/file/messages.db', '/v1/vault', '/v1/vault/', `/store/${ACCOUNT}/`, `/store/${ACCOUNT}/repo/`, `/store/${ACCOUNT}/data/ab`, '/store/', '/store/other@example/x',
 ];
 

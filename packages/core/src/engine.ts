@@ -634,6 +634,17 @@ interface BlobRead {
   name: string;
   offset: number;
   sealedLength: number;
+  /**
+   * Blobs are read in one ranged get only with blobs of the same `group` (undefined is a group
+   * too): a restore gives each database a group of its own, so that the chats wait for the
+   * database's bytes alone (§6.3).
+   */
+  group?: number;
+  /**
+   * Its get starts only once every earlier blob is delivered: a restore marks the first file after
+   * its databases, so that the databases have the network and the codec to themselves (§6.3).
+   */
+  afterEarlier?: boolean;
   /** Called with the verified plaintext (a view that is only valid during the call). */
   deliver(plain: Uint8Array): Promise<void>;
 }
@@ -658,6 +669,7 @@ async function readBlobs(repo: Repository, codec: ChunkCodec, reads: Iterable<Bl
   const extra = repo.version === 1 ? 1 : 0;
   const run = async (group: BlobRead[]) => {
     const first = group[0]!;
+    if (first.afterEarlier) await limiter.drain();
     const length = group.reduce((n, r) => n + r.sealedLength, 0);
     await budget.take(length);
     await limiter.run(async () => {
@@ -709,7 +721,7 @@ async function readBlobs(repo: Repository, codec: ChunkCodec, reads: Iterable<Bl
   let groupBytes = 0;
   for (const r of reads) {
     const last = group[group.length - 1];
-    if (last && (last.name !== r.name || last.offset + last.sealedLength !== r.offset || groupBytes + r.sealedLength > maxRead)) {
+    if (last && (r.afterEarlier || last.group !== r.group || last.name !== r.name || last.offset + last.sealedLength !== r.offset || groupBytes + r.sealedLength > maxRead)) {
       await run(group);
       group = [];
       groupBytes = 0;
@@ -737,10 +749,12 @@ async function readPackHeaderOf(repo: Repository, id: string): Promise<PackedBlo
   return decodePackHeader(plain, name);
 }
 
+/** A database, by its name (§6.3). */
+const isDatabase = (path: string) => /\.(db|sqlite|sqlite3)$/i.test(path);
+
 /** §6.3: databases first, then small files (in the order they are stored), then the rest, newest first. */
 export function restoreOrder(files: TreeEntry[]): TreeEntry[] {
-  const isDb = (p: string) => /\.(db|sqlite|sqlite3)$/i.test(p);
-  const rank = (e: TreeEntry) => (isDb(e.path) ? 0 : (e.size ?? 0) < 1024 * 1024 ? 1 : 2);
+  const rank = (e: TreeEntry) => (isDatabase(e.path) ? 0 : (e.size ?? 0) < 1024 * 1024 ? 1 : 2);
   return files
     .map((e, i) => ({ e, i, r: rank(e) }))
     .sort((a, b) => a.r - b.r || (a.r === 0 ? (a.e.size ?? 0) - (b.e.size ?? 0) : a.r === 2 ? (BigInt(b.e.mtimeNs) > BigInt(a.e.mtimeNs) ? 1 : BigInt(b.e.mtimeNs) < BigInt(a.e.mtimeNs) ? -1 : 0) : 0) || a.i - b.i)
@@ -844,7 +858,7 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
     if (!options.priority) {
       // §6.3: small files (not databases) in the order they are stored, so that neighbours in a
       // pack are read with one ranged get.
-      const small = (e: TreeEntry) => !/\.(db|sqlite|sqlite3)$/i.test(e.path) && (e.size ?? 0) < 1024 * 1024;
+      const small = (e: TreeEntry) => !isDatabase(e.path) && (e.size ?? 0) < 1024 * 1024;
       const smalls = ordered.filter(small);
       const keys = new Map(smalls.map((e) => [e, e.chunks!.length === 0 ? null : locate(e, 0)]));
       smalls.sort((a, b) => {
@@ -881,12 +895,17 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
       return s;
     };
     function* reads(): Iterable<BlobRead> {
+      let afterDatabase = false;
       for (let f = 0; f < ordered.length; f++) {
         const entry = ordered[f]!;
+        // A database is read in gets of its own, and the files after the databases wait for them:
+        // the chats wait for the databases' bytes alone (§6.3).
+        const group = isDatabase(entry.path) ? f : undefined;
         for (let i = 0; i < entry.chunks!.length; i++) {
           const loc = locate(entry, i);
           yield {
-            id: entry.chunks![i]!, plainLength: chunkLength(entry.size!, i, chunkSize), name: loc.name, offset: loc.offset, sealedLength: loc.sealedLength,
+            id: entry.chunks![i]!, plainLength: chunkLength(entry.size!, i, chunkSize), name: loc.name, offset: loc.offset, sealedLength: loc.sealedLength, group,
+            afterEarlier: afterDatabase && group === undefined,
             async deliver(plain) {
               const s = sinkFor(entry);
               const sink = await s.sink;
@@ -899,6 +918,7 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
               }
             },
           };
+          afterDatabase = group !== undefined;
         }
       }
     }

@@ -335,6 +335,60 @@ test('a streamed pack holds each blob at the offset its header gives, whatever m
   assert.equal(pack.length, padme(pack.length));
 });
 
+test('messages first (§6.3): the database is restored and reported first, read in gets of its own, before any other', async () => {
+  const gets: { name: string; offset: number; length: number }[] = [];
+  /** Pack gets as they start and end. */
+  const events: string[] = [];
+  class Recording extends MemoryStorage {
+    override async get(name: string, range?: { offset: number; length: number }): Promise<Uint8Array> {
+      if (!name.startsWith('packs/') || !range) return super.get(name, range);
+      const k = gets.push({ name, offset: range.offset, length: range.length }) - 1;
+      events.push(`start ${k}`);
+      await new Promise((r) => setTimeout(r, 5));
+      events.push(`end ${k}`);
+      return super.get(name, range);
+    }
+  }
+  // The database is stored just before small files (names in order), so its last blob lies right
+  // before theirs in the pack: one ranged get would read both, were a database not read alone.
+  const file = (size: number, mtimeNs: string): MemFile => ({ kind: 'file', data: crypto.randomBytes(size), mode: 0o644, mtimeNs });
+  const tree = new Map<string, MemFile>([
+    ['chat.db', file(CHUNK + 100, '1')],
+    ['media', { kind: 'dir', mode: 0o755, mtimeNs: '1' }],
+    // An empty file comes right after the database in the order, with nothing to read.
+    ['media/.nomedia', file(0, '1')],
+    ['media/a.jpg', file(300, '2')],
+    ['media/b.jpg', file(2 * CHUNK, '3')],
+    ['media/c.mp4', file(6 * CHUNK, '4')],
+  ]);
+  const repo = await Repository.init(new Recording(), crypto, new SecretKey(new Uint8Array(32).fill(3)), { chunkSize: CHUNK, packSize: PACK });
+  // One chunk in flight: the blobs go into the pack in the order of the names.
+  await backup(repo, new MemorySource(tree), { concurrency: 1 });
+  const manifest = await repo.readManifest(1);
+  const index = await repo.loadIndex();
+  const db = manifest.entries.find((e) => e.path === 'chat.db')!;
+  const dbBlobs = db.chunks!.map((id, i) => repo.locate(index, id, i === 0 ? CHUNK : 100));
+  const next = manifest.entries.find((e) => e.path === 'media/a.jpg')!;
+  const after = repo.locate(index, next.chunks![0]!, 300);
+  assert.equal(after.offset, dbBlobs[1]!.offset + dbBlobs[1]!.sealedLength, 'the test needs a small file right after the database');
+  gets.length = 0;
+  const order: string[] = [];
+  const out = new MemoryTarget();
+  await restore(repo, out, { onFile: (e) => order.push(e.path) });
+  assert.ok(sameTree(tree, out.committed!));
+  // (Empty files are done before anything is read.)
+  assert.equal(order.filter((p) => tree.get(p)!.data!.length > 0)[0], 'chat.db');
+  const start = dbBlobs[0]!.offset;
+  const end = dbBlobs[1]!.offset + dbBlobs[1]!.sealedLength;
+  const reading = gets.filter((g) => g.name === dbBlobs[0]!.name && g.offset < end && g.offset + g.length > start);
+  assert.deepEqual(reading, [{ name: dbBlobs[0]!.name, offset: start, length: end - start }], 'one get, of the database alone');
+  // The other files' gets start once the database is in: it has the store and the codec to itself.
+  const k = gets.indexOf(reading[0]!);
+  assert.equal(k, 0, 'the database is read first');
+  assert.deepEqual(events.slice(0, 2), ['start 0', 'end 0'], `the other gets waited for the database's: ${events.join(', ')}`);
+  assert.ok(gets.length > 1);
+});
+
 test('verify follows the chain of parents: a manifest the store dropped is reported, one a forget removed is not (§5, §9.1)', async () => {
   const { writeJournal } = await import('#src/journal.js');
   const { storage, repo } = await setupPacks(bigTree());

@@ -12,6 +12,7 @@ export { Boundary, type Answered } from './boundary.js';
 export { DEFAULT_POLICY, type AttemptPolicy } from './attempts.js';
 export { initRealm, openRealm, readRealmFile, REALM_FILE, RECORDS_FILE, type HsmChoice, type InitOptions, type OpenedRealm, type RealmFile } from './realm.js';
 export { audienceFor, issueToken, verifyToken, type TokenSigner, type TokenVerifier } from './token.js';
+export { issueJuiceboxToken } from './juicebox/token.js';
 export { JuiceboxRealm, juiceboxProtocol, type JuiceboxRealmOptions } from './juicebox/index.js';
 export type { Hsm, HsmKind, KeyTransport } from './hsm/types.js';
 export { Pkcs11Hsm, type Pkcs11Options } from './hsm/pkcs11.js';

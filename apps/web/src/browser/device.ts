@@ -10,6 +10,12 @@ const ns = (ms: number) => (BigInt(Math.floor(ms)) * 1_000_000n).toString();
 
 export const phoneFileUrl = (path: string) => `/api/phone/file/${path.split('/').map(encodeURIComponent).join('/')}`;
 
+/**
+ * How long a file's response may wait for the backup to take its next chunk before it is dropped
+ * (and its connection with it); the file is then read on from where it stopped, in a new request.
+ */
+const IDLE_MS = 200;
+
 /** The demo phone's chat data, served by the app server. */
 export class PhoneSource implements BackupSource {
   async scan(): Promise<TreeEntry[]> {
@@ -18,13 +24,40 @@ export class PhoneSource implements BackupSource {
     const files = (await r.json()) as { path: string; size: number; mode: number; mtimeMs: number }[];
     return files.map((f) => ({ path: f.path, kind: 'file', mode: f.mode, mtimeNs: ns(f.mtimeMs), size: f.size }));
   }
-  async *read(entry: TreeEntry, chunkSize: number, alloc?: (size: number) => Uint8Array): AsyncIterable<Uint8Array> {
-    const r = await fetch(phoneFileUrl(entry.path), { cache: 'no-store' });
-    if (!r.ok || !r.body) throw new Error(`could not read ${entry.path}: HTTP ${r.status}`);
-    // Streamed, not `r.blob()`: the body is read only as fast as chunks are taken, so a 2 GiB
-    // video never sits whole in the page. Bytes go straight into the codec's recycled buffers
-    // (a BYOB reader), so reading makes no garbage however large the file.
-    yield* readInto(r.body, chunkSize, alloc ?? ((n) => new Uint8Array(n)));
+  /**
+   * Streamed, not `r.blob()`: the body is read only as fast as chunks are taken, so a 2 GiB video
+   * never sits whole in the page, and bytes go straight into the codec's recycled buffers (a BYOB
+   * reader), so reading makes no garbage however large the file. But a backup reads many files at
+   * once, each only as fast as its memory budget allows, and a response left unread holds one of
+   * the browser's six connections to the server: with every connection held so, the uploads that
+   * free the budget could not start (a stall found at 200 MiB, pinned by
+   * test/backup-many-files.test.ts). So a response the backup leaves waiting longer than IDLE_MS
+   * is dropped, and the file is read on from where it stopped (`Range: bytes=N-`) when the backup
+   * asks. A file is read to its end: bytes it gained since the scan are read too.
+   */
+  async *read(entry: TreeEntry, chunkSize: number, alloc: (size: number) => Uint8Array = (n) => new Uint8Array(n)): AsyncIterable<Uint8Array> {
+    let offset = 0;
+    for (;;) {
+      const dropped = new AbortController();
+      const r = await fetch(phoneFileUrl(entry.path), { cache: 'no-store', signal: dropped.signal, headers: offset ? { range: `bytes=${offset}-` } : {} });
+      if (offset > 0 && r.status === 416) return;
+      if (r.status !== (offset > 0 ? 206 : 200) || !r.body) throw new Error(`could not read ${entry.path}: HTTP ${r.status}`);
+      try {
+        for await (const piece of readInto(r.body, chunkSize, alloc)) {
+          offset += piece.length;
+          const idle = setTimeout(() => dropped.abort(), IDLE_MS);
+          try {
+            yield piece;
+          } finally {
+            clearTimeout(idle);
+          }
+        }
+        return;
+      } catch (e) {
+        // Dropped while it waited: read on from `offset` (the bytes of an unfinished chunk come again).
+        if (!dropped.signal.aborted) throw e;
+      }
+    }
   }
 }
 
@@ -125,20 +158,31 @@ export class OpfsSource implements BackupSource {
  */
 export class OpfsTarget implements RestoreTarget {
   readonly dirName = `restored-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-  private root: FileSystemDirectoryHandle | null = null;
+  /** Folders made so far, by path ('' is the root): each is made once, from its parent's handle. */
+  private readonly dirs = new Map<string, Promise<FileSystemDirectoryHandle>>();
   async begin(): Promise<void> {
-    this.root = await (await opfs()).getDirectoryHandle(this.dirName, { create: true });
+    this.dirs.set('', (await opfs()).getDirectoryHandle(this.dirName, { create: true }));
+    await this.dirs.get('');
+  }
+  private folder(path: string): Promise<FileSystemDirectoryHandle> {
+    let d = this.dirs.get(path);
+    if (!d) {
+      const cut = path.lastIndexOf('/');
+      d = this.folder(cut < 0 ? '' : path.slice(0, cut)).then((parent) => parent.getDirectoryHandle(path.slice(cut + 1), { create: true }));
+      this.dirs.set(path, d);
+    }
+    return d;
   }
   async dir(e: TreeEntry): Promise<void> {
-    await dirAt(this.root!, e.path.split('/'), true);
+    await this.folder(e.path);
   }
   async symlink(): Promise<boolean> {
     return false; // OPFS has no symlinks (spec/format.md §6.1)
   }
   async file(e: TreeEntry): Promise<FileSink> {
-    const parts = e.path.split('/');
-    const d = await dirAt(this.root!, parts.slice(0, -1), true);
-    const w = await (await d.getFileHandle(parts[parts.length - 1]!, { create: true })).createWritable({ keepExistingData: false });
+    const cut = e.path.lastIndexOf('/');
+    const d = await this.folder(cut < 0 ? '' : e.path.slice(0, cut));
+    const w = await (await d.getFileHandle(e.path.slice(cut + 1), { create: true })).createWritable({ keepExistingData: false });
     return {
       write: (offset, data) => w.write({ type: 'write', position: offset, data: data as BufferSource }),
       close: () => w.close(),

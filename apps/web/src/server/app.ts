@@ -1,24 +1,24 @@
 /**
  * The app server `npm start` runs (spec/web-app.md): the page (bundled with esbuild at start),
- * accounts with passkeys and one-time codes, a Backup Key Vault on embedded defaults (child
- * process, proxied at POST /v1/vault, trusting this server's EdDSA tokens), an HTTP object store
+ * accounts with passkeys and one-time codes, three realms on embedded defaults (child processes
+ * trusting this server's EdDSA tokens: the first is the Backup Key Vault of the single-realm path,
+ * proxied at POST /v1/vault; all three are Juicebox realms at POST /realms/<n>/req), an HTTP object store
  * standing in for each account's cloud drive (/store/<account>/...), and the demo phone's chat
- * data (/api/phone/...). Every request is checked for its Host, every unsafe one for its Origin.
+ * data (/api/phone/...). No chat ever reaches it from a page: the page reads chat databases itself.
+ * Every request is checked for its Host, every unsafe one for its Origin.
  */
-import { createReadStream } from 'node:fs';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { join, normalize, sep } from 'node:path';
 import { Accounts } from './accounts.js';
 import { Auth, DevInbox, notSignedIn, sessionToken, type CodeSender } from './auth.js';
 import { APP_ROOT, bundle } from './bundle.js';
-import { ensureSample, listTree, phoneChatJson } from './chat.js';
-import { MAX_CHAT_DB_BYTES, readUploadedChat } from './chat-db.js';
-import type { ChatJson } from './chat-json.js';
-import { decodePath, field, HttpError, json, readBody, readJson, sendError } from './http.js';
+import { ensureSample, listTree } from './chat.js';
+import { decodePath, field, HttpError, json, readJson, sendError, sendFile } from './http.js';
 import { handleStore } from './store.js';
-import { tokenKey, TOKEN_TTL_SECONDS, vaultToken } from './tokens.js';
+import { realmTokens, tokenKey, TOKEN_TTL_SECONDS, vaultToken } from './tokens.js';
 import { startVault, type VaultChild } from './vault.js';
 
 export interface AppOptions {
@@ -59,6 +59,8 @@ export interface AppServer {
   /** The origin, e.g. `http://localhost:8080`. */
   url: string;
   realmPublicKey: string;
+  /** The Juicebox realms (the first is also the vault): realm id and Noise key (hex), and the child's own URL. */
+  realms: { id: string; publicKey: string; url: string }[];
   hsm: string;
   phoneDir: string;
   cloudDir: string;
@@ -67,8 +69,17 @@ export interface AppServer {
   close(): Promise<void>;
 }
 
-/** Key-stretching presets a page may record at registration (spec/web-app.md §5). */
-const PRESETS = /^(memory-constrained|rfc-recommended|insecure-test-only-fast)$/;
+/**
+ * How a page may say it registered the password (spec/web-app.md §5): an OPAQUE key-stretching
+ * preset (the vault), or `juicebox:` and a PIN hashing mode (the realms).
+ */
+const PRESETS = /^(memory-constrained|rfc-recommended|insecure-test-only-fast|juicebox:(Standard2019|FastInsecure))$/;
+
+/**
+ * The realms' data folders: the first is also the single-realm path's vault (its folder keeps the
+ * name it had before there were three).
+ */
+const REALM_DIRS = ['vault', 'realm-2', 'realm-3'];
 
 const MIME: Record<string, string> = {
   '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.png': 'image/png', '.webp': 'image/webp', '.wav': 'audio/wav',
@@ -83,35 +94,43 @@ const PAGE = (script: string, title: string) => `<!doctype html>
 
 const LOOPBACK = new Set(['127.0.0.1', '[::1]']);
 
+/** SQLite's WASM build, which the page's chat reader loads (src/browser/chat-reader.ts). */
+const SQLITE_WASM = createRequire(import.meta.url).resolve('@sqlite.org/sqlite-wasm/sqlite3.wasm');
+
 export async function startApp(o: AppOptions): Promise<AppServer> {
   const log = o.log ?? ((line: string) => void process.stdout.write(line + '\n'));
   const phoneDir = join(o.dataDir, 'phone');
   const cloudDir = join(o.dataDir, 'cloud');
-  const vaultDir = join(o.dataDir, 'vault');
   await mkdir(cloudDir, { recursive: true });
-  await mkdir(vaultDir, { recursive: true });
+  for (const d of REALM_DIRS) await mkdir(join(o.dataDir, d), { recursive: true });
   const key = await tokenKey(join(o.dataDir, 'auth'));
   const accounts = new Accounts(join(o.dataDir, 'accounts.sqlite'));
-  const vaultStarting = startVault(vaultDir, key.publicKeyFile, o.vaultArgs);
-  let vault: VaultChild;
+  const realmsStarting = REALM_DIRS.map((d) => startVault(join(o.dataDir, d), key.publicKeyFile, o.vaultArgs));
+  let realms: VaultChild[];
+  const stopRealms = () => Promise.all(realmsStarting.map((p) => p.then((v) => v.stop(), () => {})));
   let appJs: string;
   let workerJs: string;
+  let chatReaderJs: string;
+  let sqliteWasm: Buffer;
   try {
-    [vault, appJs, workerJs] = await Promise.all([
-      vaultStarting,
+    [realms, appJs, workerJs, chatReaderJs, sqliteWasm] = await Promise.all([
+      Promise.all(realmsStarting),
       bundle(join(APP_ROOT, 'src', 'browser', 'main.ts'), { insecureTestOnlyFastKeyStretching: o.insecureTestOnlyFastKeyStretching === true }),
       bundle(join(APP_ROOT, 'src', 'browser', 'chunk-worker.ts')),
+      bundle(join(APP_ROOT, 'src', 'browser', 'chat-reader.ts')),
+      readFile(SQLITE_WASM),
       ensureSample(phoneDir, o.sampleBytes ?? 16 * 2 ** 20, o.seed ?? 'coffer-web'),
     ]);
   } catch (e) {
-    await vaultStarting.then((v) => v.stop(), () => {});
+    await stopRealms();
     accounts.close();
     throw e;
   }
-  const scripts = new Map<string, string>([['/app.js', appJs], ['/chunk-worker.js', workerJs], ...Object.entries(o.extraScripts ?? {})]);
+  // The first realm is also the single-realm path's Backup Key Vault (OPAQUE).
+  const vault = realms[0]!;
+  const scripts = new Map<string, string>([['/app.js', appJs], ['/chunk-worker.js', workerJs], ['/chat-reader.js', chatReaderJs], ...Object.entries(o.extraScripts ?? {})]);
   const css = await readFile(join(APP_ROOT, 'src', 'browser', 'app.css'), 'utf8');
   const devInbox = o.dev ? new DevInbox(log) : null;
-  let phoneChat: ChatJson | null = null;
   // Known once the server listens (the port may be picked then).
   let origin: URL;
   let auth: Auth;
@@ -155,9 +174,17 @@ export async function startApp(o: AppOptions): Promise<AppServer> {
     if (path === '/v1/vault') {
       if (req.method !== 'POST') throw new HttpError(405, 'method-not-allowed', 'the vault takes POST only');
       account(req);
-      return vault.proxy(req, res);
+      return vault.proxy(req, res, '/v1/vault');
     }
     if (path.startsWith('/v1/vault')) throw new HttpError(404, 'not-found', 'not found');
+    if (path.startsWith('/realms/')) {
+      // The Juicebox realms (spec/web-app.md §4): POST /realms/<n>/req only, with a session.
+      const realm = realms[Number(/^\/realms\/([1-9])\/req$/.exec(path)?.[1] ?? 0) - 1];
+      if (!realm) throw new HttpError(404, 'not-found', 'not found');
+      if (req.method !== 'POST') throw new HttpError(405, 'method-not-allowed', 'a realm takes POST only');
+      account(req);
+      return realm.proxy(req, res, '/req');
+    }
     if (path.startsWith('/store/')) {
       const me = account(req);
       const rest = path.slice('/store/'.length);
@@ -172,18 +199,16 @@ export async function startApp(o: AppOptions): Promise<AppServer> {
       const body = await readJson(req, 4096);
       const purpose = field(body, 'purpose', /^(register|use)$/, '"register" or "use"');
       if (purpose === 'register') accounts.recordKeyStretching(me, field(body, 'keyStretching', PRESETS, 'a key-stretching preset name'));
-      return json(res, 200, { account: me, token: vaultToken(key, vault.realmId, me), expiresInSeconds: TOKEN_TTL_SECONDS, keyStretching: accounts.keyStretching(me) });
-    }
-    if (path === '/api/chat-from-db') {
-      if (req.method !== 'POST') throw new HttpError(405, 'method-not-allowed', 'POST only');
-      account(req);
-      // A restored device shows its own (restored) database: the page posts it, a child process reads it.
-      return json(res, 200, await readUploadedChat(await readBody(req, MAX_CHAT_DB_BYTES)));
+      // The tokens of the path the password was registered on: the vault's, or one per realm.
+      const recorded = accounts.keyStretching(me);
+      const tokens = recorded?.startsWith('juicebox:')
+        ? { realmTokens: realmTokens(key, realms.map((r) => r.juiceboxRealmId), me) }
+        : { token: vaultToken(key, vault.realmId, me) };
+      return json(res, 200, { account: me, ...tokens, expiresInSeconds: TOKEN_TTL_SECONDS, keyStretching: recorded });
     }
     if (path.startsWith('/api/phone/')) {
       account(req);
       if (req.method === 'GET' && path === '/api/phone/tree') return json(res, 200, await listTree(phoneDir));
-      if (req.method === 'GET' && path === '/api/phone/chat') return json(res, 200, (phoneChat ??= phoneChatJson(join(phoneDir, 'messages.db'))));
       if (safe && path.startsWith('/api/phone/file/')) return servePhoneFile(req, res, decodePath(path.slice('/api/phone/file/'.length)));
       throw new HttpError(404, 'not-found', 'not found');
     }
@@ -206,11 +231,27 @@ export async function startApp(o: AppOptions): Promise<AppServer> {
       res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-store' }).end(scripts.get(path));
       return;
     }
+    if (path === '/sqlite3.wasm') {
+      res.writeHead(200, { 'content-type': 'application/wasm', 'cache-control': 'no-cache' }).end(sqliteWasm);
+      return;
+    }
     if (path === '/app.css') {
       res.writeHead(200, { 'content-type': 'text/css; charset=utf-8' }).end(css);
       return;
     }
-    if (path === '/config.json') return json(res, 200, { realmPublicKey: vault.realmPublicKey, codeSignIn: auth.codesAvailable, devInbox: devInbox !== null });
+    if (path === '/config.json') {
+      return json(res, 200, {
+        realmPublicKey: vault.realmPublicKey,
+        // The Juicebox SDK's Configuration, but for pin_hashing_mode, which is the page's own (spec/web-app.md §5).
+        juicebox: {
+          realms: realms.map((r, i) => ({ id: r.juiceboxRealmId, address: `${origin.origin}/realms/${i + 1}/`, public_key: r.juiceboxPublicKey })),
+          register_threshold: realms.length,
+          recover_threshold: realms.length,
+        },
+        codeSignIn: auth.codesAvailable,
+        devInbox: devInbox !== null,
+      });
+    }
     throw new HttpError(404, 'not-found', 'not found');
   };
 
@@ -226,9 +267,7 @@ export async function startApp(o: AppOptions): Promise<AppServer> {
       throw new HttpError(404, 'not-found', 'not found');
     }
     const ext = /\.[a-z0-9]+$/i.exec(file)?.[0]?.toLowerCase() ?? '';
-    res.writeHead(200, { 'content-type': MIME[ext] ?? 'application/octet-stream', 'content-length': size, 'cache-control': 'no-store' });
-    if (req.method === 'HEAD') return void res.end();
-    createReadStream(file).on('error', () => res.destroy()).pipe(res);
+    sendFile(req, res, file, size, MIME[ext] ?? 'application/octet-stream');
   };
 
   const server = createServer((req, res) => {
@@ -250,7 +289,7 @@ export async function startApp(o: AppOptions): Promise<AppServer> {
       server.listen(o.port ?? 0, o.host ?? '127.0.0.1', () => resolve());
     });
   } catch (e) {
-    await vault.stop();
+    await stopRealms();
     accounts.close();
     throw e;
   }
@@ -261,7 +300,7 @@ export async function startApp(o: AppOptions): Promise<AppServer> {
     if (origin.pathname !== '/' || origin.search || origin.username) throw new Error('the origin is scheme://host[:port] only');
   } catch (e) {
     server.close();
-    await vault.stop();
+    await stopRealms();
     accounts.close();
     throw new Error(`bad origin ${JSON.stringify(o.origin)}: ${(e as Error).message}`);
   }
@@ -269,6 +308,7 @@ export async function startApp(o: AppOptions): Promise<AppServer> {
   return {
     url: origin.origin,
     realmPublicKey: vault.realmPublicKey,
+    realms: realms.map((r) => ({ id: r.juiceboxRealmId, publicKey: r.juiceboxPublicKey, url: r.url })),
     hsm: vault.hsm,
     phoneDir,
     cloudDir,
@@ -276,7 +316,7 @@ export async function startApp(o: AppOptions): Promise<AppServer> {
     async close() {
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
-      await vault.stop();
+      await stopRealms();
       accounts.close();
     },
   };

@@ -1,9 +1,7 @@
-/** The demo phone's chat data (from @coffer/sample) as a file tree and as JSON for display. */
+/** The demo phone's chat data (from @coffer/sample) as a file tree; the page reads its database itself. */
 import { lstat, readdir, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import Database from 'better-sqlite3';
 import { generateChatData } from '@coffer/sample';
-import { chatJson, type ChatJson } from './chat-json.js';
 
 export interface TreeFile {
   path: string;
@@ -31,14 +29,4 @@ export async function listTree(dir: string): Promise<TreeFile[]> {
     out.push({ path: relative(dir, p).split(sep).join('/'), size: st.size, mode: st.mode & 0o777, mtimeMs: Math.floor(st.mtimeMs) });
   }
   return out.sort((a, b) => (a.path < b.path ? -1 : 1));
-}
-
-/** The demo phone's own (trusted) chat database as JSON. */
-export function phoneChatJson(file: string): ChatJson {
-  const db = new Database(file, { readonly: true, fileMustExist: true });
-  try {
-    return chatJson(db);
-  } finally {
-    db.close();
-  }
 }

@@ -3,6 +3,7 @@
  * a message meant for the client, bounded body readers, and JSON answers. Anything thrown that is
  * not an HttpError becomes `500 internal` with no detail.
  */
+import { createReadStream } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 export class HttpError extends Error {
@@ -78,4 +79,27 @@ export function decodePath(s: string): string {
   } catch {
     throw new HttpError(400, 'bad-url', 'the URL has malformed percent-encoding');
   }
+}
+
+/**
+ * Answers GET or HEAD with the file of `size` bytes (a stat the caller made), or the one range of
+ * it that `Range: bytes=a-[b]` asks for (206; 416 past the end).
+ */
+export function sendFile(req: IncomingMessage, res: ServerResponse, file: string, size: number, contentType: string): void {
+  const headers: Record<string, string | number> = { 'content-type': contentType, 'accept-ranges': 'bytes', 'cache-control': 'no-store' };
+  const range = /^bytes=(\d{1,15})-(\d{0,15})$/.exec(String(req.headers.range ?? ''));
+  let start = 0;
+  let end = size - 1;
+  let status = 200;
+  if (range) {
+    start = Number(range[1]);
+    end = range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
+    if (start >= size) return void res.writeHead(416, { 'content-range': `bytes */${size}`, 'content-length': 0 }).end();
+    status = 206;
+    headers['content-range'] = `bytes ${start}-${end}/${size}`;
+  }
+  headers['content-length'] = Math.max(0, end - start + 1);
+  res.writeHead(status, headers);
+  if (req.method === 'HEAD' || end < start) return void res.end();
+  createReadStream(file, { start, end }).on('error', () => res.destroy()).pipe(res);
 }

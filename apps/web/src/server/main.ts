@@ -5,15 +5,17 @@ import { startApp } from './app.js';
 
 const HELP = `usage: coffer-web [--dev] [--port N] [--host ADDR] [--origin URL] [--data-dir DIR] [--size 16MiB]
 
-Serves Coffer Messenger: the page, accounts (passkeys; one-time codes for a new device), a Backup
-Key Vault on embedded defaults, and an HTTP object store standing in for each account's cloud drive.
+Serves Coffer Messenger: the page, accounts (passkeys; one-time codes for a new device), three
+realms on embedded defaults (the first is also the Backup Key Vault; a password is kept by the
+vault, or spread over all three), and an HTTP object store standing in for each account's cloud
+drive.
   --dev            development mode: one-time codes are printed here and listed on /dev/inbox
                    (without it this server has no way to send codes: sign-in is by passkey only)
   --port N         default 8080 (0 picks a free port)
   --host ADDR      address to listen on, default 127.0.0.1
   --origin URL     the address people open, default http://localhost:PORT; only its host is
                    served. Passkeys need a name, not an IP address, and https unless localhost.
-  --data-dir DIR   where the accounts, the vault, the cloud store and the demo phone's chats live
+  --data-dir DIR   where the accounts, the realms, the cloud store and the demo phone's chats live
                    (default .coffer-web)
   --size SIZE      size of the demo phone's generated chat data (default 16MiB)
 `;
@@ -51,6 +53,7 @@ export async function main(argv: string[]): Promise<number> {
         ? `  DEVELOPMENT MODE: one-time codes for new devices are printed here and listed on ${app.url}/dev/inbox\n`
         : `  one-time codes: no sender configured, so a new device signs in with a passkey only (--dev prints codes here)\n`) +
       `  vault: embedded (${app.hsm}), realm key pinned by the page: ${app.realmPublicKey}\n` +
+      `  three realms (Juicebox, 3-of-3, each its own records and HSM token): ${app.realms.map((r) => r.id).join(', ')}\n` +
       `  cloud drive (ciphertext only): ${app.cloudDir}\n  Ctrl+C stops it.\n`,
   );
   await new Promise<void>((resolve) => {

@@ -9,11 +9,10 @@
  * and of two racing puts one wins.
  */
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { link, mkdir, readdir, stat, unlink, writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { dirname, join, relative, sep } from 'node:path';
-import { HttpError, readBody } from './http.js';
+import { HttpError, readBody, sendFile } from './http.js';
 
 const PART = '[A-Za-z0-9_-][A-Za-z0-9._-]*';
 const NAME = new RegExp(`^${PART}(/${PART})*$`);
@@ -86,23 +85,7 @@ export async function handleStore(root: string, account: string, rest: string, r
       } catch {
         return send(res, 404);
       }
-      const headers: Record<string, string | number> = { 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes' };
-      const range = /^bytes=(\d{1,15})-(\d{0,15})$/.exec(String(req.headers.range ?? ''));
-      let start = 0;
-      let end = size - 1;
-      let status = 200;
-      if (range) {
-        start = Number(range[1]);
-        end = range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
-        if (start >= size) return send(res, 416, { 'content-range': `bytes */${size}` });
-        status = 206;
-        headers['content-range'] = `bytes ${start}-${end}/${size}`;
-      }
-      headers['content-length'] = Math.max(0, end - start + 1);
-      if (req.method === 'HEAD' || end < start) return send(res, status, headers);
-      res.writeHead(status, { 'cache-control': 'no-store', ...headers });
-      createReadStream(file, { start, end }).on('error', () => res.destroy()).pipe(res);
-      return;
+      return sendFile(req, res, file, size, 'application/octet-stream');
     }
     case 'DELETE':
       await unlink(file).catch((e: NodeJS.ErrnoException) => {

@@ -1,11 +1,12 @@
 /**
- * The app server as the vault's authentication server (spec/web-app.md §4): an Ed25519 key in
- * `<data-dir>/auth/` (0600) signs short-lived EdDSA tokens; the realm holds only the public key.
+ * The app server as the realms' authentication server (spec/web-app.md §4): an Ed25519 key in
+ * `<data-dir>/auth/` (0600) signs short-lived EdDSA tokens, for the vault (OPAQUE) and for each
+ * Juicebox realm; the realms hold only the public key.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { audienceFor, issueToken } from '@coffer/vault';
+import { audienceFor, issueJuiceboxToken, issueToken } from '@coffer/vault';
 
 /** Vault tokens live this long: enough for one registration or recovery, no more. */
 export const TOKEN_TTL_SECONDS = 300;
@@ -38,4 +39,11 @@ export async function tokenKey(dir: string): Promise<TokenKey> {
 
 export function vaultToken(key: TokenKey, realmId: string, account: string): string {
   return issueToken({ alg: 'EdDSA', privateKey: key.privateKey }, { account, audience: audienceFor(realmId), ttlSeconds: TOKEN_TTL_SECONDS });
+}
+
+/** One Juicebox token per realm (spec/juicebox.md §7: each realm's id is its token's audience), by realm id. */
+export function realmTokens(key: TokenKey, juiceboxRealmIds: string[], account: string): Record<string, string> {
+  return Object.fromEntries(
+    juiceboxRealmIds.map((id) => [id, issueJuiceboxToken({ alg: 'EdDSA', privateKey: key.privateKey }, { user: account, realmIdHex: id, ttlSeconds: TOKEN_TTL_SECONDS })]),
+  );
 }

@@ -1,7 +1,9 @@
 /**
- * The app's Backup Key Vault: `coffer-vault serve` on embedded defaults as a child process, reached
- * by the browser through this server (same origin, so no CORS). Its realm trusts EdDSA tokens
- * signed by this server's key (tokens.ts), so the vault holds no token secret.
+ * The app's realms: `coffer-vault serve` on embedded defaults as child processes, each with its
+ * own data folder (SQLite records, HSM token), reached by the browser through this server (same
+ * origin, so no CORS). The first is the Backup Key Vault of the single-realm path (OPAQUE, `POST
+ * /v1/vault`); all three are the Juicebox realms of the multi-realm path (`POST /req`). Each trusts
+ * EdDSA tokens signed by this server's key (tokens.ts), so no realm holds a token secret.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -16,11 +18,16 @@ export const VAULT_BIN = join(dirname(require.resolve('@coffer/vault')), '..', '
 
 export interface VaultChild {
   url: string;
+  /** The OPAQUE realm's public key (`coffer-realm-v1:...`), pinned by the page. */
   realmPublicKey: string;
+  /** The realm id as the OPAQUE path's token audience names it. */
   realmId: string;
+  /** The Juicebox realm id (16 bytes, hex) and its X25519 key for the hardware-realm wire (hex). */
+  juiceboxRealmId: string;
+  juiceboxPublicKey: string;
   hsm: string;
-  /** Forwards a request to the vault, without the `Cookie` header. */
-  proxy(req: IncomingMessage, res: ServerResponse): void;
+  /** Forwards a request to `path` on the vault, without the `Cookie` header. */
+  proxy(req: IncomingMessage, res: ServerResponse, path: string): void;
   stop(): Promise<void>;
 }
 
@@ -67,7 +74,7 @@ export async function startVault(dataDir: string, tokenPublicKeyFile: string, ex
   let err = '';
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const listening = await new Promise<{ url: string; realmPublicKey: string; hsm: string }>((resolve, reject) => {
+  const listening = await new Promise<{ url: string; realmPublicKey: string; realmId: string; juiceboxPublicKey: string; hsm: string }>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`the vault did not start in 30 s:\n${out}\n${err}`)), 30_000);
     child.stdout!.setEncoding('utf8').on('data', (d: string) => {
       out += d;
@@ -85,12 +92,16 @@ export async function startVault(dataDir: string, tokenPublicKeyFile: string, ex
   });
   const target = new URL(listening.url);
   return {
-    ...listening,
+    url: listening.url,
+    realmPublicKey: listening.realmPublicKey,
+    hsm: listening.hsm,
     realmId,
-    proxy(req, res) {
+    juiceboxRealmId: listening.realmId,
+    juiceboxPublicKey: listening.juiceboxPublicKey,
+    proxy(req, res, path) {
       const { cookie: _cookie, ...headers } = req.headers;
       const up = request(
-        { hostname: target.hostname, port: target.port, path: req.url, method: req.method, headers: { ...headers, host: target.host } },
+        { hostname: target.hostname, port: target.port, path, method: req.method, headers: { ...headers, host: target.host } },
         (r) => {
           res.writeHead(r.statusCode ?? 502, r.headers);
           r.pipe(res);

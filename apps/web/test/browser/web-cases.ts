@@ -10,7 +10,7 @@ import { storageConformance } from '@coffer/core/testing';
 import {
   INSECURE_TEST_ONLY_FAST_KEY_STRETCHING, KeyDestroyedError, recoverBackupKey, registerBackupKey, vaultStatus, WrongPasswordError,
 } from '@coffer/core/vault';
-import { HttpStorage } from '../../src/browser/http-storage.js';
+import { HttpStorage } from '@coffer/http';
 import { MemorySource, MemoryTarget, sameTree, type MemFile } from './helpers.js';
 
 const run = Math.random().toString(36).slice(2, 10);

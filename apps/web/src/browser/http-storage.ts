@@ -1,1 +1,0 @@
-export { HttpStorage } from '@coffer/http';
