@@ -8,9 +8,9 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { SecretKey, UsageError, wipe } from '@coffer/core';
+import { SecretKey, UsageError } from '@coffer/core';
 import {
-  accountInfo, configurationToJson, guessBound, INSECURE_TEST_ONLY_FAST_PIN_HASHING, juiceboxDelete, juiceboxRecover, juiceboxRegister,
+  configurationToJson, guessBound, INSECURE_TEST_ONLY_FAST_PIN_HASHING, juiceboxDelete, juiceboxRecoverBackupKey, juiceboxRegisterBackupKey,
   juiceboxRegistrationStatus, parseConfiguration, perRealmLimitFor, type JuiceboxConfiguration, type JuiceboxConnection, type RealmRegistration,
 } from '@coffer/core/juicebox';
 import { DEFAULT_MAX_ATTEMPTS, InvalidVaultConfigError } from '@coffer/core/vault';
@@ -147,28 +147,12 @@ export async function openRealms(io: Io, o: { realms?: string | undefined; token
 }
 
 export async function registerWithRealms(r: Realms, password: string, key: SecretKey): Promise<void> {
-  const pin = new TextEncoder().encode(password);
-  try {
-    await juiceboxRegister({ ...r.conn, pin, secret: key.expose(), info: accountInfo(r.profile.account), numGuesses: r.profile.guessesPerRealm });
-  } finally {
-    wipe(pin);
-  }
+  await juiceboxRegisterBackupKey(r.conn, r.profile.account, password, key, r.profile.guessesPerRealm);
 }
 
 /** K from the realms with the password: one counted guess at each realm. */
-export async function recoverWithRealms(r: Realms, password: string): Promise<SecretKey> {
-  const pin = new TextEncoder().encode(password);
-  try {
-    const raw = await juiceboxRecover({ ...r.conn, pin, info: accountInfo(r.profile.account) });
-    try {
-      if (raw.length !== 32) throw new InvalidVaultConfigError('the realms hold a secret that is not a Coffer backup key');
-      return new SecretKey(raw);
-    } finally {
-      wipe(raw);
-    }
-  } finally {
-    wipe(pin);
-  }
+export function recoverWithRealms(r: Realms, password: string): Promise<SecretKey> {
+  return juiceboxRecoverBackupKey(r.conn, r.profile.account, password);
 }
 
 export async function deleteFromRealms(r: Realms): Promise<void> {

@@ -7,10 +7,10 @@
  */
 import {
   backup, ConflictError, formatRecoveryKey, fromHex, generateBackupKey, parseRecoveryKey, Repository, restore, SecretKey, toHex,
-  UsageError, webCryptoProvider as crypto, wipe, WrongKeyError, type BackupSource, type Progress,
+  UsageError, webCryptoProvider as crypto, WrongKeyError, type BackupSource, type Progress,
 } from '@coffer/core';
 import {
-  accountInfo, INSECURE_TEST_ONLY_FAST_PIN_HASHING, juiceboxRecover, juiceboxRegister, parseConfiguration, perRealmLimitFor, STANDARD_2019,
+  INSECURE_TEST_ONLY_FAST_PIN_HASHING, juiceboxRecoverBackupKey, juiceboxRegisterBackupKey, parseConfiguration, perRealmLimitFor, STANDARD_2019,
   type JuiceboxConnection, type PinHashingMode,
 } from '@coffer/core/juicebox';
 import {
@@ -203,32 +203,11 @@ async function passwordAccess(purpose: 'register' | 'use', chosen?: PasswordStor
     token: (id) => tokens[id] ?? Promise.reject(new Error(`the server gave no token for realm ${id}; reload the page`)),
     fetch: fetchFn,
   };
-  const info = accountInfo(account!);
   const { realms, recoverThreshold } = conn.configuration;
   return {
     store,
-    async register(password, key) {
-      const pin = new TextEncoder().encode(password);
-      try {
-        await juiceboxRegister({ ...conn, pin, secret: key.expose(), info, numGuesses: perRealmLimitFor(realms.length, recoverThreshold, DEFAULT_MAX_ATTEMPTS) });
-      } finally {
-        wipe(pin);
-      }
-    },
-    async recover(password) {
-      const pin = new TextEncoder().encode(password);
-      try {
-        const raw = await juiceboxRecover({ ...conn, pin, info });
-        try {
-          if (raw.length !== 32) throw new Error('the realms hold a secret that is not a backup key');
-          return new SecretKey(raw);
-        } finally {
-          wipe(raw);
-        }
-      } finally {
-        wipe(pin);
-      }
-    },
+    register: (password, key) => juiceboxRegisterBackupKey(conn, account!, password, key, perRealmLimitFor(realms.length, recoverThreshold, DEFAULT_MAX_ATTEMPTS)),
+    recover: (password) => juiceboxRecoverBackupKey(conn, account!, password),
   };
 }
 

@@ -4,7 +4,9 @@
 // handle both vault protocols alike (WrongPasswordError with guessesRemaining, KeyDestroyedError...).
 
 import { equalBytes, toHex, utf8, wipe } from '../bytes.js';
+import { SecretKey } from '../keys.js';
 import {
+  InvalidVaultConfigError,
   KeyDestroyedError,
   NotRegisteredError,
   VaultBusyError,
@@ -438,6 +440,35 @@ export async function juiceboxDelete(o: JuiceboxConnection): Promise<void> {
 /** Coffer's use: the secret is the backup key K, `info` the account id in UTF-8 (spec/juicebox.md §1). */
 export function accountInfo(account: string): Uint8Array {
   return utf8(account);
+}
+
+/**
+ * Coffer's registration: the backup key K under `password` (its UTF-8 bytes are the PIN, wiped
+ * after), for `account`, with `numGuesses` at each realm.
+ */
+export async function juiceboxRegisterBackupKey(conn: JuiceboxConnection, account: string, password: string, key: SecretKey, numGuesses: number): Promise<void> {
+  const pin = utf8(password);
+  try {
+    await juiceboxRegister({ ...conn, pin, secret: key.expose(), info: accountInfo(account), numGuesses });
+  } finally {
+    wipe(pin);
+  }
+}
+
+/** Coffer's recovery: K from the realms with `password`, one counted guess at each realm it needs. */
+export async function juiceboxRecoverBackupKey(conn: JuiceboxConnection, account: string, password: string): Promise<SecretKey> {
+  const pin = utf8(password);
+  try {
+    const raw = await juiceboxRecover({ ...conn, pin, info: accountInfo(account) });
+    try {
+      if (raw.length !== 32) throw new InvalidVaultConfigError('the realms hold a secret that is not a Coffer backup key');
+      return new SecretKey(raw);
+    } finally {
+      wipe(raw);
+    }
+  } finally {
+    wipe(pin);
+  }
 }
 
 /** Whether one realm holds a registration for the account. */
