@@ -90,7 +90,13 @@ export interface Device {
 export async function newDevice(browser: Browser, url: string, o: { failOnPageError?: (message: string) => void } = {}): Promise<Device> {
   const context = await browser.newContext({ viewport: { width: 1200, height: 850 } });
   const page = await context.newPage();
-  if (o.failOnPageError) page.on('pageerror', (e) => o.failOnPageError!(e.message));
+  if (o.failOnPageError) {
+    page.on('pageerror', (e) => o.failOnPageError!(e.message));
+    // Whatever the Content-Security-Policy refused (a script, a style, a picture, a worker, WebAssembly).
+    page.on('console', (m) => {
+      if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) o.failOnPageError!(m.text());
+    });
+  }
   const cdp = await context.newCDPSession(page);
   await cdp.send('WebAuthn.enable');
   const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {

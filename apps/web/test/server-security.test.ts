@@ -157,6 +157,9 @@ test('only the origin host is served (421), the vault proxy too; loopback addres
   }
   const page = await send('GET', '/');
   assert.deepEqual([page.headers['x-frame-options'], page.headers['x-content-type-options']], ['DENY', 'nosniff']);
+  const csp = String(page.headers['content-security-policy']);
+  for (const d of ["default-src 'self'", "script-src 'self' 'wasm-unsafe-eval'", "object-src 'none'", "frame-ancestors 'none'"]) assert.ok(csp.includes(d), `CSP has ${d}: ${csp}`);
+  assert.ok(!csp.includes('unsafe-inline') && !/'unsafe-eval'/.test(csp), csp);
   const moved = await rawRequest(port, 'GET', '/config.json?x=1', { headers: { host: `127.0.0.1:${port}` } });
   assert.equal(moved.status, 308);
   assert.equal(moved.headers['location'], `${app.url}/config.json?x=1`);

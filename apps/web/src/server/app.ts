@@ -92,6 +92,17 @@ const PAGE = (script: string, title: string) => `<!doctype html>
 <body><div id="app"></div><script type="module" src="${script}"></script></body></html>
 `;
 
+/**
+ * Only this origin's own scripts, workers, styles and requests run in the page: no inline script or
+ * style, no eval (WebAssembly, for SQLite and Argon2, is allowed to compile), no plugins, no framing.
+ * Pictures and voice notes of restored chats are shown (and read) from blob: URLs the page made.
+ */
+const CSP = [
+  "default-src 'self'", "script-src 'self' 'wasm-unsafe-eval'", "worker-src 'self'", "style-src 'self'",
+  "img-src 'self' blob:", "media-src 'self' blob:", "connect-src 'self' blob:", "object-src 'none'", "base-uri 'none'",
+  "form-action 'self'", "frame-ancestors 'none'",
+].join('; ');
+
 const LOOPBACK = new Set(['127.0.0.1', '[::1]']);
 
 /** SQLite's WASM build, which the page's chat reader loads (src/browser/chat-reader.ts). */
@@ -275,6 +286,7 @@ export async function startApp(o: AppOptions): Promise<AppServer> {
     res.setHeader('x-content-type-options', 'nosniff');
     res.setHeader('x-frame-options', 'DENY');
     res.setHeader('referrer-policy', 'no-referrer');
+    res.setHeader('content-security-policy', CSP);
     handle(req, res).catch((e: unknown) => {
       if (res.headersSent) return void res.destroy();
       if (e instanceof HttpError) return sendError(res, e);
