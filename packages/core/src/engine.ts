@@ -751,10 +751,12 @@ async function readPackHeaderOf(repo: Repository, id: string): Promise<PackedBlo
 
 /** A database, by its name (§6.3). */
 const isDatabase = (path: string) => /\.(db|sqlite|sqlite3)$/i.test(path);
+/** A small file (§6.3): not a database, under 1 MiB. */
+const isSmallFile = (e: TreeEntry) => !isDatabase(e.path) && (e.size ?? 0) < 1024 * 1024;
 
 /** §6.3: databases first, then small files (in the order they are stored), then the rest, newest first. */
 export function restoreOrder(files: TreeEntry[]): TreeEntry[] {
-  const rank = (e: TreeEntry) => (isDatabase(e.path) ? 0 : (e.size ?? 0) < 1024 * 1024 ? 1 : 2);
+  const rank = (e: TreeEntry) => (isDatabase(e.path) ? 0 : isSmallFile(e) ? 1 : 2);
   return files
     .map((e, i) => ({ e, i, r: rank(e) }))
     .sort((a, b) => a.r - b.r || (a.r === 0 ? (a.e.size ?? 0) - (b.e.size ?? 0) : a.r === 2 ? (BigInt(b.e.mtimeNs) > BigInt(a.e.mtimeNs) ? 1 : BigInt(b.e.mtimeNs) < BigInt(a.e.mtimeNs) ? -1 : 0) : 0) || a.i - b.i)
@@ -858,8 +860,7 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
     if (!options.priority) {
       // §6.3: small files (not databases) in the order they are stored, so that neighbours in a
       // pack are read with one ranged get.
-      const small = (e: TreeEntry) => !isDatabase(e.path) && (e.size ?? 0) < 1024 * 1024;
-      const smalls = ordered.filter(small);
+      const smalls = ordered.filter(isSmallFile);
       const keys = new Map(smalls.map((e) => [e, e.chunks!.length === 0 ? null : locate(e, 0)]));
       smalls.sort((a, b) => {
         const x = keys.get(a);
@@ -867,9 +868,8 @@ export async function restore(repo: Repository, target: RestoreTarget, options: 
         if (!x || !y) return (x ? 1 : 0) - (y ? 1 : 0);
         return x.name < y.name ? -1 : x.name > y.name ? 1 : x.offset - y.offset;
       });
-      keys.clear();
       let k = 0;
-      ordered = ordered.map((e) => (small(e) ? smalls[k++]! : e));
+      ordered = ordered.map((e) => (isSmallFile(e) ? smalls[k++]! : e));
     }
     const progress: Progress = {
       phase: 'restore', bytesDone: 0, filesDone: 0, uploadedBytes: 0,
